@@ -1,0 +1,154 @@
+"""One exception hierarchy, and the one place where OSError becomes a domain error.
+
+Every error carries a stable ``code`` (used in ``--json``), a message that
+says what happened and what to do, and the exit code the CLI should use.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_PRIVILEGES = 4
+EXIT_INTERRUPTED = 130
+
+
+class BinfmtError(Exception):
+    """Base of every error binfmtctl raises on purpose."""
+
+    code = "error"
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = context
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        for key, value in self.context.items():
+            if value is not None:
+                out[key] = value
+        return out
+
+
+class UsageError(BinfmtError):
+    code = "usage"
+    exit_code = EXIT_USAGE
+
+
+class UnknownArchError(UsageError):
+    code = "unknown_arch"
+
+    def __init__(self, word: str, suggestions: list[str] | None = None) -> None:
+        hint = f" (did you mean {', '.join(suggestions)}?)" if suggestions else ""
+        super().__init__(
+            f"unknown architecture {word!r}{hint}; `binfmtctl arches` lists them",
+            arch=word,
+        )
+
+
+class EntryParseError(BinfmtError):
+    """A register string the kernel would reject.
+
+    ``position`` is the byte offset of the offending byte in the input;
+    ``str()`` shows the input with a caret under it, packaging-style.
+    """
+
+    code = "invalid_entry"
+
+    def __init__(self, reason: str, data: bytes, position: int, field: str) -> None:
+        self.reason = reason
+        self.data = data
+        self.position = position
+        self.field = field
+        shown = data.decode("latin-1").translate(_SHOW)
+        caret = " " * min(position, len(shown)) + "^"
+        super().__init__(
+            f"invalid {field}: {reason}\n    {shown}\n    {caret}",
+            field=field,
+            position=position,
+        )
+
+
+class NameTooLongError(EntryParseError):
+    code = "name_too_long"
+
+
+# Make control bytes visible on one line without changing their positions.
+_SHOW = {i: "?" for i in range(32)} | {127: "?"}
+
+
+class NotMountedError(BinfmtError):
+    code = "not_mounted"
+
+
+class PermissionDeniedError(BinfmtError):
+    code = "permission_denied"
+    exit_code = EXIT_PRIVILEGES
+
+
+class EntryExistsError(BinfmtError):
+    code = "entry_exists"
+
+
+class NoSuchEntryError(BinfmtError):
+    code = "no_such_entry"
+
+
+class InterpreterError(BinfmtError):
+    code = "interpreter"
+
+
+class RefusedError(BinfmtError):
+    """binfmtctl will not do this without being told (--force, --replace, ...)."""
+
+    code = "refused"
+
+
+class SandboxError(BinfmtError):
+    code = "sandbox"
+
+
+class KernelRejectedError(BinfmtError):
+    code = "kernel_rejected"
+
+
+def from_oserror(err: OSError, action: str, path: str | None = None, **context: Any) -> BinfmtError:
+    """Translate an OSError from ``action`` into the matching domain error.
+
+    ``action`` is a short phrase such as "register qemu-arm"; the message ends
+    with what the user can do about it.
+    """
+    where = f" ({path})" if path else ""
+    code = err.errno
+    reason = _errno.errorcode.get(code or 0, "?")
+    ctx: dict[str, Any] = {"errno": reason, "path": path, **context}
+    if code in (_errno.EACCES, _errno.EPERM):
+        return PermissionDeniedError(
+            f"cannot {action}: permission denied{where}; run as root, or use "
+            "`binfmtctl run` for a private instance that needs no root",
+            **ctx,
+        )
+    if code == _errno.EEXIST:
+        return EntryExistsError(
+            f"cannot {action}: an entry with that name is already registered; "
+            "use --replace to replace it",
+            **ctx,
+        )
+    if code == _errno.ENOENT:
+        return NoSuchEntryError(f"cannot {action}: no such file{where}", **ctx)
+    if code == _errno.EROFS:
+        return PermissionDeniedError(
+            f"cannot {action}: read-only file system{where}; in a container, run it "
+            "privileged or on the host",
+            **ctx,
+        )
+    return KernelRejectedError(
+        f"cannot {action}: {err.strerror or reason}{where}",
+        **ctx,
+    )
