@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from binfmtctl.errors import UnknownArchError
 
@@ -68,7 +68,6 @@ class Arch:
     qemu_quirks: tuple[tuple[int, int], ...] = ()
     # qemu profile only: check e_version == EV_CURRENT (upstream does on 32-bit MIPS).
     qemu_checks_e_version: bool = False
-    packages: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def entry_name(self) -> str:
@@ -153,15 +152,6 @@ _N32 = (EF_MIPS_ABI2, EF_MIPS_ABI2)
 L, B = ELFDATA2LSB, ELFDATA2MSB
 C32, C64 = ELFCLASS32, ELFCLASS64
 
-
-def _pkgs(stem: str) -> dict[str, str]:
-    return {
-        "debian": "qemu-user-static",
-        "fedora": f"qemu-user-static-{stem}",
-        "arch": "qemu-user-static",
-        "alpine": f"qemu-{stem}",
-        "opensuse": "qemu-linux-user",
-    }
 
 
 # fmt: off

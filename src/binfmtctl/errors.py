@@ -152,3 +152,36 @@ def from_oserror(err: OSError, action: str, path: str | None = None, **context: 
         f"cannot {action}: {err.strerror or reason}{where}",
         **ctx,
     )
+
+
+def register_error(err: OSError, name: str, interpreter: str, fixed: bool) -> BinfmtError:
+    """Why the kernel refused to register ``name``, in words."""
+    if err.errno == _errno.EEXIST:
+        return EntryExistsError(
+            f"{name} is already registered with another definition; use --replace to replace it",
+            entry=name,
+        )
+    why = {
+        _errno.ENOENT: "does not exist",
+        _errno.EACCES: "is not an executable file (or sits on a noexec mount)",
+        _errno.ETXTBSY: "is open for writing (being installed?)",
+        _errno.ENAMETOOLONG: "has too long a path",
+    }.get(err.errno or 0)
+    if fixed and why:
+        return InterpreterError(
+            f"cannot register {name}: the interpreter {interpreter} {why}; "
+            "with the F flag the kernel opens it at registration",
+            entry=name,
+            interpreter=interpreter,
+            errno=_errno.errorcode.get(err.errno or 0),
+        )
+    return from_oserror(err, f"register {name}", entry=name)
+
+
+def entry_error(err: OSError, action: str, name: str, mountpoint: str) -> BinfmtError:
+    """An OSError on an entry file (or ``status``): a missing entry says so by name."""
+    if err.errno == _errno.ENOENT:
+        return NoSuchEntryError(
+            f"cannot {action}: no entry named {name!r} in {mountpoint}", entry=name
+        )
+    return from_oserror(err, action, f"{mountpoint}/{name}", entry=name)

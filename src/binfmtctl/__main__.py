@@ -1,0 +1,3 @@
+from binfmtctl.cli import run
+
+run()

@@ -1,0 +1,203 @@
+"""``binfmtctl install`` and ``binfmtctl uninstall``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from binfmtctl import arch as _arch
+from binfmtctl import interpreters, plan
+from binfmtctl.cli.output import Result, outcome_code, table
+from binfmtctl.errors import BinfmtError, UnknownArchError, UsageError
+from binfmtctl.instance import Instance
+
+PRIVATE_WARNING = (
+    "this process is not in the host's user namespace: the binfmt_misc it changes is "
+    "a private one, and the host's handlers stay as they were"
+)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "install",
+        parents=[common],
+        help="register QEMU handlers for foreign architectures",
+        description="Register a binfmt_misc handler for each ARCH (QEMU name, Debian "
+        "arch, OCI platform or uname -m). With no ARCH: every foreign arch whose "
+        "emulator is found. Re-running is a no-op. Arches the host runs natively are "
+        "refused.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="flags: F open the interpreter now (works in chroots/containers; the "
+        "default)\n       P pass argv[0] too   O pass an open fd   C run with the "
+        "program's credentials (setuid; implies O)",
+    )
+    p.add_argument("arches", nargs="*", metavar="ARCH")
+    p.add_argument("--flags", default=plan.DEFAULT_FLAGS, help="entry flags (default F)")
+    p.add_argument(
+        "--interpreter-dir",
+        action="append",
+        metavar="DIR",
+        help=f"where to look for qemu-ARCH[-static] (repeatable; default "
+        f"{' '.join(interpreters.DEFAULT_DIRS)})",
+    )
+    p.add_argument("--interpreter", metavar="PATH", help="use this emulator (one ARCH only)")
+    p.add_argument(
+        "--profile",
+        choices=[p.value for p in _arch.Profile],
+        default=_arch.Profile.QEMU.value,
+        help="mask profile: qemu (same as QEMU upstream, the default) or seed "
+        "(also ignores EI_ABIVERSION and the e_ident padding)",
+    )
+    p.add_argument("--replace", action="store_true", help="replace a same-named entry that differs")
+    p.add_argument(
+        "--force", action="store_true", help="allow arches this host runs natively (i386 on x86_64)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what would be done; change nothing")
+    p.set_defaults(handler=handle_install)
+
+    u = sub.add_parser(
+        "uninstall",
+        parents=[common],
+        help="remove handlers (only QEMU ones with --all)",
+        description="Remove the entries for each ARCH (its qemu-ARCH entry) or entry "
+        "NAME. --all removes every entry recognised as a QEMU handler and never "
+        "foreign ones (WSLInterop, python3.x, ...).",
+    )
+    u.add_argument("targets", nargs="*", metavar="ARCH|NAME")
+    u.add_argument("--all", action="store_true", help="every QEMU handler in the instance")
+    u.add_argument("--dry-run", action="store_true", help="say what would be removed")
+    u.set_defaults(handler=handle_uninstall)
+
+
+def options_from(args: argparse.Namespace) -> plan.Options:
+    return plan.Options(
+        flags=args.flags,
+        profile=_arch.Profile(args.profile),
+        interpreter=args.interpreter,
+        interpreter_dirs=tuple(args.interpreter_dir or interpreters.DEFAULT_DIRS),
+        force=args.force,
+        replace=args.replace,
+    )
+
+
+def install(
+    instance: Instance, words: list[str], options: plan.Options, dry_run: bool = False
+) -> Result:
+    """Plan and carry out an install; the library form of the verb."""
+    result = Result("install", human=_human_install)
+    arches = _arch.resolve_all(words) if words else plan.default_arches(options)
+    if not arches:
+        raise UsageError(
+            "no foreign emulator found; install QEMU's static user-mode emulators "
+            "(Debian/Ubuntu: `sudo apt-get install qemu-user-static`) or name ARCHes"
+        )
+    if not dry_run:
+        instance.mount()
+    current = {n.name: n.state for n in instance.entries()} if instance.mounted else {}
+    steps = plan.plan_install(arches, current, options)
+    done, failed, rows = 0, 0, []
+    for step in steps:
+        row = step.to_dict()
+        if step.failed:
+            failed += 1
+        elif not dry_run:
+            try:
+                plan.apply(instance, step)
+            except BinfmtError as err:
+                failed += 1
+                row["action"] = "failed"
+                row["reason"] = err.message
+                result.errors.append({**err.to_dict(), "arch": step.arch.name})
+                rows.append(row)
+                continue
+            done += 1
+        else:
+            done += 1
+        if step.failed:
+            result.errors.append({"code": step.action, "message": step.reason, "arch": step.arch.name})
+        result.warnings.extend(f"{step.arch.name}: {w}" for w in step.warnings)
+        rows.append(row)
+    if not instance.is_host:
+        result.warnings.append(PRIVATE_WARNING)
+    result.data = {"dry_run": dry_run, "mountpoint": instance.mountpoint, "steps": rows}
+    result.exit_code = outcome_code(done, failed)
+    if failed and not done and all(e.get("code") == "permission_denied" for e in result.errors):
+        result.exit_code = 4
+    return result
+
+
+def _human_install(data: dict[str, Any]) -> str:
+    verbs = {
+        "register": "would register" if data["dry_run"] else "registered",
+        "replace": "would replace" if data["dry_run"] else "replaced",
+        "enable": "would enable" if data["dry_run"] else "enabled",
+        "unchanged": "already registered",
+        "refused": "refused",
+        "missing": "no emulator",
+        "failed": "failed",
+    }
+    rows = []
+    for s in data["steps"]:
+        entry = s["entry"]
+        detail = s["reason"] or (f"{entry['interpreter']} [{entry['flags'] or '-'}]" if entry else "")
+        rows.append([s["arch"], verbs.get(s["action"], s["action"]), detail])
+    return table(rows, ["ARCH", "RESULT", "DETAIL"])
+
+
+def handle_install(args: argparse.Namespace) -> Result:
+    return install(Instance(args.mountpoint), args.arches, options_from(args), args.dry_run)
+
+
+def is_qemu_handler(name: str, arch_name: str | None, interpreter: str) -> bool:
+    """Entries binfmtctl may remove with --all: recognised arch AND a QEMU name/interpreter."""
+    base = interpreter.rsplit("/", 1)[-1]
+    return arch_name is not None and (name.startswith("qemu-") or "qemu" in base)
+
+
+def handle_uninstall(args: argparse.Namespace) -> Result:
+    from binfmtctl.explain import recognise
+
+    instance = Instance(args.mountpoint)
+    instance.require_mounted()
+    result = Result("uninstall", human=_human_uninstall)
+    names: list[str] = []
+    if args.all:
+        for item in instance.entries():
+            found = recognise(item.state.entry)
+            if is_qemu_handler(item.name, found.name if found else None, item.state.entry.interpreter):
+                names.append(item.name)
+    elif not args.targets:
+        raise UsageError("name the ARCHes or entries to remove, or use --all")
+    present = set(instance.names())
+    for word in args.targets:
+        if word in present:
+            names.append(word)
+            continue
+        try:
+            names.append(_arch.resolve(word).entry_name)
+        except UnknownArchError:
+            names.append(word)
+    rows, done, failed = [], 0, 0
+    for name in dict.fromkeys(names):
+        if name not in present:
+            rows.append({"name": name, "action": "absent"})
+            continue
+        try:
+            if not args.dry_run:
+                instance.remove(name)
+            rows.append({"name": name, "action": "removed"})
+            done += 1
+        except BinfmtError as err:
+            failed += 1
+            result.fail(err)
+            rows.append({"name": name, "action": "failed", "reason": err.message})
+    result.data = {"dry_run": args.dry_run, "removed": rows}
+    result.exit_code = outcome_code(done, failed) if failed else 0
+    return result
+
+
+def _human_uninstall(data: dict[str, Any]) -> str:
+    if not data["removed"]:
+        return "nothing to remove"
+    verb = {"removed": "would remove" if data["dry_run"] else "removed", "absent": "not registered"}
+    return "\n".join(f"{r['name']}: {verb.get(r['action'], r['action'])}" for r in data["removed"])

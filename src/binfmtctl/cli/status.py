@@ -1,0 +1,131 @@
+"""``binfmtctl status``: the host, the instance, and every entry with its problems."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from binfmtctl import elf, host
+from binfmtctl.arch import Profile
+from binfmtctl.cli.output import Result, table
+from binfmtctl.instance import Instance, Named
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "status",
+        parents=[common],
+        help="show the host, the binfmt_misc instance and every entry (the default)",
+        description="Show this machine's architecture, the binfmt_misc instance "
+        "(mounted? enabled? the host's or a private one?) and every entry in it — "
+        "ours and foreign — with the architecture recognised from its magic, the "
+        "interpreter, the flags and any problem: interpreter missing, not static "
+        "while F is set, shadowed by a newer entry.",
+    )
+    p.set_defaults(handler=handle)
+
+
+def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[str]]:
+    """The arch an entry is for, and what is wrong with it, in words."""
+    from binfmtctl.explain import recognise
+
+    entry = named.state.entry
+    problems: list[str] = []
+    found = recognise(entry) if entry.kind == "M" else None
+    if not named.state.enabled:
+        problems.append("disabled: the kernel skips it")
+    path = entry.interpreter
+    if not os.path.exists(path):
+        if "F" in entry.flags:
+            problems.append(
+                f"interpreter {path} no longer exists (the kernel still holds the file "
+                "it opened at registration; it will be gone after a reboot)"
+            )
+        else:
+            problems.append(f"interpreter {path} does not exist: every exec will fail")
+    elif "F" in entry.flags and found is not None and elf.program_interpreter(path):
+        problems.append(
+            f"interpreter {path} is dynamically linked: with F it still needs its "
+            "libraries inside chroots and containers"
+        )
+    if found is not None:
+        sample = found.magic_mask(Profile.QEMU)[0]
+        sample += bytes(elf.HEADER_SIZE - len(sample))
+        for other in newer:
+            if other.state.enabled and other.state.entry.matches(sample):
+                problems.append(
+                    f"shadowed by the newer entry {other.name}: the kernel tries it first"
+                )
+                break
+    return (found.name if found else None), problems
+
+
+def collect(instance: Instance) -> dict[str, Any]:
+    me = host.host_arch()
+    data: dict[str, Any] = {
+        "host": {
+            "machine": host.machine(),
+            "arch": me.name if me else None,
+            "native": [a.name for a in host.native_arches()],
+        },
+        "instance": {
+            "mountpoint": instance.mountpoint,
+            "mounted": instance.mounted,
+            "enabled": None,
+            "host": instance.is_host,
+        },
+        "entries": [],
+    }
+    if not instance.mounted:
+        return data
+    data["instance"]["enabled"] = instance.enabled()
+    named = instance.entries()
+    for index, item in enumerate(named):
+        arch_name, problems = entry_problems(item, named[:index])
+        data["entries"].append(
+            {
+                "name": item.name,
+                "arch": arch_name,
+                "enabled": item.state.enabled,
+                "entry": item.state.entry.to_dict(),
+                "problems": problems,
+            }
+        )
+    return data
+
+
+def human(data: dict[str, Any]) -> str:
+    h, inst = data["host"], data["instance"]
+    lines = [f"host: {h['machine']} (runs natively: {', '.join(h['native']) or '-'})"]
+    if not inst["mounted"]:
+        lines.append(f"binfmt_misc: not mounted at {inst['mountpoint']}")
+        return "\n".join(lines)
+    scope = "the host's" if inst["host"] else "a private instance (user namespace)"
+    state = "enabled" if inst["enabled"] else "DISABLED (no handler runs)"
+    lines.append(f"binfmt_misc: {inst['mountpoint']}, {state}, {scope}")
+    if not data["entries"]:
+        lines.append("no entries; `binfmtctl install` registers every foreign arch")
+        return "\n".join(lines)
+    rows = []
+    for e in data["entries"]:
+        rows.append(
+            [
+                e["name"],
+                e["arch"] or "-",
+                "yes" if e["enabled"] else "no",
+                e["entry"]["flags"] or "-",
+                e["entry"]["interpreter"],
+            ]
+        )
+    lines.append("")
+    lines.append(table(rows, ["ENTRY", "ARCH", "ENABLED", "FLAGS", "INTERPRETER"]))
+    problems = [(e["name"], p) for e in data["entries"] for p in e["problems"]]
+    if problems:
+        lines.append("")
+        lines.extend(f"{name}: {p}" for name, p in problems)
+    return "\n".join(lines)
+
+
+def handle(args: argparse.Namespace) -> Result:
+    return Result("status", collect(Instance(args.mountpoint)), human=human)

@@ -1,0 +1,187 @@
+"""Deciding what ``install`` will do, arch by arch, before anything is written.
+
+Planning is pure: it looks at the catalog, the emulators found and the
+entries already registered, and returns one :class:`Step` per arch.
+:func:`apply` then carries the steps out on an :class:`~binfmtctl.instance.Instance`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from binfmtctl import host, interpreters
+from binfmtctl.arch import CATALOG, Arch, Profile
+from binfmtctl.entry import Entry, EntryState, normalize_flags
+from binfmtctl.errors import BinfmtError, RefusedError, UsageError
+from binfmtctl.instance import Instance
+
+DEFAULT_FLAGS = "F"
+
+# What a step does; "refused" and "missing" are failures, the rest are not.
+REGISTER, REPLACE, ENABLE, UNCHANGED = "register", "replace", "enable", "unchanged"
+REFUSED, MISSING = "refused", "missing"
+FAILURES = frozenset({REFUSED, MISSING})
+
+
+@dataclass(frozen=True)
+class Options:
+    flags: str = DEFAULT_FLAGS
+    profile: Profile = Profile.QEMU
+    interpreter: str | None = None  # an explicit emulator path (one arch only)
+    interpreter_dirs: tuple[str, ...] = interpreters.DEFAULT_DIRS
+    force: bool = False  # allow arches the host runs natively (not its own)
+    replace: bool = False  # replace a same-named entry that differs
+
+
+@dataclass(frozen=True)
+class Step:
+    arch: Arch
+    action: str
+    entry: Entry | None = None
+    reason: str = ""
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def failed(self) -> bool:
+        return self.action in FAILURES
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "arch": self.arch.name,
+            "action": self.action,
+            "entry": self.entry.to_dict() if self.entry else None,
+            "reason": self.reason or None,
+            "warnings": list(self.warnings),
+        }
+
+
+def build_entry(arch: Arch, interpreter: str, flags: str, profile: Profile) -> Entry:
+    """The binfmt_misc entry for ``arch`` run by ``interpreter``."""
+    magic, mask = arch.magic_mask(profile)
+    return Entry(
+        name=arch.entry_name,
+        kind="M",
+        interpreter=interpreter,
+        flags=normalize_flags(flags),
+        magic=magic,
+        mask=mask,
+    )
+
+
+def default_arches(options: Options) -> list[Arch]:
+    """With no ARCH given: every foreign arch whose emulator is found."""
+    native = {a.name for a in host.native_arches()}
+    out = []
+    for arch in CATALOG.values():
+        if arch.name in native:
+            continue
+        if interpreters.find(arch, options.interpreter_dirs) is not None:
+            out.append(arch)
+    return out
+
+
+def plan_install(
+    arches: Sequence[Arch],
+    current: Mapping[str, EntryState],
+    options: Options,
+) -> list[Step]:
+    """One step per arch: what install would do, and why not where it won't."""
+    if options.interpreter and len(arches) != 1:
+        raise UsageError("--interpreter names one emulator, so give exactly one ARCH")
+    try:
+        flags = normalize_flags(options.flags)
+    except ValueError as err:
+        raise UsageError(f"--flags: {err}") from err
+    return [_plan_one(arch, current, options, flags) for arch in arches]
+
+
+def _plan_one(
+    arch: Arch, current: Mapping[str, EntryState], options: Options, flags: str
+) -> Step:
+    me = host.host_arch()
+    native = {a.name for a in host.native_arches()}
+    if me is not None and arch.name == me.name:
+        return Step(
+            arch,
+            REFUSED,
+            reason=f"{arch.name} is this machine's own architecture; a handler for it "
+            "would send every native program through QEMU",
+        )
+    if arch.name in native and not options.force:
+        return Step(
+            arch,
+            REFUSED,
+            reason=f"this {me.name if me else 'machine'} host runs {arch.name} programs "
+            "natively; a handler would send every one of them through QEMU "
+            "(use --force if that is what you want)",
+        )
+    warnings: list[str] = []
+    if options.interpreter:
+        found: interpreters.Interpreter | None = interpreters.inspect(options.interpreter)
+    else:
+        found = interpreters.find(arch, options.interpreter_dirs)
+    if found is None:
+        return Step(
+            arch,
+            MISSING,
+            reason=f"no emulator for {arch.name} ({' or '.join(interpreters.candidates(arch))} "
+            f"in {', '.join(options.interpreter_dirs)}); {interpreters.install_hint(arch)}",
+        )
+    if found.problems and options.interpreter:
+        return Step(arch, REFUSED, reason=f"{found.path}: {'; '.join(found.problems)}")
+    if "F" in flags and not found.static:
+        warnings.append(
+            f"{found.path} is dynamically linked: inside chroots and containers it "
+            "will not find its libraries; install a static build (qemu-user-static)"
+        )
+    if "C" in flags:
+        unsafe = interpreters.unsafe_for_credentials(found.path)
+        if unsafe:
+            return Step(
+                arch,
+                REFUSED,
+                reason=f"the C flag runs the interpreter with the program's credentials, "
+                f"so it must be writable by root only: {unsafe}",
+            )
+    entry = build_entry(arch, found.path, flags, options.profile)
+    existing = current.get(entry.name)
+    if existing is None:
+        return Step(arch, REGISTER, entry, warnings=tuple(warnings))
+    if existing.entry == entry:
+        action = UNCHANGED if existing.enabled else ENABLE
+        return Step(arch, action, entry, warnings=tuple(warnings))
+    if options.replace:
+        return Step(arch, REPLACE, entry, warnings=tuple(warnings))
+    return Step(
+        arch,
+        REFUSED,
+        entry,
+        reason=f"{entry.name} is already registered with another definition "
+        f"(interpreter {existing.entry.interpreter}, flags {existing.entry.flags or '-'}); "
+        "use --replace to replace it",
+    )
+
+
+def apply(instance: Instance, step: Step) -> None:
+    """Carry out one step; a failed replace puts the old entry back."""
+    entry = step.entry
+    if entry is None or step.action in (UNCHANGED, *FAILURES):
+        return
+    if step.action == ENABLE:
+        instance.enable(entry.name)
+    elif step.action == REGISTER:
+        instance.register(entry)
+    elif step.action == REPLACE:
+        old = instance.find(entry.name)
+        instance.remove(entry.name)
+        try:
+            instance.register(entry)
+        except BinfmtError:
+            if old is not None:
+                instance.register(old.entry)
+                if not old.enabled:
+                    instance.disable(entry.name)
+            raise
+    else:  # pragma: no cover - every action is handled above
+        raise RefusedError(f"unknown step {step.action}")

@@ -1,0 +1,94 @@
+"""Shared fixtures: a private binfmt_misc instance, real QEMU, real foreign binaries.
+
+Every test that registers anything does it inside ``binfmtctl.sandbox`` (a user +
+mount namespace with its own binfmt_misc). A session guard fails the run if the
+host's binfmt_misc changed while the tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from binfmtctl import sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("BINFMTCTL_TEST_CACHE", ROOT / ".cache"))
+FOREIGN = CACHE / "foreign"
+HOST_BINFMT = "/proc/sys/fs/binfmt_misc"
+
+
+def _host_binfmt_state() -> tuple[bool, tuple[str, ...]]:
+    with open("/proc/mounts") as fh:
+        mounted = any(line.split()[1] == HOST_BINFMT for line in fh if len(line.split()) > 2)
+    names = tuple(sorted(os.listdir(HOST_BINFMT))) if mounted else ()
+    return mounted, names
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_binfmt_untouched() -> Iterator[None]:
+    """The host's binfmt_misc must look the same after the suite as before it."""
+    before = _host_binfmt_state()
+    yield
+    after = _host_binfmt_state()
+    assert after == before, f"the host's binfmt_misc changed: {before} -> {after}"
+
+
+def _private_instances_work() -> str | None:
+    try:
+        sandbox.run(os.listdir, HOST_BINFMT)
+    except Exception as err:  # noqa: BLE001 - any failure means: cannot test here
+        return str(err)
+    return None
+
+
+_NO_SANDBOX = _private_instances_work()
+needs_sandbox = pytest.mark.skipif(
+    _NO_SANDBOX is not None, reason=f"no private binfmt_misc here: {_NO_SANDBOX}"
+)
+
+
+@pytest.fixture
+def sb() -> Iterator[sandbox.Sandbox]:
+    """One private binfmt_misc instance for the whole test."""
+    if _NO_SANDBOX is not None:
+        pytest.skip(f"no private binfmt_misc here: {_NO_SANDBOX}")
+    with sandbox.Sandbox() as box:
+        yield box
+
+
+def foreign_busybox(debian_arch: str) -> Path:
+    """Debian's busybox-static for ``debian_arch`` (fetched by scripts/test-deps)."""
+    path = FOREIGN / debian_arch / "bin" / "busybox"
+    if not path.exists():
+        pytest.skip(f"{path} missing: run scripts/test-deps")
+    return path
+
+
+def qemu(stem: str) -> str:
+    path = f"/usr/bin/{stem}-static"
+    if not os.path.exists(path):
+        pytest.skip(f"{path} missing: run scripts/test-deps (installs qemu-user-static)")
+    return path
+
+
+def cli(box: sandbox.Sandbox, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``binfmtctl`` command inside the sandbox."""
+    return box.run(
+        subprocess.run,
+        [sys.executable, "-m", "binfmtctl", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        check=False,
+    )
+
+
+def run_in(box: sandbox.Sandbox, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run a program inside the sandbox (through the kernel's binfmt_misc route)."""
+    return box.run(subprocess.run, list(argv), capture_output=True, text=True, check=False)
