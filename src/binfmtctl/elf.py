@@ -7,13 +7,17 @@ pyelftools, imported only when asked for.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from binfmtctl import arch as _arch
 
 HEADER_SIZE = 256  # the kernel matches against this many bytes
 ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+EM_ARM, EM_MIPS = 40, 8
+EF_ARM_ABI_FLOAT_SOFT, EF_ARM_ABI_FLOAT_HARD = 0x200, 0x400
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,30 @@ class ElfIdentity:
     def arch(self) -> _arch.Arch | None:
         return _arch.identify(self.header_like())
 
+    @property
+    def abi(self) -> str | None:
+        """The ABI variant an arch name alone does not tell.
+
+        32-bit ARM: ``armhf`` / ``armel`` from the float-ABI bits of e_flags
+        (programs of one cannot use the other's loader and libraries); MIPS:
+        ``o32``, ``n32`` (EF_MIPS_ABI2) or ``n64``. None for other machines.
+        """
+        if self.machine == EM_ARM and self.elf_class == _arch.ELFCLASS32:
+            if self.flags & EF_ARM_ABI_FLOAT_HARD:
+                return "armhf"
+            if self.flags & EF_ARM_ABI_FLOAT_SOFT:
+                return "armel"
+            return None
+        if self.machine == EM_MIPS:
+            if self.elf_class == _arch.ELFCLASS64:
+                return "n64"
+            return "n32" if self.flags & _arch.EF_MIPS_ABI2 else "o32"
+        return None
+
     def header_like(self) -> bytes:
         """A minimal header with this identity, for catalog lookups."""
         at = _arch.e_flags_offset(self.elf_class)
-        order = "big" if self.data == _arch.ELFDATA2MSB else "little"
+        order: Literal["big", "little"] = "big" if self.data == _arch.ELFDATA2MSB else "little"
         head = bytearray(at + 4)
         head[:4] = _arch.ELF_MAGIC
         head[4:8] = bytes([self.elf_class, self.data, 1, self.osabi])
@@ -58,6 +82,7 @@ class ElfIdentity:
             "machine": self.machine,
             "flags": self.flags,
             "osabi": self.osabi,
+            "abi": self.abi,
             "arch": found.name if found else None,
         }
 
@@ -69,7 +94,7 @@ def identity(header: bytes) -> ElfIdentity | None:
     elf_class, data = header[4], header[5]
     if elf_class not in (1, 2) or data not in (1, 2):
         return None
-    order = "big" if data == _arch.ELFDATA2MSB else "little"
+    order: Literal["big", "little"] = "big" if data == _arch.ELFDATA2MSB else "little"
     at = _arch.e_flags_offset(elf_class)
     flags = int.from_bytes(header[at : at + 4], order) if len(header) >= at + 4 else 0
     return ElfIdentity(
@@ -99,7 +124,25 @@ def program_interpreter(path: str | Path) -> str | None:
             elf = ELFFile(fh)
             for segment in elf.iter_segments():
                 if segment["p_type"] == "PT_INTERP":
-                    return str(segment.get_interp_name())
+                    return str(segment.get_interp_name())  # type: ignore[attr-defined]
         except ELFError:
             return None
     return None
+
+
+def shebang(header: bytes) -> tuple[str, str | None] | None:
+    """The interpreter and optional argument of a ``#!`` line, as fs/binfmt_script.c reads it.
+
+    The kernel looks only at the first 256 bytes; the interpreter ends at the
+    first space, tab or NUL, and the rest of the line (trimmed) is ONE argument.
+    None if the file does not start with ``#!`` or names no interpreter.
+    """
+    if not header.startswith(b"#!"):
+        return None
+    line = header[2:HEADER_SIZE].split(b"\n", 1)[0].split(b"\0", 1)[0]
+    line = line.strip(b" \t")
+    if not line:
+        return None
+    cut = min((i for i in (line.find(b" "), line.find(b"\t")) if i >= 0), default=len(line))
+    arg = line[cut:].strip(b" \t")
+    return os.fsdecode(line[:cut]), (os.fsdecode(arg) if arg else None)

@@ -24,9 +24,9 @@ examples:
 
 
 def _verbs() -> list[ModuleType]:
-    from binfmtctl.cli import arches, entries, explain, export, install, status
+    from binfmtctl.cli import arches, entries, explain, export, find, install, scan, status, why
 
-    return [status, arches, install, entries, explain, export]
+    return [status, arches, install, entries, explain, export, find, why, scan]
 
 
 class _Parser(argparse.ArgumentParser):

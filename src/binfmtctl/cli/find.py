@@ -1,0 +1,83 @@
+"""``binfmtctl find FILE...``: what the kernel would do with each file right now."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from binfmtctl import diagnose, host
+from binfmtctl.cli.output import Result
+from binfmtctl.errors import EXIT_FAILED, EXIT_OK
+from binfmtctl.instance import Instance
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "find",
+        parents=[common],
+        help="which entry (or the native loader) would run each FILE right now",
+        description="For each FILE, what execve would do with it now: the first "
+        "enabled binfmt_misc entry that matches (newest first, exactly the kernel's "
+        "rule for M and E entries), the native ELF loader, the #! script loader, or "
+        "nothing. Shows the file's ELF identity: class, endianness, machine, ABI "
+        "(armhf/armel, MIPS o32/n32/n64), static or dynamic and its loader (PT_INTERP). "
+        "A disabled instance (status 0) runs no entry at all, and says so.",
+        epilog="examples:\n  binfmtctl find ./hello-arm64 /usr/bin/ls\n"
+        "  binfmtctl find --rootfs /srv/arm64 /bin/busybox   (path inside the rootfs)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--rootfs",
+        metavar="DIR",
+        help="look FILE up inside DIR (a chroot or unpacked image), symlinks resolved there",
+    )
+    p.set_defaults(handler=handle)
+
+
+def human(data: dict[str, Any]) -> str:
+    lines = []
+    for f in data["files"]:
+        lines.append(f"{f['path']}: {f['summary']}")
+        lines.append(f"  -> {f['detail']}")
+    return "\n".join(lines)
+
+
+def handle(args: argparse.Namespace) -> Result:
+    state = diagnose.State.read(Instance(args.mountpoint))
+    native = host.native_arches()
+    root = args.rootfs or "/"
+    files: list[dict[str, Any]] = []
+    missing = 0
+    for name in args.files:
+        path = name if root == "/" else "/" + name.lstrip("/")
+        host_path = diagnose.resolve_in(root, os.path.abspath(path) if root == "/" else path)
+        facts = None
+        if host_path is not None:
+            try:
+                facts = diagnose.inspect(host_path, path)
+            except OSError as err:
+                facts = None
+                detail = f"cannot read it: {err.strerror}"
+        else:
+            detail = f"does not exist in {diagnose.where(root)}"
+        if facts is None:
+            missing += 1
+            files.append(
+                {
+                    "path": path,
+                    "elf": None,
+                    "match": None,
+                    "verdict": diagnose.MISSING_VERDICT,
+                    "detail": detail,
+                    "summary": "missing",
+                }
+            )
+            continue
+        found = diagnose.find(state, facts, native)
+        out = found.to_dict()
+        out["summary"] = facts.summary()
+        files.append(out)
+    data = {"instance": state.to_dict(), "root": root, "files": files}
+    return Result("find", data, human=human, exit_code=EXIT_FAILED if missing else EXIT_OK)

@@ -1,0 +1,93 @@
+"""``binfmtctl scan DIR``: every ELF file of a tree, by architecture, and who runs it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from binfmtctl import diagnose, host
+from binfmtctl.cli.output import Result, table
+from binfmtctl.errors import EXIT_FAILED, EXIT_OK, UsageError
+from binfmtctl.instance import Instance
+
+SHOWN = 10  # files listed per uncovered group in the text view
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "scan",
+        parents=[common],
+        help="every ELF file under DIR, grouped by arch/ABI, with the handler for each",
+        description="Walk DIR (a root filesystem, an unpacked image; symlinks are not "
+        "followed), read the first bytes of every regular file, and group the ELF files "
+        "by architecture and ABI with what would run them now: a binfmt_misc entry, the "
+        "native loader, or nothing. Files no handler covers are listed. Exit status 1 "
+        "when some ELF file has no handler.",
+        epilog="example:\n  binfmtctl scan /srv/arm64-root   "
+        "# 'this aarch64 tree contains 3 x86_64 files'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(handler=handle)
+
+
+def _label(group: dict[str, Any]) -> str:
+    name = group["arch"] or f"e_machine {group['machine']}"
+    return f"{name} ({group['abi']})" if group["abi"] else name
+
+
+def summary(groups: list[dict[str, Any]]) -> str | None:
+    """'this aarch64 tree contains 3 x86_64 files' when a tree holds more than one arch."""
+    totals: dict[str, int] = {}
+    for g in groups:
+        totals[_label(g)] = totals.get(_label(g), 0) + g["count"]
+    if len(totals) < 2:
+        return None
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    main = ranked[0][0]
+    others = ", ".join(f"{n} {label} file{'s' if n != 1 else ''}" for label, n in ranked[1:])
+    return f"this {main} tree contains {others}"
+
+
+def human(data: dict[str, Any]) -> str:
+    lines = [f"{data['dir']}: {data['files']} files, {data['elf_files']} ELF"]
+    if not data["groups"]:
+        return "\n".join(lines)
+    rows = []
+    for g in data["groups"]:
+        if g["match"]:
+            runner = f"{g['match']['entry']} ({g['match']['interpreter']})"
+        else:
+            runner = {"native": "native"}.get(g["verdict"], "NO HANDLER")
+        rows.append([_label(g), f"{g['class']}-bit {g['endian']}", str(g["count"]), runner])
+    lines += ["", table(rows, ["ARCH", "CLASS", "FILES", "RUN BY"])]
+    said = summary(data["groups"])
+    if said:
+        lines += ["", said]
+    for g in data["groups"]:
+        if g["verdict"] in ("handled", "native"):
+            continue
+        lines.append(f"no handler for {g['count']} {_label(g)} file(s):")
+        lines += [f"  {f}" for f in g["files"][:SHOWN]]
+        if g["count"] > SHOWN:
+            lines.append(f"  ... and {g['count'] - SHOWN} more (--json lists all)")
+    return "\n".join(lines)
+
+
+def handle(args: argparse.Namespace) -> Result:
+    if not os.path.isdir(args.dir):
+        raise UsageError(f"{args.dir} is not a directory; scan walks a tree (see `find`)")
+    state = diagnose.State.read(Instance(args.mountpoint))
+    report = diagnose.scan(args.dir, state, host.native_arches())
+    data = {
+        "dir": args.dir,
+        "instance": state.to_dict(),
+        "files": report.files,
+        "unreadable": report.unreadable,
+        "elf_files": report.elf_files,
+        "groups": [g.to_dict() for g in report.groups],
+        "summary": summary([g.to_dict(0) for g in report.groups]),
+    }
+    bad = report.uncovered()
+    return Result("scan", data, human=human, exit_code=EXIT_FAILED if bad else EXIT_OK)

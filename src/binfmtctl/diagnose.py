@@ -1,0 +1,884 @@
+"""Which entry would run a file, and why an exec fails.
+
+The kernel's decision at execve is reproduced from data: the entries of an
+instance (newest first, disabled ones skipped, first match wins, M and E
+alike), then the native ELF loader, then ``#!`` scripts. Diagnosis walks the
+known causes of "exec format error" and "no such file or directory" in order
+and reports the first that applies, with the command that fixes it.
+
+Paths are looked up inside a root (``/`` or a chroot / container rootfs)
+exactly as the kernel would there: absolute symlinks restart at that root.
+Everything here reads files; nothing writes.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import shlex
+import stat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from binfmtctl import arch as _arch
+from binfmtctl import elf
+from binfmtctl.entry import Entry
+from binfmtctl.instance import Instance, in_initial_user_namespace
+
+# Cause codes, in the order they are checked.
+NOT_FOUND = "not_found"
+NOT_EXECUTABLE = "not_executable"
+TOO_MANY_LEVELS = "too_many_levels"
+NOT_MOUNTED = "not_mounted"
+INSTANCE_DISABLED = "instance_disabled"
+PRIVATE_INSTANCE = "private_instance"
+HANDLER_DISABLED = "handler_disabled"
+WRONG_ABI = "wrong_abi"
+NO_HANDLER = "no_handler"
+UNKNOWN_FORMAT = "unknown_format"
+SHADOWED = "shadowed"
+INTERPRETER_MISSING = "interpreter_missing"
+INTERPRETER_DYNAMIC = "interpreter_dynamic"
+LOADER_MISSING = "loader_missing"
+SCRIPT_INTERPRETER_MISSING = "script_interpreter_missing"
+
+# Verdicts of ``find`` (what the kernel does with a file right now).
+HANDLED, NATIVE, SCRIPT = "handled", "native", "script"
+NO_HANDLER_VERDICT, DISABLED_VERDICT, UNMOUNTED_VERDICT = "no_handler", "disabled", "not_mounted"
+UNKNOWN_VERDICT, MISSING_VERDICT = "unknown", "missing"
+
+MAX_DEPTH = 5  # the kernel gives up (ELOOP) after this many interpreter rewrites
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The dynamic loaders a Debian system of each ABI has; used to tell "wrong ABI"
+# from "no loader at all" when a program's PT_INTERP is missing.
+KNOWN_LOADERS: dict[int, tuple[str, ...]] = {
+    elf.EM_ARM: ("/lib/ld-linux-armhf.so.3", "/lib/ld-linux.so.3"),
+    elf.EM_MIPS: ("/lib/ld.so.1", "/lib32/ld.so.1", "/lib64/ld.so.1"),
+}
+_ABI_WORDS = {
+    "armhf": "armhf (hard-float)",
+    "armel": "armel (soft-float)",
+    "o32": "MIPS o32",
+    "n32": "MIPS n32",
+    "n64": "MIPS n64",
+}
+
+
+# -- paths inside a root ---------------------------------------------------------
+
+
+def resolve_in(root: str, path: str) -> str | None:
+    """The host path of ``path`` as seen inside ``root`` (symlinks followed there), or None."""
+    if os.path.abspath(root) == "/":
+        return path if os.path.exists(path) else None
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        try:
+            info = os.lstat(here)
+        except OSError:
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            hops += 1
+            if hops > 40:  # the kernel's ELOOP limit
+                return None
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        done.append(part)
+    return os.path.join(root, *done)
+
+
+def where(root: str) -> str:
+    return "this system" if os.path.abspath(root) == "/" else root
+
+
+# -- the instance, as data -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Handler:
+    name: str
+    entry: Entry
+    enabled: bool
+
+    @property
+    def arch(self) -> _arch.Arch | None:
+        """The catalog arch whose canonical header this entry matches, if exactly one."""
+        return _handler_arch(self.entry)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "entry": self.name,
+            "interpreter": self.entry.interpreter,
+            "flags": self.entry.flags,
+        }
+
+    def describe(self) -> str:
+        flags = f", flags {self.entry.flags}" if self.entry.flags else ", no flags"
+        return f"{self.name} ({self.entry.interpreter}{flags})"
+
+
+def _handler_arch(entry: Entry) -> _arch.Arch | None:
+    if entry.kind != "M":
+        return None
+    hits = [a for a in _arch.CATALOG.values() if entry.matches(_canonical(a))]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _canonical(arch: _arch.Arch) -> bytes:
+    magic = arch.magic_mask(_arch.Profile.QEMU)[0]
+    return magic + bytes(elf.HEADER_SIZE - len(magic))
+
+
+@dataclass(frozen=True)
+class State:
+    """A binfmt_misc instance at one moment: what the kernel consults at exec."""
+
+    mountpoint: str
+    mounted: bool
+    enabled: bool
+    host: bool  # we are in the initial user namespace
+    handlers: tuple[Handler, ...] = ()  # newest first, the kernel's order
+
+    @classmethod
+    def read(cls, instance: Instance) -> State:
+        if not instance.mounted:
+            return cls(instance.mountpoint, False, False, instance.is_host)
+        handlers = tuple(
+            Handler(n.name, n.state.entry, n.state.enabled) for n in instance.entries()
+        )
+        return cls(instance.mountpoint, True, instance.enabled(), instance.is_host, handlers)
+
+    def matching(self, header: bytes, path: str) -> list[Handler]:
+        """Every entry that matches, enabled or not, newest first."""
+        return [h for h in self.handlers if h.entry.matches(header, path)]
+
+    def winner(self, header: bytes, path: str) -> Handler | None:
+        """The entry the kernel would use right now, if any."""
+        if not (self.mounted and self.enabled):
+            return None
+        for h in self.handlers:
+            if h.enabled and h.entry.matches(header, path):
+                return h
+        return None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "mountpoint": self.mountpoint,
+            "mounted": self.mounted,
+            "enabled": self.enabled,
+            "host": self.host,
+        }
+
+
+# -- one file --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the kernel sees of a file: its first bytes, and what they say."""
+
+    path: str  # as passed to execve (inside the root)
+    host_path: str  # where we read it
+    header: bytes
+    ident: elf.ElfIdentity | None
+    loader: str | None  # PT_INTERP of a dynamically linked ELF
+    script: tuple[str, str | None] | None  # #! interpreter and argument
+
+    def elf_dict(self) -> dict[str, object] | None:
+        if self.ident is None:
+            return None
+        out = self.ident.to_dict()
+        out["linking"] = "dynamic" if self.loader else "static"
+        out["interpreter"] = self.loader
+        return out
+
+    def summary(self) -> str:
+        if self.ident is None:
+            if self.script is not None:
+                arg = f" {self.script[1]}" if self.script[1] else ""
+                return f"script (#!{self.script[0]}{arg})"
+            return "not an ELF file or #! script"
+        return describe_ident(self.ident, self.loader)
+
+
+def describe_ident(ident: elf.ElfIdentity, loader: str | None) -> str:
+    found = ident.arch
+    name = found.name if found else f"unknown machine {ident.machine}"
+    abi = f" {ident.abi}" if ident.abi else ""
+    endian = "LSB" if ident.endian == "little" else "MSB"
+    link = f"dynamic, loader {loader}" if loader else "static"
+    kind = elf.ET_NAMES.get(ident.e_type, str(ident.e_type))
+    return f"ELF {ident.bits}-bit {endian} {kind} {name}{abi}, {link}"
+
+
+def inspect(host_path: str, path: str | None = None) -> Facts:
+    """Read a file's header (raises OSError) and what it says."""
+    header = elf.read_header(host_path)
+    ident = elf.identity(header)
+    loader = elf.program_interpreter(host_path) if ident is not None else None
+    script = elf.shebang(header) if ident is None else None
+    return Facts(path or host_path, host_path, header, ident, loader, script)
+
+
+def is_native(ident: elf.ElfIdentity, native: Iterable[_arch.Arch]) -> bool:
+    found = ident.arch
+    return found is not None and any(found.name == a.name for a in native)
+
+
+# -- find: what the kernel does with a file now ---------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    facts: Facts | None
+    handler: Handler | None
+    verdict: str
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "elf": self.facts.elf_dict() if self.facts else None,
+            "match": self.handler.to_dict() if self.handler else None,
+            "verdict": self.verdict,
+            "detail": self.detail,
+        }
+
+
+def find(state: State, facts: Facts, native: Sequence[_arch.Arch]) -> Finding:
+    """The kernel's choice for ``facts``: a handler, the native loader, #!, or nothing."""
+    winner = state.winner(facts.header, facts.path)
+    if winner is not None:
+        return Finding(facts.path, facts, winner, HANDLED, f"run by {winner.describe()}")
+    ident = facts.ident
+    if ident is not None and is_native(ident, native):
+        return Finding(facts.path, facts, None, NATIVE, "native ELF for this host")
+    if ident is None and facts.script is not None:
+        return Finding(facts.path, facts, None, SCRIPT, f"#! script run by {facts.script[0]}")
+    would = state.matching(facts.header, facts.path)
+    if not state.mounted:
+        return Finding(
+            facts.path, facts, None, UNMOUNTED_VERDICT,
+            f"no handler: binfmt_misc is not mounted at {state.mountpoint}",
+        )  # fmt: skip
+    if not state.enabled:
+        also = f" (otherwise {would[0].name} would run it)" if would else ""
+        return Finding(
+            facts.path, facts, None, DISABLED_VERDICT,
+            f"no handler: binfmt_misc is disabled{also}",
+        )  # fmt: skip
+    if ident is None:
+        return Finding(facts.path, facts, None, UNKNOWN_VERDICT, "exec format error")
+    off = f" ({would[0].name} matches but is disabled)" if would else ""
+    return Finding(facts.path, facts, None, NO_HANDLER_VERDICT, f"no handler{off}")
+
+
+# -- why: the first cause that applies ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cause:
+    code: str
+    message: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class Link:
+    """One step of the exec chain: a file and who runs it."""
+
+    path: str
+    what: str
+    runner: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "what": self.what, "runner": self.runner}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    command: str
+    root: str
+    path: str | None
+    chain: tuple[Link, ...]
+    cause: Cause | None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.cause is None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "command": self.command,
+            "root": self.root,
+            "path": self.path,
+            "runs": self.ok,
+            "chain": [c.to_dict() for c in self.chain],
+            "cause": self.cause.to_dict() if self.cause else None,
+            "notes": list(self.notes),
+        }
+
+
+# Another user namespace's binfmt_misc, seen from here: (pid, its State).
+OtherInstances = Callable[[], list[tuple[int, State]]]
+
+
+@dataclass
+class Context:
+    """Everything ``why`` consults: the instance, the root, the host's native arches."""
+
+    state: State
+    root: str = "/"
+    native: Sequence[_arch.Arch] = ()
+    others: OtherInstances | None = None  # looked at only when nothing here matches
+
+
+def lookup(ctx: Context, command: str, path_env: str | None) -> str | Cause:
+    """Resolve ``command`` like execvp: a path if it has a '/', else along PATH in the root."""
+    root = ctx.root
+    if "/" in command:
+        path = command
+        if os.path.abspath(root) == "/":
+            path = os.path.abspath(command)
+        elif not path.startswith("/"):
+            path = "/" + path
+        if resolve_in(root, path) is None:
+            return Cause(NOT_FOUND, f"{path} does not exist in {where(root)}.")
+        return path
+    dirs = (path_env if path_env is not None else DEFAULT_PATH).split(":")
+    for directory in dirs:
+        candidate = os.path.join(directory or ".", command)
+        host_path = resolve_in(root, candidate)
+        if host_path and os.path.isfile(host_path) and os.access(host_path, os.X_OK):
+            return candidate
+    return Cause(
+        NOT_FOUND,
+        f"{command}: command not found in {where(root)} (PATH={':'.join(dirs)}).",
+        "give the full path, or run it where it is installed",
+    )
+
+
+def diagnose(ctx: Context, command: str, path_env: str | None = None) -> Diagnosis:
+    """Why ``command`` will or will not run (the first cause that applies)."""
+    found = lookup(ctx, command, path_env)
+    if isinstance(found, Cause):
+        return Diagnosis(command, ctx.root, None, (), found)
+    chain: list[Link] = []
+    cause = _examine(ctx, found, chain, 0)
+    notes: list[str] = []
+    if cause is None and not ctx.state.host and chain and "binfmt_misc" in chain[-1].runner:
+        notes.append(
+            "this binfmt_misc is a private instance of a user namespace: its entries "
+            "exist only here, not on the host"
+        )
+    return Diagnosis(command, ctx.root, found, tuple(chain), cause, tuple(notes))
+
+
+def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | None:
+    if depth >= MAX_DEPTH:
+        return Cause(
+            TOO_MANY_LEVELS,
+            f"{path}: more than {MAX_DEPTH} levels of interpreters (#! lines or handlers); "
+            "the kernel gives up with 'too many levels of symbolic links' (ELOOP).",
+            "point the #! line at the real interpreter",
+        )
+    host_path = resolve_in(ctx.root, path)
+    if host_path is None:
+        return Cause(NOT_FOUND, f"{path} does not exist in {where(ctx.root)}.")
+    if not os.access(host_path, os.X_OK) or not os.path.isfile(host_path):
+        return Cause(
+            NOT_EXECUTABLE,
+            f"{path} is not an executable file, so exec fails with 'permission denied'.",
+            f"chmod +x {shlex.quote(host_path)}",
+        )
+    facts = inspect(host_path, path)
+    ident = facts.ident
+    winner = ctx.state.winner(facts.header, path)
+    if winner is not None:
+        chain.append(Link(path, facts.summary(), f"binfmt_misc entry {winner.describe()}"))
+        return _check_handler(ctx, facts, winner)
+    if ident is not None and is_native(ident, ctx.native):
+        chain.append(Link(path, facts.summary(), "the kernel's native ELF loader"))
+        return _check_loader(ctx, facts)
+    if ident is None and facts.script is not None:
+        interp = facts.script[0]
+        chain.append(Link(path, facts.summary(), f"the kernel's #! loader, then {interp}"))
+        if resolve_in(ctx.root, interp) is None:
+            return Cause(
+                SCRIPT_INTERPRETER_MISSING,
+                f"{path} is a script for {interp}, which does not exist in "
+                f"{where(ctx.root)}; the kernel reports 'no such file or directory' "
+                "for the script itself.",
+                f"install {interp} in {where(ctx.root)}, or fix the #! line of {path}",
+            )
+        return _examine(ctx, interp, chain, depth + 1)
+    chain.append(Link(path, facts.summary(), "nothing"))
+    return _no_runner(ctx, facts)
+
+
+def _no_runner(ctx: Context, facts: Facts) -> Cause:
+    """No enabled entry matches a file the kernel cannot run itself."""
+    state, ident, path = ctx.state, facts.ident, facts.path
+    what = _what(ident) if ident else "file"
+    would = state.matching(facts.header, path)
+    arch_word = ident.arch.name if ident and ident.arch else None
+    install = f"binfmtctl install {arch_word}" if arch_word else None
+    if not would:
+        other = _elsewhere(ctx, facts)
+        if other is not None:
+            return other
+    if not state.mounted:
+        return Cause(
+            NOT_MOUNTED,
+            f"binfmt_misc is not mounted at {state.mountpoint}, so the kernel has no "
+            f"handler for this {what} and reports 'exec format error'.",
+            f"sudo mount -t binfmt_misc binfmt_misc {state.mountpoint}"
+            + (f" && {install}" if install else ""),
+        )
+    if not state.enabled:
+        hint = (
+            f" (otherwise {would[0].name} would run it)"
+            if would
+            else " (and no entry would run it anyway)"
+        )
+        return Cause(
+            INSTANCE_DISABLED,
+            f"binfmt_misc at {state.mountpoint} is switched off (status: disabled), "
+            f"so no handler runs this {what}{hint}.",
+            f"echo 1 | sudo tee {state.mountpoint}/status",
+        )
+    if would:
+        return Cause(
+            HANDLER_DISABLED,
+            f"the handler {would[0].name} for this {what} is registered but disabled, "
+            "so the kernel skips it and reports 'exec format error'.",
+            f"binfmtctl enable {would[0].name}",
+        )
+    if ident is None:
+        return Cause(
+            UNKNOWN_FORMAT,
+            f"{path} is neither an ELF program nor a #! script and no handler matches it, "
+            "so exec fails with 'exec format error' (a shell would run it as a sh script).",
+            f"add a #! line to {path}",
+        )
+    sibling = _sibling(state, ident)
+    if sibling is not None:
+        return sibling
+    if arch_word is None:
+        return Cause(
+            NO_HANDLER,
+            f"no binfmt_misc handler matches this {what} (e_machine {ident.machine}, "
+            "unknown to binfmtctl), so exec fails with 'exec format error'.",
+            "register a handler for it with `binfmtctl explain` and a custom entry",
+        )
+    return Cause(
+        NO_HANDLER,
+        f"no binfmt_misc handler matches this {what}, so exec fails with 'exec format error'.",
+        install,
+    )
+
+
+def _what(ident: elf.ElfIdentity) -> str:
+    found = ident.arch
+    name = found.name if found else f"e_machine {ident.machine}"
+    if ident.abi in ("armhf", "armel"):
+        name = f"{name} {_ABI_WORDS[ident.abi]}"
+    return f"{name} program"
+
+
+def _sibling(state: State, ident: elf.ElfIdentity) -> Cause | None:
+    """An enabled handler for the same machine but another ABI, endianness or class."""
+    mine = ident.arch
+    if mine is None:
+        return None
+    for h in state.handlers:
+        theirs = h.arch
+        if not h.enabled or theirs is None or theirs.name == mine.name:
+            continue
+        if theirs.machine == ident.machine or theirs.family == mine.family:
+            return Cause(
+                WRONG_ABI,
+                f"this is a {mine.description} program ({mine.name}), but the registered "
+                f"{h.name} runs {theirs.description} programs ({theirs.name}) only, so "
+                "exec fails with 'exec format error'.",
+                f"binfmtctl install {mine.name}",
+            )
+    return None
+
+
+def _elsewhere(ctx: Context, facts: Facts) -> Cause | None:
+    """A handler for this file that lives only in another user namespace's instance."""
+    if ctx.others is None:
+        return None
+    for pid, other in ctx.others():
+        hit = other.winner(facts.header, facts.path)
+        if hit is None:
+            continue
+        arch_word = facts.ident.arch.name if facts.ident and facts.ident.arch else hit.name
+        here = (
+            f"binfmt_misc is not mounted at {ctx.state.mountpoint}"
+            if not ctx.state.mounted
+            else "no handler here matches it"
+        )
+        return Cause(
+            PRIVATE_INSTANCE,
+            f"{here}; the handler {hit.name} exists only in the private binfmt_misc of "
+            f"another user namespace (process {pid}): whatever registered it ran inside a "
+            "user namespace (a rootless container, `unshare -U`) and changed that private "
+            "instance, not the host's.",
+            f"sudo binfmtctl install {arch_word}  (on the host, outside any user namespace)",
+        )
+    return None
+
+
+def _suits(handler: Handler, found: _arch.Arch) -> bool:
+    """Whether a handler is meant for ``found`` (by entry name or emulator name)."""
+    base = os.path.basename(handler.entry.interpreter)
+    for suffix in ("-static", "-binfmt"):
+        base = base.removesuffix(suffix)
+    return handler.name == found.entry_name or base == found.emulator_name
+
+
+def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
+    ident, path, root = facts.ident, facts.path, ctx.root
+    found = ident.arch if ident else None
+    if found is not None and not _suits(winner, found):
+        for older in ctx.state.handlers[ctx.state.handlers.index(winner) + 1 :]:
+            if older.enabled and _suits(older, found) and older.entry.matches(facts.header, path):
+                return Cause(
+                    SHADOWED,
+                    f"the newer entry {winner.describe()} also matches this "
+                    f"{_what(ident) if ident else 'file'} and the kernel tries the newest "
+                    f"entry first, so {older.name} never gets it.",
+                    f"binfmtctl disable {winner.name}",
+                )
+    interp = winner.entry.interpreter
+    fixed = "F" in winner.entry.flags
+    arch_word = found.name if found else winner.name
+    inside = resolve_in(root, interp)
+    if not fixed and inside is None:
+        if os.path.abspath(root) != "/":
+            return Cause(
+                INTERPRETER_MISSING,
+                f"{winner.name} has no F flag, so the kernel looks up its interpreter "
+                f"{interp} inside {root} at every exec, and it is not there: exec fails "
+                "with 'no such file or directory'.",
+                f"binfmtctl install {arch_word} --replace  (registers with F: the kernel "
+                "opens the interpreter once, on the host)",
+            )
+        return Cause(
+            INTERPRETER_MISSING,
+            f"the interpreter {interp} of {winner.name} does not exist, so exec fails "
+            "with 'no such file or directory'.",
+            f"binfmtctl install {arch_word} --replace",
+        )
+    # With F the kernel runs the file it opened on the host; without F, the one in the root.
+    emulator = interp if fixed else inside
+    if emulator is not None and os.path.abspath(root) != "/":
+        try:
+            needs = elf.program_interpreter(emulator)
+        except OSError:
+            needs = None
+        if needs is not None and resolve_in(root, needs) is None:
+            how = (
+                "F makes the kernel find the emulator itself, but"
+                if fixed
+                else "the emulator is there, but"
+            )
+            return Cause(
+                INTERPRETER_DYNAMIC,
+                f"the interpreter {interp} of {winner.name} is dynamically linked: {how} "
+                f"its loader {needs} and libraries must exist inside {root}, and they do not.",
+                f"apt-get install qemu-user-static && binfmtctl install {arch_word} --replace "
+                "(a static emulator needs nothing inside the root)",
+            )
+    return _check_loader(ctx, facts)
+
+
+def _check_loader(ctx: Context, facts: Facts) -> Cause | None:
+    """A dynamically linked program needs its PT_INTERP inside the root, of its own ABI."""
+    ident, loader, root = facts.ident, facts.loader, ctx.root
+    if ident is None or loader is None:
+        return None
+    found = resolve_in(root, loader)
+    what = _what(ident)
+    if found is None:
+        other = _other_loader(root, ident, loader)
+        if other is not None:
+            return other
+        if is_native(ident, ctx.native):
+            outcome = "exec fails with 'no such file or directory'"
+        else:
+            outcome = (
+                f"QEMU starts it, then stops with \"Could not open '{loader}': "
+                'No such file or directory"'
+            )
+        arch_word = ident.arch.name if ident.arch else "its architecture"
+        if os.path.abspath(root) == "/":
+            fix = (
+                f"run it in a {arch_word} root filesystem (chroot, container, "
+                "`binfmtctl why --rootfs DIR`), or point QEMU at one with QEMU_LD_PREFIX=DIR"
+            )
+        else:
+            fix = f"install the {arch_word} C library (libc6) in {root}"
+        return Cause(
+            LOADER_MISSING,
+            f"this dynamically linked {what} needs its loader {loader}, which does not "
+            f"exist in {where(root)}: {outcome}.",
+            fix,
+        )
+    try:
+        theirs = elf.identity(elf.read_header(found))
+    except OSError:
+        theirs = None
+    if theirs is not None and ident.abi and theirs.abi and theirs.abi != ident.abi:
+        return _abi_cause(ident, loader, theirs, loader, root)
+    return None
+
+
+def _other_loader(root: str, ident: elf.ElfIdentity, wanted: str) -> Cause | None:
+    for candidate in KNOWN_LOADERS.get(ident.machine, ()):
+        host_path = resolve_in(root, candidate)
+        if host_path is None:
+            continue
+        try:
+            theirs = elf.identity(elf.read_header(host_path))
+        except OSError:
+            continue
+        if theirs is not None and theirs.abi and theirs.abi != ident.abi:
+            return _abi_cause(ident, wanted, theirs, candidate, root)
+    return None
+
+
+def _abi_cause(
+    ident: elf.ElfIdentity,
+    wanted: str,
+    theirs: elf.ElfIdentity,
+    their_loader: str,
+    root: str,
+) -> Cause:
+    mine = _ABI_WORDS.get(ident.abi or "", ident.abi or "?")
+    other = _ABI_WORDS.get(theirs.abi or "", theirs.abi or "?")
+    return Cause(
+        WRONG_ABI,
+        f"this is an {mine} program and needs the loader {wanted}, but {where(root)} "
+        f"has the {other} loader {their_loader}: the two ABIs cannot share a loader or "
+        "libraries.",
+        f"run it in a {ident.abi} root filesystem, or use the {theirs.abi} build of the program",
+    )
+
+
+# -- other user namespaces' instances (I/O) -------------------------------------
+
+
+def other_instances(proc: str = "/proc") -> list[tuple[int, State]]:
+    """binfmt_misc instances mounted by processes in other user namespaces.
+
+    Seen through /proc/PID/root; needs privileges over those namespaces (root on
+    the host has them). Unreadable ones are skipped.
+    """
+    try:
+        mine = os.stat(f"{proc}/self/ns/user").st_ino
+    except OSError:
+        return []
+    seen: set[int] = {mine}
+    out: list[tuple[int, State]] = []
+    for pid in sorted((p for p in os.listdir(proc) if p.isdigit()), key=int):
+        try:
+            ns = os.stat(f"{proc}/{pid}/ns/user").st_ino
+            if ns in seen:
+                continue
+            with open(f"{proc}/{pid}/mountinfo") as fh:
+                points = [line.split()[4] for line in fh if " - binfmt_misc " in line]
+        except OSError:
+            continue
+        seen.add(ns)
+        for point in points:
+            try:
+                state = State.read(Instance(f"{proc}/{pid}/root{point}"))
+            except Exception:  # noqa: BLE001, S112 - a process that went away, or no access
+                continue
+            if state.mounted and state.handlers:
+                out.append((int(pid), state))
+                break
+    return out
+
+
+def default_context(instance: Instance, root: str = "/") -> Context:
+    from binfmtctl import host
+
+    state = State.read(instance)
+    others: OtherInstances | None = other_instances if in_initial_user_namespace() else None
+    return Context(state, root, host.native_arches(), others)
+
+
+# -- scan: every ELF file of a tree ---------------------------------------------
+
+SCAN_READ = 64  # enough for the ELF identity and e_flags of both classes
+
+
+@dataclass
+class Group:
+    arch: str | None
+    abi: str | None
+    bits: int
+    endian: str
+    machine: int
+    verdict: str
+    handler: Handler | None
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self, limit: int | None = None) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "abi": self.abi,
+            "class": self.bits,
+            "endian": self.endian,
+            "machine": self.machine,
+            "count": len(self.files),
+            "verdict": self.verdict,
+            "match": self.handler.to_dict() if self.handler else None,
+            "files": self.files if limit is None else self.files[:limit],
+        }
+
+
+@dataclass
+class ScanReport:
+    top: str
+    files: int = 0
+    unreadable: int = 0
+    groups: list[Group] = field(default_factory=list)
+
+    @property
+    def elf_files(self) -> int:
+        return sum(len(g.files) for g in self.groups)
+
+    def uncovered(self) -> list[Group]:
+        return [g for g in self.groups if g.verdict not in (HANDLED, NATIVE)]
+
+
+def scan(top: str, state: State, native: Sequence[_arch.Arch]) -> ScanReport:
+    """Every ELF file under ``top`` (symlinks not followed), grouped by arch/ABI and handler.
+
+    Only the first bytes of each file are read. Which entry matches depends only
+    on the bytes some entry's mask looks at (and the extension, for E entries),
+    so the decision is made once per distinct set of those bytes.
+    """
+    positions: set[int] = set(range(20)) | {0x24, 0x25, 0x26, 0x27, 0x30, 0x31, 0x32, 0x33}
+    by_extension = False
+    for h in state.handlers:
+        e = h.entry
+        if e.kind == "E":
+            by_extension = True
+            continue
+        for i in range(len(e.magic)):
+            if e.mask is None or e.mask[i]:
+                positions.add(e.offset + i)
+    need = max(SCAN_READ, max(positions) + 1)
+    pick = operator.itemgetter(*sorted(positions))
+    native_names = {a.name for a in native}
+    decided: dict[tuple[Any, ...], Group] = {}
+    report = ScanReport(top)
+    stack = [top]
+    o_flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
+    while stack:
+        directory = stack.pop()
+        try:
+            it = os.scandir(directory)
+        except OSError:
+            report.unreadable += 1
+            continue
+        with it:
+            for item in it:
+                try:
+                    if item.is_dir(follow_symlinks=False):
+                        stack.append(item.path)
+                        continue
+                    if not item.is_file(follow_symlinks=False):
+                        continue
+                except OSError:
+                    continue
+                report.files += 1
+                try:
+                    fd = os.open(item.path, o_flags)
+                    try:
+                        head = os.read(fd, need)
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    report.unreadable += 1
+                    continue
+                if head[:4] != _arch.ELF_MAGIC:
+                    continue
+                if len(head) < need:
+                    head = head.ljust(need, b"\0")
+                key: tuple[Any, ...] = pick(head)
+                if by_extension:
+                    key = (key, os.path.splitext(item.name)[1])
+                group = decided.get(key)
+                if group is None:
+                    group = _decide(head, item.path, state, native_names, report)
+                    if group is None:
+                        continue
+                    decided[key] = group
+                group.files.append(item.path)
+    for g in report.groups:
+        g.files.sort()
+    report.groups.sort(key=lambda g: (-len(g.files), g.arch or "", g.abi or ""))
+    return report
+
+
+def _decide(
+    head: bytes, path: str, state: State, native: set[str], report: ScanReport
+) -> Group | None:
+    ident = elf.identity(head)
+    if ident is None:
+        return None
+    found = ident.arch
+    winner = state.winner(head, path)
+    if winner is not None:
+        verdict = HANDLED
+    elif found is not None and found.name in native:
+        verdict = NATIVE
+    else:
+        verdict = NO_HANDLER_VERDICT
+    for g in report.groups:
+        if (
+            g.machine == ident.machine
+            and g.bits == ident.bits
+            and g.endian == ident.endian
+            and g.abi == ident.abi
+            and g.verdict == verdict
+            and g.handler == winner
+        ):
+            return g
+    group = Group(
+        found.name if found else None,
+        ident.abi,
+        ident.bits,
+        ident.endian,
+        ident.machine,
+        verdict,
+        winner,
+    )
+    report.groups.append(group)
+    return group
