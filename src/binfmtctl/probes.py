@@ -26,14 +26,22 @@ Every probe runs under Debian 12's QEMU 7.2 (the tests prove it).
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import subprocess
 import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from binfmtctl.arch import CATALOG, ELF_MAGIC, ELFCLASS32, Arch, resolve
+from binfmtctl.entry import Entry
 from binfmtctl.errors import BinfmtError
+from binfmtctl.instance import Instance
 
 #: One instruction: its encoding and its assembly.  The encoding is groups of
 #: hex digits separated by spaces; each group is one instruction unit written
@@ -521,3 +529,300 @@ def write(arch: str | Arch, path: str | os.PathLike[str]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+# --- running them -------------------------------------------------------------
+# A probe is run by a plain exec of its file, so the kernel picks the runner
+# exactly as it would for any program: a binfmt_misc entry, or its own ELF
+# loader for the host's native kinds.  What went wrong is then told from the
+# exec's errno, the exit status and the output, read against the entries that
+# were registered when the run started.
+
+DEFAULT_TIMEOUT = 10.0
+_CHROOT_FAILED = 125  # exit status of a child whose chroot() failed (before exec)
+
+# Outcome codes; every one but OK and NATIVE is a failure.
+OK, NATIVE = "ok", "native"
+NO_HANDLER, DISABLED, INSTANCE_DISABLED = "no_handler", "disabled", "instance_disabled"
+INTERPRETER_MISSING, NOT_IN_CHROOT = "interpreter_missing", "interpreter_not_in_chroot"
+WRONG_EMULATOR, WRONG_OUTPUT, SIGNALED = "wrong_emulator", "wrong_output", "signal"
+TIMED_OUT, EXEC_FAILED, CHROOT_REFUSED = "timeout", "exec_failed", "chroot_refused"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One probe run through the kernel: what ran it, what it printed, what is wrong."""
+
+    arch: str
+    ok: bool
+    code: str
+    seconds: float
+    entry: str | None = None  # the binfmt_misc entry that handled it (None: native/none)
+    interpreter: str | None = None
+    output: str = ""  # stdout, decoded
+    stderr: str = ""
+    error: str | None = None  # what went wrong, in words
+    chroot: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "arch": self.arch,
+            "entry": self.entry,
+            "ok": self.ok,
+            "output": self.output,
+            "seconds": round(self.seconds, 4),
+            "error": self.error,
+            "code": self.code,
+            "interpreter": self.interpreter,
+            "stderr": self.stderr,
+            "chroot": self.chroot,
+        }
+
+
+@dataclass(frozen=True)
+class Handlers:
+    """What the instance held when the run started (``Instance.entries()`` order)."""
+
+    entries: tuple[tuple[str, bool, Entry], ...] = ()  # (name, enabled, entry), newest first
+    enabled: bool = True  # the instance's own status switch
+    mounted: bool = True
+    mountpoint: str = "/proc/sys/fs/binfmt_misc"
+
+    @classmethod
+    def of(cls, instance: Instance) -> Handlers:
+        if not instance.mounted:
+            return cls(mounted=False, mountpoint=instance.mountpoint)
+        return cls(
+            tuple((n.name, n.state.enabled, n.state.entry) for n in instance.entries()),
+            instance.enabled(),
+            True,
+            instance.mountpoint,
+        )
+
+    def handler(self, header: bytes) -> tuple[str, Entry] | None:
+        """The entry the kernel uses for ``header``: the first enabled one that matches."""
+        if not self.enabled:
+            return None
+        for name, enabled, entry in self.entries:
+            if enabled and entry.matches(header):
+                return name, entry
+        return None
+
+    def disabled_match(self, header: bytes) -> str | None:
+        for name, enabled, entry in self.entries:
+            if not enabled and entry.matches(header):
+                return name
+        return None
+
+    def registered_arches(self) -> list[str]:
+        """Probe arches some registered entry (enabled or not) would claim."""
+        return [a for a in available() if any(e.matches(build(a)) for _n, _on, e in self.entries)]
+
+
+@dataclass(frozen=True)
+class _Raw:
+    errno: int | None  # the exec failed with this
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+    timed_out: bool = False
+
+
+def _enter_chroot(root: str) -> None:  # pragma: no cover - runs in the forked child
+    try:
+        os.chroot(root)
+        os.chdir("/")
+    except OSError as err:
+        os.write(2, f"chroot {root}: {err.strerror}\n".encode())
+        os._exit(_CHROOT_FAILED)
+
+
+def _execute(path: Path, timeout: float, chroot: bool) -> _Raw:
+    start = time.perf_counter()
+    argv = [f"/{path.name}"] if chroot else [str(path)]
+    root = str(path.parent)
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            cwd=root,
+            preexec_fn=(lambda: _enter_chroot(root)) if chroot else None,
+        )
+    except subprocess.TimeoutExpired as err:
+        out = err.stdout if isinstance(err.stdout, bytes) else b""
+        errb = err.stderr if isinstance(err.stderr, bytes) else b""
+        return _Raw(None, None, out, errb, time.perf_counter() - start, timed_out=True)
+    except OSError as err:
+        return _Raw(err.errno, None, b"", b"", time.perf_counter() - start)
+    return _Raw(None, proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start)
+
+
+def _emulator_of(interpreter: str) -> str | None:
+    """The catalog arch an interpreter's file name says it emulates (qemu-arm-static: arm)."""
+    base = os.path.basename(interpreter).removesuffix("-static")
+    for row in CATALOG.values():
+        if base == row.emulator_name:
+            return row.name
+    return None
+
+
+def _show(data: bytes, limit: int = 200) -> str:
+    text = data.decode(errors="replace").strip()
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def judge(
+    arch: str, raw: _Raw, handlers: Handlers, *, chroot: bool = False, timeout: float = 0
+) -> Outcome:
+    """Read one run against the entries registered: ok, or what went wrong in words."""
+    header = build(arch)
+    found = handlers.handler(header)
+    name, interp = (found[0], found[1].interpreter) if found else (None, None)
+    fixed = found is not None and "F" in found[1].flags
+    where = " (in an empty chroot)" if chroot else ""
+
+    def out(code: str, error: str | None = None, entry: str | None = name) -> Outcome:
+        return Outcome(
+            arch,
+            error is None,
+            code,
+            raw.seconds,
+            entry,
+            interp if entry == name else None,
+            raw.stdout.decode(errors="replace"),
+            raw.stderr.decode(errors="replace"),
+            error,
+            chroot,
+        )
+
+    if raw.errno == errno.ENOEXEC:
+        if not handlers.mounted:
+            return out(
+                NO_HANDLER,
+                f"exec format error: nothing is registered for {arch} (binfmt_misc is not "
+                f"mounted at {handlers.mountpoint}; `binfmtctl install {arch}`)",
+            )
+        if not handlers.enabled and handlers.entries:
+            return out(
+                INSTANCE_DISABLED,
+                f"exec format error: binfmt_misc is switched off in {handlers.mountpoint} "
+                f"(its status is disabled); `echo 1 > {handlers.mountpoint}/status`",
+            )
+        off = handlers.disabled_match(header)
+        if found is None and off is not None:
+            return out(
+                DISABLED,
+                f"exec format error: the handler {off} for {arch} is disabled; "
+                f"`binfmtctl enable {off}`",
+                entry=off,
+            )
+        if found is None:
+            return out(
+                NO_HANDLER,
+                f"exec format error: nothing is registered for {arch}; `binfmtctl install {arch}`",
+            )
+        return out(
+            EXEC_FAILED,
+            f"exec format error although {name} matches: its interpreter {interp} is "
+            "not a program this kernel can run",
+        )
+    if raw.errno in (errno.ENOENT, errno.ENOTDIR) and found is not None:
+        if chroot and not fixed and interp is not None and os.path.exists(interp):
+            return out(
+                NOT_IN_CHROOT,
+                f"{name} has no F flag, so the kernel looks its interpreter {interp} up "
+                "inside the chroot, where it is missing; re-register with F "
+                f"(`binfmtctl install {arch} --replace`)",
+            )
+        return out(
+            INTERPRETER_MISSING,
+            f"the interpreter of {name}, {interp}, does not exist; install it or "
+            f"re-register (`binfmtctl install {arch} --replace`)",
+        )
+    if raw.errno is not None:
+        reason = os.strerror(raw.errno)
+        hint = (
+            " (is the temporary directory mounted noexec? set TMPDIR)"
+            if raw.errno == errno.EACCES
+            else ""
+        )
+        via = f" through {name} ({interp})" if found else ""
+        return out(EXEC_FAILED, f"exec failed{via}{where}: {reason}{hint}")
+    if chroot and raw.returncode == _CHROOT_FAILED and raw.stderr.startswith(b"chroot "):
+        return out(
+            CHROOT_REFUSED,
+            f"chroot is not permitted here ({raw.stderr.decode(errors='replace').strip()}); "
+            "--chroot needs root (CAP_SYS_CHROOT), or run it inside `binfmtctl run`",
+        )
+    runner = f"{interp} (entry {name})" if found else "the host kernel (natively)"
+    if raw.timed_out:
+        return out(TIMED_OUT, f"timed out after {timeout:g} s{where}: {runner} did not finish")
+    assert raw.returncode is not None
+    if raw.returncode < 0:
+        sig = _signal_name(-raw.returncode)
+        said = f"; it said {_show(raw.stderr)}" if raw.stderr.strip() else ""
+        return out(SIGNALED, f"crashed with signal {sig}{where}: {runner}{said}")
+    expected = expected_output(arch)
+    if raw.stdout == expected and raw.returncode == 0:
+        return out(OK if found else NATIVE)
+    printed = f"printed {_show(raw.stdout + raw.stderr)} and exited {raw.returncode}"
+    want = f"expected {_show(expected)} and exit 0"
+    emulates = _emulator_of(interp) if interp else None
+    if found is not None and emulates != arch:
+        kind = f"an emulator for {emulates}" if emulates else "not a known emulator"
+        return out(
+            WRONG_EMULATOR,
+            f"wrong emulator: {name} sends {arch} programs to {interp} ({kind}), which "
+            f"{printed}; {want}",
+        )
+    return out(WRONG_OUTPUT, f"wrong output{where}: {runner} {printed}; {want}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def run(
+    arches: Sequence[str],
+    handlers: Handlers,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    chroot: bool = False,
+    on_done: Callable[[Outcome], None] | None = None,
+    workers: int | None = None,
+) -> list[Outcome]:
+    """Exec each arch's probe through the kernel, in parallel; one Outcome per run.
+
+    Every probe gets its own directory holding only itself, which doubles as
+    the empty root for ``chroot``.  With ``chroot`` each arch is run twice:
+    plainly, then chrooted (two outcomes, the chrooted one second).
+    """
+    names = [_arch(a).name for a in arches]
+    jobs = [(a, False) for a in names] + ([(a, True) for a in names] if chroot else [])
+    with tempfile.TemporaryDirectory(prefix="binfmtctl-probes-") as top:
+        paths: dict[str, Path] = {}
+        for name in names:
+            where = Path(top) / name
+            where.mkdir()
+            paths[name] = write(name, where / "probe")
+
+        def one(job: tuple[str, bool]) -> Outcome:
+            name, in_chroot = job
+            raw = _execute(paths[name], timeout, in_chroot)
+            result = judge(name, raw, handlers, chroot=in_chroot, timeout=timeout)
+            if on_done is not None:
+                on_done(result)
+            return result
+
+        if not jobs:
+            return []
+        size = workers or min(len(jobs), 4 * (os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=size) as pool:
+            return list(pool.map(one, jobs))

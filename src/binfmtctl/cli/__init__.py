@@ -25,8 +25,9 @@ examples:
 
 def _verbs() -> list[ModuleType]:
     from binfmtctl.cli import arches, entries, explain, export, find, install, scan, status, why
+    from binfmtctl.cli import test as test_verb
 
-    return [status, arches, install, entries, explain, export, find, why, scan]
+    return [status, arches, install, entries, explain, export, find, why, scan, test_verb]
 
 
 class _Parser(argparse.ArgumentParser):
