@@ -114,8 +114,90 @@ class SandboxError(BinfmtError):
     code = "sandbox"
 
 
+class EngineError(BinfmtError):
+    """A container engine is missing, unreachable, or refused a request."""
+
+    code = "engine"
+
+
+def engine_error(err: OSError, engine: str, binary: str) -> EngineError:
+    """Why the engine's command could not even be started."""
+    return EngineError(
+        f"cannot run {binary}: {err.strerror or err}; is {engine} installed?",
+        engine=engine,
+        errno=_errno.errorcode.get(err.errno or 0),
+    )
+
+
+class RootlessUnavailableError(SandboxError):
+    """This kernel or its settings give an unprivileged user no private binfmt_misc."""
+
+    code = "rootless_unavailable"
+    exit_code = EXIT_PRIVILEGES
+
+
+class ExecError(BinfmtError):
+    """The command given to ``binfmtctl run`` could not be started (shell's 126)."""
+
+    code = "exec"
+    exit_code = 126
+
+
+class CommandNotFoundError(ExecError):
+    code = "command_not_found"
+    exit_code = 127
+
+
+def exec_error(err: OSError, program: str) -> ExecError:
+    """Why exec'ing ``program`` failed, in words, with the shell's exit status."""
+    if err.errno == _errno.ENOENT:
+        return CommandNotFoundError(
+            f"cannot run {program}: no such file or directory (or its ELF loader is "
+            "missing: a dynamically linked foreign program needs its libraries, "
+            "e.g. inside --rootfs)",
+            program=program,
+        )
+    if err.errno == _errno.ENOEXEC:
+        return ExecError(
+            f"cannot run {program}: exec format error; no handler registered here "
+            "matches it (a foreign program whose arch is not among --arch, or not a "
+            "program at all)",
+            program=program,
+            errno="ENOEXEC",
+        )
+    return ExecError(
+        f"cannot run {program}: {err.strerror}",
+        program=program,
+        errno=_errno.errorcode.get(err.errno or 0),
+    )
+
+
 class KernelRejectedError(BinfmtError):
     code = "kernel_rejected"
+
+
+class ConfigError(BinfmtError):
+    """A persistent configuration file (binfmt.d, binfmt-support) we cannot use."""
+
+    code = "config"
+
+
+def config_error(err: OSError, action: str, path: str) -> BinfmtError:
+    """An OSError on a configuration file or directory, in words."""
+    if err.errno == _errno.ENOENT:
+        return ConfigError(f"cannot {action}: {path} does not exist", path=path, errno="ENOENT")
+    if err.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
+        return PermissionDeniedError(
+            f"cannot {action}: {err.strerror} ({path}); run as root, or choose "
+            "another directory (--binfmt-d, --root, -o)",
+            path=path,
+            errno=_errno.errorcode.get(err.errno or 0),
+        )
+    return ConfigError(
+        f"cannot {action}: {err.strerror} ({path})",
+        path=path,
+        errno=_errno.errorcode.get(err.errno or 0),
+    )
 
 
 def from_oserror(err: OSError, action: str, path: str | None = None, **context: Any) -> BinfmtError:

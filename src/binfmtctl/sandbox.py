@@ -10,6 +10,30 @@ Three ways in:
 * :func:`run` calls a function in a forked child that entered a fresh one and
   returns its result (or re-raises its exception);
 * :class:`Sandbox` keeps one namespace alive so several calls share an instance.
+
+And to run a program with QEMU handlers registered (what ``binfmtctl run`` and
+``binfmtctl shell`` do):
+
+* :func:`prepare` enters a fresh instance, registers F handlers
+  (:func:`register_handlers`) and optionally chroots into a root file system
+  (:func:`enter_rootfs`);
+* :func:`exec_command` does that and then replaces this process with the
+  command, so stdin/stdout/stderr, signals and the exit status are the
+  command's own;
+* :func:`call` does the same in a child and returns its exit status.
+
+Why the host's /proc and /sys are bind-mounted into a root file system rather
+than mounted afresh: a fresh proc needs a PID namespace of our own, which only
+a *child* can enter (unshare(CLONE_NEWPID) does not move the caller), so the
+command could no longer be exec'd in place; a fresh sysfs needs a network
+namespace, which would cut the command off the network. Recursive binds of the
+host's mounts are allowed in a user namespace and keep the private binfmt_misc
+visible at /proc/sys/fs/binfmt_misc inside the root.
+
+>>> from binfmtctl import sandbox                          # doctest: +SKIP
+>>> sandbox.call(["./arm64-busybox", "uname", "-m"], arches=["arm64"])
+aarch64
+0
 """
 
 from __future__ import annotations
@@ -17,17 +41,23 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import pickle
 import platform
 import signal
+import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
-from binfmtctl.errors import SandboxError
+from binfmtctl.errors import RootlessUnavailableError, SandboxError, UsageError, exec_error
+
+if TYPE_CHECKING:
+    from binfmtctl.arch import Arch
+    from binfmtctl.plan import Step
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,15 +71,16 @@ MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
 DEFAULT_MOUNTPOINT = "/proc/sys/fs/binfmt_misc"
+PROC_SYS = "/proc/sys"
+SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
+ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Python ignores these at startup; an ignored signal stays ignored across exec.
+_PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
 
-_libc: ctypes.CDLL | None = None
 
-
+@functools.cache
 def _c() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _libc
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 def _check(result: int, what: str) -> None:
@@ -58,10 +89,16 @@ def _check(result: int, what: str) -> None:
         raise OSError(code, f"{what}: {os.strerror(code)}")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int = 0) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
     """mount(2); raises OSError."""
-    enc = (lambda s: None if s is None else os.fsencode(s))  # noqa: E731
-    _check(_c().mount(enc(source), enc(target), enc(fstype), flags, None), f"mount {target}")
+
+    def enc(value: str | None) -> bytes | None:
+        return None if value is None else os.fsencode(value)
+
+    result: int = _c().mount(enc(source), enc(target), enc(fstype), flags, enc(data))
+    _check(result, f"mount {target}")
 
 
 def unshare(flags: int) -> None:
@@ -83,6 +120,18 @@ def kernel_supports_private_instances(release: str | None = None) -> bool:
     return (major, minor) >= (6, 7)
 
 
+def kernel_refusal(release: str | None = None) -> RootlessUnavailableError | None:
+    """The refusal for a kernel older than 6.7 (one global binfmt_misc), else None."""
+    release = release or platform.release()
+    if kernel_supports_private_instances(release):
+        return None
+    return RootlessUnavailableError(
+        f"this kernel ({release}) has one global binfmt_misc; rootless mode needs "
+        "Linux 6.7+; use `sudo binfmtctl install`",
+        kernel=release,
+    )
+
+
 def _read_knob(path: str) -> str | None:
     try:
         return Path(path).read_text().strip()
@@ -90,25 +139,30 @@ def _read_knob(path: str) -> str | None:
         return None
 
 
-def _unshare_refusal(err: OSError) -> SandboxError:
-    """Say which knob forbids user namespaces and how to allow it."""
-    if _read_knob("/proc/sys/user/max_user_namespaces") == "0":
-        return SandboxError(
+def _unshare_refusal(err: OSError, proc_sys: str = PROC_SYS) -> SandboxError:
+    """Say which knob forbids user namespaces and how to allow it.
+
+    ``proc_sys`` is where the sysctl files are read (a parameter so the
+    messages can be tested against knob files that are not the machine's).
+    """
+    if _read_knob(f"{proc_sys}/user/max_user_namespaces") == "0":
+        return RootlessUnavailableError(
             "user namespaces are disabled (user.max_user_namespaces = 0); allow them "
             "with `sudo sysctl -w user.max_user_namespaces=15000`, or use "
             "`sudo binfmtctl install` instead of a private instance",
             knob="user.max_user_namespaces",
         )
-    if _read_knob("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
-        return SandboxError(
+    if _read_knob(f"{proc_sys}/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return RootlessUnavailableError(
             "AppArmor forbids unprivileged user namespaces "
             "(kernel.apparmor_restrict_unprivileged_userns = 1); allow them with "
-            "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or use "
-            "`sudo binfmtctl install` instead",
+            "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (persist it "
+            "in /etc/sysctl.d/), or give this Python an AppArmor profile with the "
+            "`userns,` rule, or use `sudo binfmtctl install` instead",
             knob="kernel.apparmor_restrict_unprivileged_userns",
         )
-    if _read_knob("/proc/sys/kernel/unprivileged_userns_clone") == "0":
-        return SandboxError(
+    if _read_knob(f"{proc_sys}/kernel/unprivileged_userns_clone") == "0":
+        return RootlessUnavailableError(
             "unprivileged user namespaces are disabled "
             "(kernel.unprivileged_userns_clone = 0); allow them with "
             "`sudo sysctl -w kernel.unprivileged_userns_clone=1`",
@@ -131,27 +185,110 @@ def enter(
 ) -> None:
     """Move this (single-threaded) process into a new user + mount namespace.
 
-    The caller becomes root inside it (mapped to its own uid unless ``uid_map``
-    is given), mounts are made private so nothing propagates out, and with
-    ``binfmt`` a fresh, empty binfmt_misc instance is mounted at ``mountpoint``.
+    The caller becomes root inside it, mounts are made private so nothing
+    propagates out, and with ``binfmt`` a fresh, empty binfmt_misc instance is
+    mounted at ``mountpoint``.
+
+    ``uid_map`` (and ``gid_map``, which follows it): None maps root inside to
+    the caller's own uid/gid only, so nothing else exists inside and chown to
+    another id fails. ``"auto"`` maps ids 0..65535 as
+    :func:`write_full_id_maps` does (root inside is the caller; 1..65535 come
+    from its range in /etc/subuid and /etc/subgid, through newuidmap and
+    newgidmap of package ``uidmap``), so package managers in a root file system
+    can chown. Raises :class:`~binfmtctl.errors.SandboxError` (its subclass
+    ``RootlessUnavailableError`` when the kernel or its settings forbid it).
     """
+    maps = uid_map or gid_map
+    if maps not in (None, "auto"):
+        raise UsageError(f"--uid-map {maps!r}: the only map on offer is `auto`")
+    helper = _MapHelper() if maps == "auto" else None
     uid, gid = os.getuid(), os.getgid()
+    try:
+        _unshare_user_mount()
+    except BaseException:
+        if helper:
+            helper.cancel()
+        raise
+    if helper is None:
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+    else:
+        helper.finish()
+        os.setgroups([])
+    _finish_enter(mountpoint, binfmt=binfmt)
+
+
+def _unshare_user_mount() -> None:
+    """unshare(2) a user + mount namespace, or say which setting forbids it."""
     try:
         unshare(CLONE_NEWUSER | CLONE_NEWNS)
     except OSError as err:
         raise _unshare_refusal(err) from err
-    if uid_map is None:
-        Path("/proc/self/setgroups").write_text("deny")
-        Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
-        Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
-    else:  # written from outside (newuidmap) by the caller; nothing to do here
-        pass
+
+
+def _finish_enter(mountpoint: str, binfmt: bool = True) -> None:
+    """Once the id maps are written: private mounts, and a fresh binfmt_misc."""
     try:
         mount(None, "/", None, MS_REC | MS_PRIVATE)
     except OSError as err:
-        raise SandboxError(f"cannot make mounts private: {err.strerror}") from err
+        raise _mount_refusal(err, "make mounts private") from err
     if binfmt:
         mount_private_instance(mountpoint)
+
+
+def _mount_refusal(err: OSError, what: str) -> SandboxError:
+    """A mount refused right after unshare: AppArmor's restriction looks like this."""
+    knob = _unshare_refusal(err)
+    if isinstance(knob, RootlessUnavailableError):
+        return knob
+    return SandboxError(f"cannot {what}: {err.strerror}")
+
+
+class _MapHelper:
+    """A child left outside the new user namespace to write our full id maps.
+
+    newuidmap/newgidmap must run from the parent namespace (a setuid program
+    whose owner is not mapped loses its privilege), and after our unshare, so
+    the helper is forked first and waits for a go. This lets the command be
+    exec'd in place afterwards (no fork between binfmtctl and it).
+    """
+
+    def __init__(self) -> None:
+        target = os.getpid()
+        self._go_r, self._go_w = os.pipe()
+        self._done_r, done_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the helper
+            os.close(self._go_w)
+            os.close(self._done_r)
+            answer = b""
+            if os.read(self._go_r, 1) == b"g":
+                try:
+                    write_full_id_maps(target)
+                    answer = b"ok"
+                except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                    answer = str(exc).encode()
+            os.write(done_w, answer)
+            os._exit(0)
+        os.close(self._go_r)
+        os.close(done_w)
+
+    def cancel(self) -> None:
+        os.close(self._go_w)
+        os.close(self._done_r)
+        os.waitpid(self.pid, 0)
+
+    def finish(self) -> None:
+        os.write(self._go_w, b"g")
+        os.close(self._go_w)
+        with os.fdopen(self._done_r, "rb") as pipe:
+            answer = pipe.read()
+        os.waitpid(self.pid, 0)
+        if answer != b"ok":
+            raise SandboxError(
+                f"--uid-map auto: {answer.decode(errors='replace') or 'the map helper died'}"
+            )
 
 
 def mount_private_instance(mountpoint: str = DEFAULT_MOUNTPOINT) -> None:
@@ -159,15 +296,65 @@ def mount_private_instance(mountpoint: str = DEFAULT_MOUNTPOINT) -> None:
     try:
         mount("binfmt_misc", mountpoint, "binfmt_misc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError as err:
-        if not kernel_supports_private_instances():
-            raise SandboxError(
-                f"this kernel ({platform.release()}) has one global binfmt_misc; "
-                "rootless mode needs Linux 6.7+; use `sudo binfmtctl install`",
-                kernel=platform.release(),
-            ) from err
-        raise SandboxError(
-            f"cannot mount a private binfmt_misc at {mountpoint}: {err.strerror}"
-        ) from err
+        too_old = kernel_refusal()
+        if too_old is not None:
+            raise too_old from err
+        raise _mount_refusal(err, f"mount a private binfmt_misc at {mountpoint}") from err
+
+
+FULL_ID_COUNT = 65536  # what container images expect: uids and gids 0..65535
+
+
+def _subordinate_range(path: str, uid: int) -> tuple[int, int] | None:
+    """The first ``/etc/subuid``-style range for ``uid`` (by number or name)."""
+    import pwd
+
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in (name, str(uid)) and parts[1].isdigit():
+            start, count = int(parts[1]), int(parts[2] or 0)
+            if count >= FULL_ID_COUNT - 1:
+                return start, FULL_ID_COUNT - 1
+    return None
+
+
+def write_full_id_maps(pid: int) -> None:
+    """Give the new user namespace of ``pid`` ids 0..65535, as container engines need.
+
+    Root inside is the caller's own uid; 1..65535 come from the caller's
+    subordinate range (newuidmap/newgidmap). Without one, real root maps the
+    identity range itself; anyone else is told how to get a range.
+    """
+    import shutil
+    import subprocess
+
+    uid, gid = os.getuid(), os.getgid()
+    sub_u = _subordinate_range("/etc/subuid", uid)
+    sub_g = _subordinate_range("/etc/subgid", uid)
+    tools = shutil.which("newuidmap"), shutil.which("newgidmap")
+    if sub_u and sub_g and tools[0] and tools[1]:
+        for tool, own, (start, count) in ((tools[0], uid, sub_u), (tools[1], gid, sub_g)):
+            argv = [tool, str(pid), "0", str(own), "1", "1", str(start), str(count)]
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SandboxError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+        return
+    if os.geteuid() == 0:
+        for name in ("uid_map", "gid_map"):
+            Path(f"/proc/{pid}/{name}").write_text(f"0 0 {FULL_ID_COUNT}\n")
+        return
+    raise SandboxError(
+        "a sandbox with a full uid/gid range needs a subordinate range for this user "
+        "in /etc/subuid and /etc/subgid (65536 ids) and newuidmap/newgidmap (package uidmap)"
+    )
 
 
 class _Failure:
@@ -211,7 +398,8 @@ def _fork_call(body: Callable[[], T]) -> T:
         if os.WIFSIGNALED(wait_status):
             sig = signal.Signals(os.WTERMSIG(wait_status)).name
             raise SandboxError(f"sandboxed call was killed by {sig}")
-        raise SandboxError(f"sandboxed call exited with status {os.waitstatus_to_exitcode(wait_status)}")
+        code = os.waitstatus_to_exitcode(wait_status)
+        raise SandboxError(f"sandboxed call exited with status {code}")
     kind, value = pickle.loads(payload)  # noqa: S301 - our own child's bytes
     if kind == "ok":
         return value  # type: ignore[no-any-return]
@@ -233,13 +421,18 @@ def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 class Sandbox:
     """A private namespace kept alive across calls (one binfmt_misc instance).
 
+    With ``full_ids`` the namespace maps uids and gids 0..65535 (see
+    :func:`write_full_id_maps`) instead of root alone, so a container engine
+    can run inside it and its containers consult the sandbox's instance.
+
     >>> with Sandbox() as sb:                                # doctest: +SKIP
     ...     sb.run(subprocess.run, ["binfmtctl", "install", "arm"])
     ...     sb.run(subprocess.run, ["binfmtctl", "status"])
     """
 
-    def __init__(self, mountpoint: str = DEFAULT_MOUNTPOINT) -> None:
+    def __init__(self, mountpoint: str = DEFAULT_MOUNTPOINT, *, full_ids: bool = False) -> None:
         self.mountpoint = mountpoint
+        self.full_ids = full_ids
         self.pid = 0
         self._release_fd = -1
 
@@ -251,7 +444,14 @@ class Sandbox:
             os.close(ready_r)
             os.close(hold_w)
             try:
-                enter(mountpoint=self.mountpoint)
+                if self.full_ids:
+                    _unshare_user_mount()
+                    os.write(ready_w, b"u")  # the parent writes the id maps now
+                    if os.read(hold_r, 1) != b"m":
+                        os._exit(1)
+                    _finish_enter(self.mountpoint, binfmt=True)
+                else:
+                    enter(mountpoint=self.mountpoint)
                 os.write(ready_w, b"ok")
             except BaseException as exc:  # noqa: BLE001
                 os.write(ready_w, str(exc).encode())
@@ -262,6 +462,17 @@ class Sandbox:
         os.close(ready_w)
         os.close(hold_r)
         with os.fdopen(ready_r, "rb") as pipe:
+            if self.full_ids:
+                first = pipe.read(1)
+                try:
+                    if first != b"u":
+                        raise SandboxError((first + pipe.read()).decode(errors="replace"))
+                    write_full_id_maps(pid)
+                except BaseException:
+                    os.close(hold_w)
+                    os.waitpid(pid, 0)
+                    raise
+                os.write(hold_w, b"m")
             answer = pipe.read()
         if answer != b"ok":
             os.close(hold_w)
@@ -304,3 +515,246 @@ class Sandbox:
             return fn(*args, **kwargs)
 
         return _fork_call(body)
+
+
+# -- running a program with handlers registered ------------------------------
+
+
+def register_handlers(
+    arches: Sequence[str | Arch] | None = None,
+    *,
+    flags: str = "F",
+    mountpoint: str = DEFAULT_MOUNTPOINT,
+    interpreter_dirs: Sequence[str] | None = None,
+) -> list[Step]:
+    """Register QEMU handlers in the (private) instance at ``mountpoint``.
+
+    ``arches`` are catalog rows or any name ``binfmtctl arches`` knows (QEMU,
+    Debian, OCI, uname -m); None means every foreign arch whose emulator is
+    found. Uses the same planning as ``binfmtctl install``; any arch that
+    cannot be registered (no emulator: the error says which package has it;
+    the host's own arch) raises before anything else runs. Returns the steps.
+    """
+    from binfmtctl import arch as _arch
+    from binfmtctl import interpreters, plan
+    from binfmtctl.errors import InterpreterError, RefusedError
+    from binfmtctl.instance import Instance
+
+    options = plan.Options(
+        flags=flags, interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS)
+    )
+    if arches is None:
+        chosen = plan.default_arches(options)
+        if not chosen:
+            raise InterpreterError(
+                "no foreign emulator found, so there is nothing to register; install "
+                "QEMU's static user-mode emulators (Debian/Ubuntu: `sudo apt-get install "
+                "qemu-user-static`) or pass --interpreter-dir"
+            )
+    else:
+        chosen = [a if isinstance(a, _arch.Arch) else _arch.resolve(a) for a in arches]
+    instance = Instance(mountpoint)
+    current = {n.name: n.state for n in instance.entries()}
+    steps = plan.plan_install(list(dict.fromkeys(chosen)), current, options)
+    for step in steps:
+        if step.action == plan.MISSING:
+            raise InterpreterError(step.reason, arch=step.arch.name)
+        if step.failed:
+            raise RefusedError(step.reason, arch=step.arch.name)
+    for step in steps:
+        plan.apply(instance, step)
+    return steps
+
+
+def resolve_in_root(root: str, path: str) -> str:
+    """``path`` as seen inside ``root`` (symlinks followed, absolute ones re-rooted).
+
+    Returns the host path of the file, which may not exist.
+    """
+    parts = [p for p in path.split("/") if p and p != "."]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        if os.path.islink(here):
+            hops += 1
+            if hops > 40:
+                break
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        done.append(part)
+    return os.path.join(root, *done)
+
+
+def _mountpoint_in(root: str, name: str, is_dir: bool = True) -> str:
+    """root/name, created if missing (an empty dir or file, like systemd-nspawn does)."""
+    target = os.path.join(root, name)
+    try:
+        if is_dir:
+            os.makedirs(target, mode=0o755, exist_ok=True)
+        elif not os.path.lexists(target):
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError as err:
+        raise SandboxError(
+            f"--rootfs {root}: /{name} is missing and cannot be created ({err.strerror}); "
+            f"create it (`mkdir {target}`) or use a writable copy of the root",
+            path=target,
+        ) from err
+    return target
+
+
+def enter_rootfs(root: str, *, host_resolv_conf: str = "/etc/resolv.conf") -> None:
+    """Set up /proc, /dev, /sys, /tmp and /etc/resolv.conf in ``root``, chroot, cd /.
+
+    Call it inside a private namespace (after :func:`enter`): the mounts live
+    and die with that namespace; the root itself only gains the empty
+    mountpoints it lacked. /proc, /dev and /sys are recursive binds of the
+    host's (see the module docstring for why), /tmp is a fresh tmpfs, and the
+    host's resolv.conf is bound over the root's (left alone when that is a
+    symlink, as on systemd-resolved systems).
+    """
+    root = os.path.realpath(root)
+    if not os.path.isdir(root):
+        raise UsageError(f"--rootfs {root}: not a directory")
+    try:
+        for name in ("proc", "dev", "sys"):
+            mount(f"/{name}", _mountpoint_in(root, name), None, MS_BIND | MS_REC)
+        mount("tmpfs", _mountpoint_in(root, "tmp"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+        etc = os.path.join(root, "etc")
+        resolv = os.path.join(etc, "resolv.conf")
+        if (
+            os.path.isdir(etc)
+            and not os.path.islink(etc)
+            and not os.path.islink(resolv)
+            and os.path.exists(host_resolv_conf)
+        ):
+            mount(host_resolv_conf, _mountpoint_in(root, "etc/resolv.conf", False), None, MS_BIND)
+        os.chroot(root)
+        os.chdir("/")
+    except OSError as err:
+        raise SandboxError(f"--rootfs {root}: cannot set it up: {err}", path=root) from err
+
+
+def prepare(
+    *,
+    arches: Sequence[str | Arch] | None = None,
+    flags: str = "F",
+    rootfs: str | None = None,
+    uid_map: str | None = None,
+    gid_map: str | None = None,
+    mountpoint: str = DEFAULT_MOUNTPOINT,
+    interpreter_dirs: Sequence[str] | None = None,
+) -> list[Step]:
+    """Enter a fresh private instance, register handlers, and chroot if asked.
+
+    Everything :func:`exec_command` does before the exec: this process ends up
+    root in its own user namespace (see :func:`enter` for ``uid_map``), with the
+    handlers of :func:`register_handlers` and, with ``rootfs``, inside
+    :func:`enter_rootfs`. Handlers use the F flag by default, so their emulator
+    is opened now and keeps working in the root. Returns the steps carried out.
+    """
+    enter(mountpoint=mountpoint, uid_map=uid_map, gid_map=gid_map)
+    steps = register_handlers(
+        arches, flags=flags, mountpoint=mountpoint, interpreter_dirs=interpreter_dirs
+    )
+    if rootfs is not None:
+        enter_rootfs(rootfs)
+    return steps
+
+
+def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> NoReturn:
+    """Replace this process with ``argv`` (looked up in PATH), as a shell would.
+
+    Signals Python ignores (SIGPIPE, SIGXFSZ) are reset first, since an ignored
+    signal stays ignored across exec. Raises ExecError (126, or 127 when not
+    found) if the exec fails.
+    """
+    if not argv:
+        raise UsageError("no command given: put it after `--`")
+    for name in _PYTHON_IGNORED:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        if env is None:
+            os.execvp(argv[0], list(argv))  # noqa: S606 - the user's own command
+        else:
+            os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606
+    except OSError as err:
+        raise exec_error(err, argv[0]) from err
+
+
+def exec_command(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    arches: Sequence[str | Arch] | None = None,
+    flags: str = "F",
+    rootfs: str | None = None,
+    uid_map: str | None = None,
+    gid_map: str | None = None,
+    mountpoint: str = DEFAULT_MOUNTPOINT,
+    interpreter_dirs: Sequence[str] | None = None,
+) -> NoReturn:
+    """:func:`prepare`, then become ``argv``: this process never comes back.
+
+    Because the command replaces this process (no fork), its stdin, stdout,
+    stderr, signals and exit status are exactly its own: a parent shell sees
+    ``128+N`` when it is killed by signal N. Nothing outlives it: the
+    namespace, its binfmt_misc and the root's mounts go when it exits. With
+    ``rootfs`` and no ``env``, PATH is set to the standard one of a Linux root.
+    """
+    prepare(
+        arches=arches,
+        flags=flags,
+        rootfs=rootfs,
+        uid_map=uid_map,
+        gid_map=gid_map,
+        mountpoint=mountpoint,
+        interpreter_dirs=interpreter_dirs,
+    )
+    if rootfs is not None and env is None:
+        env = {**os.environ, "PATH": ROOTFS_PATH}
+    exec_prepared(argv, env)
+
+
+def call(argv: Sequence[str], **options: Any) -> int:
+    """Run ``argv`` like :func:`exec_command`, but in a child; return its exit status.
+
+    The status follows :mod:`subprocess`: the exit code, or ``-N`` if the
+    command was killed by signal N. Takes the keyword arguments of
+    :func:`exec_command`; a failure before the command starts (no namespace,
+    no emulator, exec failed) is raised here as the same BinfmtError.
+
+    >>> sandbox.call(["./arm64-busybox", "false"], arches=["aarch64"])   # doctest: +SKIP
+    1
+    """
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_fd)
+        try:
+            exec_command(argv, **options)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            try:
+                payload = pickle.dumps(exc)
+            except Exception:  # noqa: BLE001
+                payload = pickle.dumps(SandboxError(traceback.format_exc()))
+            os.write(write_fd, payload)
+        finally:
+            os._exit(127)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        payload = pipe.read()  # empty: the exec happened and closed the pipe
+    _, status = os.waitpid(pid, 0)
+    if payload:
+        raise pickle.loads(payload)  # noqa: S301 - our own child's bytes
+    return os.waitstatus_to_exitcode(status)

@@ -24,10 +24,23 @@ examples:
 
 
 def _verbs() -> list[ModuleType]:
-    from binfmtctl.cli import arches, entries, explain, export, find, install, scan, status, why
+    # `run` and `shell` live in cli/rootless.py: a submodule named `run` would
+    # replace the run() entry point below as soon as it is imported.
+    from binfmtctl.cli import (
+        arches,
+        entries,
+        explain,
+        export,
+        find,
+        install,
+        rootless,
+        scan,
+        status,
+        why,
+    )
     from binfmtctl.cli import test as test_verb
 
-    return [status, arches, install, entries, explain, export, find, why, scan, test_verb]
+    return [status, arches, install, entries, explain, export, find, why, scan, test_verb, rootless]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    as_json = "--json" in args_list
+    # Words after `--` belong to the command `binfmtctl run` starts, not to us.
+    ours = args_list[: args_list.index("--")] if "--" in args_list else args_list
+    as_json = "--json" in ours
     try:
         parser = build_parser()
         args = parser.parse_args(args_list)

@@ -1,0 +1,173 @@
+"""``binfmtctl run`` and ``binfmtctl shell``: foreign programs, no root, no change to the host.
+
+Both enter a private user + mount namespace with its own binfmt_misc
+(Linux 6.7+), register F handlers there and then *exec* the command in this
+very process (:func:`binfmtctl.sandbox.exec_command`): its stdin, stdout,
+stderr, signals and exit status are its own, and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from binfmtctl import interpreters, plan, sandbox
+from binfmtctl.cli.output import Result
+from binfmtctl.errors import UsageError
+
+RUN_EPILOG = """\
+The command replaces binfmtctl (no fork): its exit status is binfmtctl's, and a
+command killed by signal N looks to your shell exactly like it (128+N). On
+success nothing is printed and --json has no envelope; errors before the
+command starts get one. binfmtctl's own failures: 1 failed (no emulator,
+bad root), 2 usage, 4 no rootless mode here (kernel older than 6.7, or user
+namespaces disabled: the message names the setting), 126 cannot execute,
+127 command not found.
+
+With --rootfs the root gets the host's /proc, /dev and /sys (recursive binds),
+a fresh /tmp and the host's /etc/resolv.conf; empty mountpoints it lacks are
+created in it. PATH is the standard one of a Linux root.
+
+examples:
+  binfmtctl run -- ./hello-arm64                  every foreign arch with an emulator
+  binfmtctl run --arch arm64 -- ./busybox uname -m
+  binfmtctl run --rootfs ./arm64-rootfs -- /bin/sh -c 'uname -m'
+  binfmtctl run --rootfs ./debian-armhf --uid-map auto -- apt-get install -y hello
+"""
+
+SHELL_EPILOG = """\
+The shell is $SHELL if the root has it, else /bin/sh; the prompt (PS1, and
+debian_chroot for Debian's bash.bashrc) names the root's architecture.
+
+examples:
+  binfmtctl shell ./arm64-rootfs
+  binfmtctl shell --uid-map auto ./debian-riscv64
+"""
+
+
+def _namespace_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--arch",
+        action="append",
+        metavar="ARCH",
+        dest="arches",
+        help="register a handler for ARCH (repeatable; QEMU, Debian, OCI or uname -m "
+        "name; default: every foreign arch whose emulator is found)",
+    )
+    p.add_argument(
+        "--flags",
+        default=plan.DEFAULT_FLAGS,
+        help="entry flags (default F: the emulator is opened now, so it works in the root)",
+    )
+    p.add_argument(
+        "--interpreter-dir",
+        action="append",
+        metavar="DIR",
+        help=f"where to look for qemu-ARCH[-static] (repeatable; default "
+        f"{' '.join(interpreters.DEFAULT_DIRS)})",
+    )
+    p.add_argument(
+        "--uid-map",
+        choices=["auto"],
+        help="auto: also map ids 1..65535 from your /etc/subuid and /etc/subgid range "
+        "(newuidmap, package uidmap), so package managers in the root can chown",
+    )
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run a command with handlers in a private instance (no root needed)",
+        description="Run CMD as any user in a private user + mount namespace with its "
+        "own binfmt_misc (Linux 6.7+), where QEMU handlers are registered first. The "
+        "host's handlers are never touched; everything goes away when CMD exits.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=RUN_EPILOG,
+        usage="%(prog)s [--arch ARCH ...] [--rootfs DIR] [--flags FLAGS] "
+        "[--uid-map auto] -- CMD [ARG ...]",
+    )
+    _namespace_options(p)
+    p.add_argument("--rootfs", metavar="DIR", help="chroot into DIR (working directory /)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command")
+    p.set_defaults(handler=handle_run)
+
+    s = sub.add_parser(
+        "shell",
+        parents=[common],
+        help="an interactive shell in a foreign root file system (no root needed)",
+        description="Open a shell in ROOTFS, chrooted, with QEMU handlers registered in a "
+        "private binfmt_misc (the same machinery as `binfmtctl run --rootfs`).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=SHELL_EPILOG,
+    )
+    _namespace_options(s)
+    s.add_argument("rootfs", metavar="ROOTFS")
+    s.set_defaults(handler=handle_shell)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "arches": args.arches,
+        "flags": args.flags,
+        "uid_map": args.uid_map,
+        "mountpoint": args.mountpoint,
+        "interpreter_dirs": args.interpreter_dir,
+    }
+
+
+def handle_run(args: argparse.Namespace) -> Result:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise UsageError("no command given: `binfmtctl run [OPTIONS] -- CMD [ARG ...]`")
+    if args.rootfs is not None and not os.path.isdir(args.rootfs):
+        raise UsageError(f"--rootfs {args.rootfs}: not a directory")
+    sandbox.exec_command(command, rootfs=args.rootfs, **_options(args))
+
+
+def shell_for(rootfs: str, user_shell: str | None) -> str:
+    """$SHELL if the root has it (an executable file), else /bin/sh."""
+    for path in (user_shell, "/bin/sh"):
+        if path and path.startswith("/"):
+            found = sandbox.resolve_in_root(rootfs, path)
+            if os.path.isfile(found) and os.access(found, os.X_OK):
+                return path
+    raise UsageError(
+        f"{rootfs} has no shell: neither $SHELL ({user_shell or 'unset'}) nor /bin/sh "
+        "is an executable file in it"
+    )
+
+
+def arch_label(rootfs: str, path: str) -> str:
+    """The architecture of the root's program at ``path`` (its uname -m), for the prompt."""
+    from binfmtctl import elf
+
+    try:
+        ident = elf.identity(elf.read_header(sandbox.resolve_in_root(rootfs, path)))
+    except OSError:
+        ident = None
+    found = ident.arch if ident else None
+    if found is None:
+        return "unknown-arch"
+    return found.uname[0] if found.uname else found.name
+
+
+def handle_shell(args: argparse.Namespace) -> Result:
+    rootfs = args.rootfs
+    if not os.path.isdir(rootfs):
+        raise UsageError(f"ROOTFS {rootfs}: not a directory")
+    shell = shell_for(rootfs, os.environ.get("SHELL"))
+    label = arch_label(rootfs, shell)
+    name = os.path.basename(os.path.realpath(rootfs))
+    env = {
+        **os.environ,
+        "SHELL": shell,
+        "PATH": sandbox.ROOTFS_PATH,
+        "HOME": "/root",
+        "PS1": f"({label}) {name}:\\w\\$ ",
+        "debian_chroot": f"{label} {name}",
+    }
+    sandbox.exec_command([shell, "-i"], env=env, rootfs=rootfs, **_options(args))
