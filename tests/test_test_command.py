@@ -266,3 +266,88 @@ def test_progress_line_only_on_a_terminal(sb: sandbox.Sandbox, tmp_path: Path) -
     assert json.loads(out)["ok"] is True
     piped = cli(sb, "test", "riscv64")  # stderr a pipe, not a terminal
     assert (piped.returncode, piped.stderr) == (0, "")
+
+
+def test_install_test_registers_and_proves(sb: sandbox.Sandbox) -> None:
+    arm = qemu("qemu-arm")
+    proc = cli(sb, "install", "--test", "--json", "riscv64", "s390x")
+    assert proc.returncode == 0, proc.stdout
+    data = envelope(proc)["data"]
+    assert [s["action"] for s in data["steps"]] == ["register", "register"]
+    assert {r["arch"]: r["code"] for r in data["test"]["results"]} == {
+        "riscv64": "ok",
+        "s390x": "ok",
+    }
+    # Installed fine, but the handler does not work: the exit code says so.
+    wrong = cli(sb, "install", "--test", "aarch64", "--interpreter", arm)
+    assert wrong.returncode == 1
+    assert "aarch64  registered" in wrong.stdout
+    assert "aarch64  FAILED  qemu-aarch64" in wrong.stdout and "wrong emulator" in wrong.stdout
+    # One arch installs and passes, one has no such emulator: partly done.
+    mixed = cli(sb, "install", "--test", "--json", "riscv64", "--interpreter-dir", "/nonexistent")
+    assert mixed.returncode == 1
+    assert envelope(mixed)["data"].get("test") is None  # nothing left to test
+
+
+def test_image_and_engine_usage_errors(sb: sandbox.Sandbox) -> None:
+    proc = cli(sb, "test", "--image", "busybox", "x86_64")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        "binfmtctl: error: --image needs --engine docker|podman\n",
+    )
+    proc = cli(sb, "test", "--engine", "docker", "--chroot", "x86_64")
+    assert proc.returncode == 2
+    assert "--chroot and --engine are separate tests; give one of them" in proc.stderr
+
+
+def _native_in_fresh_instance() -> list[str]:
+    return [o.arch for o in probes.run(probes.available(), probes.Handlers()) if o.ok]
+
+
+def test_native_arches_are_the_probes_the_kernel_runs_itself(sb: sandbox.Sandbox) -> None:
+    native = [a.name for a in host.native_arches()]
+    me = host.host_arch()
+    assert me is not None and me.name in native
+    # The same answer by the other route: every probe exec'd with nothing registered.
+    assert sb.run(_native_in_fresh_instance) == native
+    status = envelope_any(cli(sb, "status", "--json"))
+    assert status["data"]["host"]["native"] == native
+    # A registered handler does not change the answer (it is found in a fresh instance).
+    assert cli(sb, "install", "i386", "--force").returncode == 0
+    assert run_in(sb, sys.executable, "-c", NATIVE_NOW).stdout.split() == native
+    # ... though i386 probes now do run through it.
+    assert results(cli(sb, "test", "--json", "i386"))["i386"]["entry"] == "qemu-i386"
+
+
+NATIVE_NOW = "from binfmtctl import host; print(*[a.name for a in host.native_arches()])"
+
+
+def envelope_any(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def test_install_without_arch_follows_the_detected_native_set(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    """The per-boot cache is how the detection is read; seeding it proves install uses it."""
+    qemu("qemu-aarch64")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    argv = [sys.executable, "-m", "binfmtctl", "status", "--json"]
+    sb.run(subprocess.run, argv, capture_output=True, check=True, env=env)
+    cache = tmp_path / "binfmtctl" / "native.json"
+    stored = json.loads(cache.read_text())
+    assert stored["native"] == [a.name for a in host.native_arches()]
+    # Pretend this kernel also ran aarch64 natively (as an arm64 host runs arm).
+    cache.write_text(json.dumps({**stored, "native": [*stored["native"], "aarch64"]}))
+    argv = [sys.executable, "-m", "binfmtctl", "install", "--json"]
+    proc = sb.run(subprocess.run, argv, capture_output=True, text=True, check=False, env=env)
+    steps = {s["arch"]: s["action"] for s in envelope(proc)["data"]["steps"]}
+    assert "aarch64" not in steps and steps["riscv64"] == "register"
+    argv = [sys.executable, "-m", "binfmtctl", "install", "--json", "aarch64"]
+    proc = sb.run(subprocess.run, argv, capture_output=True, text=True, check=False, env=env)
+    assert proc.returncode == 1
+    assert envelope(proc)["data"]["steps"][0]["reason"] == (
+        "this x86_64 host runs aarch64 programs natively; a handler would send every one "
+        "of them through QEMU (use --force if that is what you want)"
+    )

@@ -53,6 +53,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="allow arches this host runs natively (i386 on x86_64)"
     )
     p.add_argument("--dry-run", action="store_true", help="say what would be done; change nothing")
+    p.add_argument(
+        "--test",
+        action="store_true",
+        help="then prove each handler installed (or already there) runs its arch's "
+        "probe, as `binfmtctl test` does; the exit code covers both",
+    )
     p.set_defaults(handler=handle_install)
 
     u = sub.add_parser(
@@ -114,7 +120,9 @@ def install(
         else:
             done += 1
         if step.failed:
-            result.errors.append({"code": step.action, "message": step.reason, "arch": step.arch.name})
+            result.errors.append(
+                {"code": step.action, "message": step.reason, "arch": step.arch.name}
+            )
         result.warnings.extend(f"{step.arch.name}: {w}" for w in step.warnings)
         rows.append(row)
     if not instance.is_host:
@@ -132,6 +140,7 @@ def _human_install(data: dict[str, Any]) -> str:
         "replace": "would replace" if data["dry_run"] else "replaced",
         "enable": "would enable" if data["dry_run"] else "enabled",
         "unchanged": "already registered",
+        "kept": "kept",
         "refused": "refused",
         "missing": "no emulator",
         "failed": "failed",
@@ -139,13 +148,54 @@ def _human_install(data: dict[str, Any]) -> str:
     rows = []
     for s in data["steps"]:
         entry = s["entry"]
-        detail = s["reason"] or (f"{entry['interpreter']} [{entry['flags'] or '-'}]" if entry else "")
+        detail = s["reason"] or (
+            f"{entry['interpreter']} [{entry['flags'] or '-'}]" if entry else ""
+        )
         rows.append([s["arch"], verbs.get(s["action"], s["action"]), detail])
     return table(rows, ["ARCH", "RESULT", "DETAIL"])
 
 
 def handle_install(args: argparse.Namespace) -> Result:
-    return install(Instance(args.mountpoint), args.arches, options_from(args), args.dry_run)
+    instance = Instance(args.mountpoint)
+    result = install(instance, args.arches, options_from(args), args.dry_run)
+    if not args.test:
+        return result
+    if args.dry_run:
+        result.warnings.append("--test does nothing with --dry-run: nothing was installed")
+        return result
+    return _and_test(instance, result, args.json)
+
+
+def _and_test(instance: Instance, result: Result, as_json: bool) -> Result:
+    """Run `test` on every arch install left with a handler; one exit code for both."""
+    import sys
+
+    from binfmtctl.cli import test as test_verb
+    from binfmtctl.errors import EXIT_PRIVILEGES
+
+    steps = result.data["steps"]
+    ready = [s["arch"] for s in steps if s["action"] not in ("refused", "missing", "failed")]
+    if not ready:
+        return result
+    stream = sys.stderr
+    tested = test_verb.run_tests(
+        instance,
+        ready,
+        progress=stream if test_verb.wants_progress(as_json, stream) else None,
+    )
+    result.data["test"] = tested.data
+    passed = {r["arch"] for r in tested.data["results"] if r["ok"]}
+    good = sum(s["arch"] in passed for s in steps)
+    if result.exit_code != EXIT_PRIVILEGES:
+        result.exit_code = outcome_code(good, len(steps) - good)
+    result.human = _human_install_and_test
+    return result
+
+
+def _human_install_and_test(data: dict[str, Any]) -> str:
+    from binfmtctl.cli import test as test_verb
+
+    return _human_install(data) + "\n\n" + test_verb.human(data["test"])
 
 
 def is_qemu_handler(name: str, arch_name: str | None, interpreter: str) -> bool:
@@ -164,7 +214,9 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
     if args.all:
         for item in instance.entries():
             found = recognise(item.state.entry)
-            if is_qemu_handler(item.name, found.name if found else None, item.state.entry.interpreter):
+            if is_qemu_handler(
+                item.name, found.name if found else None, item.state.entry.interpreter
+            ):
                 names.append(item.name)
     elif not args.targets:
         raise UsageError("name the ARCHes or entries to remove, or use --all")

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from binfmtctl import arch as _arch
 from binfmtctl import probes
 from binfmtctl.cli.output import Result, outcome_code, table
-from binfmtctl.errors import BinfmtError
+from binfmtctl.errors import BinfmtError, UsageError
 from binfmtctl.instance import Instance
 
 PROGRESS_AFTER = 0.3  # seconds before a live progress line appears on a terminal
@@ -52,6 +52,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"seconds each probe may take before it counts as hung "
         f"(default {probes.DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("docker", "podman"),
+        help="run each probe in a container of this engine instead (offline: a tiny "
+        "image per arch is loaded, run with --pull=never, and removed)",
+    )
+    p.add_argument(
+        "--image",
+        metavar="REF",
+        help="with --engine: run `uname -m` in this image (already pulled) instead of the probe",
     )
     p.set_defaults(handler=handle)
 
@@ -132,6 +143,8 @@ def run_tests(
     timeout: float = probes.DEFAULT_TIMEOUT,
     chroot: bool = False,
     progress: TextIO | None = None,
+    engine: str | None = None,
+    image: str | None = None,
 ) -> Result:
     """Test ``words`` (or every registered handler); the library form of the verb."""
     result = Result("test", human=human)
@@ -148,15 +161,25 @@ def run_tests(
                 "architecture; register some with `binfmtctl install`, or name ARCHes",
                 mountpoint=instance.mountpoint,
             )
+    if image is not None and engine is None:
+        raise UsageError("--image needs --engine docker|podman")
+    if engine is not None and chroot:
+        raise UsageError("--chroot and --engine are separate tests; give one of them")
     start = time.perf_counter()
-    if progress is not None:
+    outcomes: list[probes.Outcome] = []
+    by_engine: list[dict[str, Any]] = []
+    if engine is not None:
+        from binfmtctl import engines
+
+        by_engine = engines.verify(engine, names, image=image, mountpoint=instance.mountpoint)
+    elif progress is not None:
         labels = names + ([f"{n} chroot" for n in names] if chroot else [])
         with Progress(labels, progress) as bar:
             outcomes = probes.run(names, handlers, timeout=timeout, chroot=chroot, on_done=bar.done)
     else:
         outcomes = probes.run(names, handlers, timeout=timeout, chroot=chroot)
     wall = time.perf_counter() - start
-    results = [o.to_dict() for o in outcomes]
+    results = [o.to_dict() for o in outcomes] + by_engine
     for row in missing:
         reason = probes.NO_PROBE.get(row.name, "none was written")
         results.append(_no_probe(row.name, f"no probe program for {row.name}: {reason}"))
@@ -164,6 +187,7 @@ def run_tests(
     result.data = {
         "mountpoint": instance.mountpoint,
         "chroot": chroot,
+        "engine": engine,
         "timeout": timeout,
         "seconds": round(wall, 4),
         "results": results,
@@ -191,7 +215,7 @@ def human(data: dict[str, Any]) -> str:
     rows = []
     for r in data["results"]:
         verdict = {"ok": "ok", "native": "ok (native)"}.get(r["code"], "FAILED")
-        where = " chroot" if r["chroot"] else ""
+        where = " chroot" if r["chroot"] else f" {r['engine']}" if r.get("engine") else ""
         rows.append(
             [
                 r["arch"] + where,
@@ -216,5 +240,7 @@ def handle(args: argparse.Namespace) -> Result:
         args.arches,
         timeout=args.timeout,
         chroot=args.chroot,
+        engine=args.engine,
+        image=args.image,
         progress=stream if wants_progress(args.json, stream) else None,
     )
