@@ -12,6 +12,7 @@ from pathlib import Path
 
 from binfmtctl.entry import Entry, EntryState, parse_proc_entry
 from binfmtctl.errors import (
+    BinfmtError,
     NoSuchEntryError,
     NotMountedError,
     RefusedError,
@@ -141,6 +142,24 @@ class Instance:
                 os.close(fd)
         except OSError as err:
             raise register_error(err, entry.name, entry.interpreter, fixed='F' in entry.flags) from err
+
+    def replace(self, entry: Entry) -> EntryState | None:
+        """Register ``entry`` in place of a same-named one (if any) and return that one.
+
+        If the kernel refuses ``entry``, the old entry is put back as it was.
+        """
+        old = self.find(entry.name)
+        if old is not None:
+            self.remove(entry.name)
+        try:
+            self.register(entry)
+        except BinfmtError:
+            if old is not None:
+                self.register(old.entry)
+                if not old.enabled:
+                    self.disable(entry.name)
+            raise
+        return old
 
     def enable(self, name: str) -> None:
         self._control(name, b"1", f"enable {name}")

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from binfmtctl import host, interpreters
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry, EntryState, normalize_flags
-from binfmtctl.errors import BinfmtError, RefusedError, UsageError
+from binfmtctl.errors import RefusedError, UsageError
 from binfmtctl.instance import Instance
 
 DEFAULT_FLAGS = "F"
 
 # What a step does; "refused" and "missing" are failures, the rest are not.
 REGISTER, REPLACE, ENABLE, UNCHANGED = "register", "replace", "enable", "unchanged"
+KEPT = "kept"  # another tool's handler for the same arch is already there
 REFUSED, MISSING = "refused", "missing"
 FAILURES = frozenset({REFUSED, MISSING})
 
@@ -153,6 +154,17 @@ def _plan_one(
         return Step(arch, action, entry, warnings=tuple(warnings))
     if options.replace:
         return Step(arch, REPLACE, entry, warnings=tuple(warnings))
+    from binfmtctl.explain import recognise
+
+    theirs = existing.entry
+    if recognise(theirs) is arch:
+        return Step(
+            arch,
+            KEPT,
+            theirs,
+            reason=f"kept the {arch.name} handler already registered (interpreter "
+            f"{theirs.interpreter}, flags {theirs.flags or '-'}); --replace installs ours",
+        )
     return Step(
         arch,
         REFUSED,
@@ -166,22 +178,13 @@ def _plan_one(
 def apply(instance: Instance, step: Step) -> None:
     """Carry out one step; a failed replace puts the old entry back."""
     entry = step.entry
-    if entry is None or step.action in (UNCHANGED, *FAILURES):
+    if entry is None or step.action in (UNCHANGED, KEPT, *FAILURES):
         return
     if step.action == ENABLE:
         instance.enable(entry.name)
     elif step.action == REGISTER:
         instance.register(entry)
     elif step.action == REPLACE:
-        old = instance.find(entry.name)
-        instance.remove(entry.name)
-        try:
-            instance.register(entry)
-        except BinfmtError:
-            if old is not None:
-                instance.register(old.entry)
-                if not old.enabled:
-                    instance.disable(entry.name)
-            raise
+        instance.replace(entry)
     else:  # pragma: no cover - every action is handled above
         raise RefusedError(f"unknown step {step.action}")

@@ -26,6 +26,7 @@ examples:
 def _verbs() -> list[ModuleType]:
     # `run` and `shell` live in cli/rootless.py: a submodule named `run` would
     # replace the run() entry point below as soon as it is imported.
+    from binfmtctl.cli import apply as apply_verb
     from binfmtctl.cli import (
         arches,
         entries,
@@ -40,7 +41,10 @@ def _verbs() -> list[ModuleType]:
     )
     from binfmtctl.cli import test as test_verb
 
-    return [status, arches, install, entries, explain, export, find, why, scan, test_verb, rootless]
+    return [
+        *[status, arches, install, entries, explain, export, find, why, scan, test_verb],
+        *[rootless, apply_verb],
+    ]
 
 
 class _Parser(argparse.ArgumentParser):

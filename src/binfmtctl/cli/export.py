@@ -1,4 +1,10 @@
-"""``binfmtctl export``: print (or write) the entries install would register."""
+"""``binfmtctl export``: print (or write) the entries install would register.
+
+Formats: ``register`` (the raw lines), ``systemd`` (binfmt.d files),
+``binfmt-support`` (update-binfmts format files for ``--import``), ``json``.
+With ``-o DIR`` one file per entry is written atomically; without, everything
+is printed (for ``systemd`` the printout is itself one valid binfmt.d file).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,46 @@ import argparse
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import plan
+from binfmtctl import config, plan
 from binfmtctl.cli.install import options_from
 from binfmtctl.cli.output import Result
-from binfmtctl.errors import UsageError
+from binfmtctl.entry import Entry
+from binfmtctl.errors import BinfmtError, UsageError
 
-FORMATS = ("register",)
+FORMATS = ("register", "systemd", "binfmt-support", "json")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "export",
         parents=[common],
-        help="print the register lines install would write",
+        help="print or write the entries install would register, in a persistent format",
         description="Print, for each ARCH (default: every foreign arch whose emulator "
-        "is found), exactly what install would write to binfmt_misc's register file.",
+        "is found), exactly what install would write to binfmt_misc's register file -- "
+        "as register lines, as systemd binfmt.d files (registered at boot by "
+        "systemd-binfmt), as binfmt-support format files (for `update-binfmts "
+        "--import`), or as JSON.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  binfmtctl export arm64 --format systemd -o /etc/binfmt.d\n"
+        "      writes /etc/binfmt.d/qemu-aarch64.conf (then: systemd-binfmt qemu-aarch64.conf)\n"
+        "  binfmtctl export arm64 --format binfmt-support -o /usr/share/binfmts\n"
+        "      then: update-binfmts --import qemu-aarch64",
     )
     p.add_argument("arches", nargs="*", metavar="ARCH")
-    p.add_argument("--format", choices=FORMATS, default="register")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="register",
+        help="register (default), systemd, binfmt-support or json",
+    )
+    p.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="DIR",
+        help="write one file per entry into DIR (atomically) instead of printing: "
+        "NAME.conf (systemd), NAME (binfmt-support, register), NAME.json (json)",
+    )
     p.add_argument("--flags", default=plan.DEFAULT_FLAGS)
     p.add_argument("--interpreter-dir", action="append", metavar="DIR")
     p.add_argument("--interpreter", metavar="PATH")
@@ -41,11 +69,64 @@ def handle(args: argparse.Namespace) -> Result:
     entries: list[dict[str, Any]] = []
     for step in steps:
         if step.entry is None:
-            result.errors.append({"code": step.action, "message": step.reason, "arch": step.arch.name})
+            result.errors.append(
+                {"code": step.action, "message": step.reason, "arch": step.arch.name}
+            )
             continue
-        entries.append({"arch": step.arch.name, "register": str(step.entry), **step.entry.to_dict()})
+        entries.append(
+            {"arch": step.arch.name, "register": str(step.entry), **step.entry.to_dict()}
+        )
     if not entries and result.errors:
         raise UsageError(result.errors[0]["message"])
-    result.data = {"format": args.format, "entries": entries}
-    result.exit_code = 3 if result.errors else 0
+    result.data = {"format": args.format, "entries": entries, "files": []}
+    built = [step.entry for step in steps if step.entry is not None]
+    files = render_files(built, args.format)
+    if args.output_dir:
+        written = []
+        for name, content in files.items():
+            path = f"{args.output_dir.rstrip('/') or '/'}/{name}"
+            try:
+                config.write_atomic(path, content)
+            except BinfmtError as err:
+                result.fail(err)
+                continue
+            written.append(path)
+        result.data["files"] = written
+        result.human = lambda d: "\n".join(f"wrote {p}" for p in d["files"])
+    elif args.format != "register":
+        text = printout(files, args.format)
+        result.human = lambda d: text
+    if result.errors and result.exit_code == 0:
+        result.exit_code = 3
     return result
+
+
+def render_files(entries: list[Entry], fmt: str) -> dict[str, bytes]:
+    """File name -> content, one file per entry, in ``fmt``."""
+    import json
+
+    out: dict[str, bytes] = {}
+    for entry in entries:
+        if fmt == "systemd":
+            out[config.conf_name(entry.name)] = config.format_binfmt_d([entry])
+        elif fmt == "binfmt-support":
+            out[entry.name] = config.format_binfmts(entry)
+        elif fmt == "json":
+            out[f"{entry.name}.json"] = (json.dumps(entry.to_dict(), indent=2) + "\n").encode()
+        else:
+            out[entry.name] = entry.register_bytes() + b"\n"
+    return out
+
+
+def printout(files: dict[str, bytes], fmt: str) -> str:
+    """Everything on stdout: one binfmt.d file, or the format files one after another."""
+    import json
+    import os
+
+    if fmt == "systemd":
+        lines = [line for c in files.values() for line in c.splitlines(keepends=True)]
+        body = b"".join(line for line in lines if not line.startswith(b"#"))
+        return os.fsdecode(config.HEADER + body)
+    if fmt == "json":
+        return json.dumps([json.loads(c) for c in files.values()], indent=2)
+    return "\n".join(f"# {name}\n{os.fsdecode(c)}" for name, c in files.items())

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import interpreters, plan
+from binfmtctl import config, interpreters, plan
 from binfmtctl.cli.output import Result, outcome_code, table
+from binfmtctl.entry import Entry
 from binfmtctl.errors import BinfmtError, UnknownArchError, UsageError
 from binfmtctl.instance import Instance
+
+PERSIST_KINDS = ("systemd", "binfmt-support")
+# Steps after which the entry is ours and registered: those are persisted.
+PERSISTED = frozenset({plan.REGISTER, plan.REPLACE, plan.ENABLE, plan.UNCHANGED})
 
 PRIVATE_WARNING = (
     "this process is not in the host's user namespace: the binfmt_misc it changes is "
@@ -59,6 +65,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="then prove each handler installed (or already there) runs its arch's "
         "probe, as `binfmtctl test` does; the exit code covers both",
     )
+    _persist_options(p, "also write the configuration that registers them at boot")
     p.set_defaults(handler=handle_install)
 
     u = sub.add_parser(
@@ -72,7 +79,30 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     u.add_argument("targets", nargs="*", metavar="ARCH|NAME")
     u.add_argument("--all", action="store_true", help="every QEMU handler in the instance")
     u.add_argument("--dry-run", action="store_true", help="say what would be removed")
+    _persist_options(u, "also remove the boot configuration binfmtctl wrote (never other files)")
     u.set_defaults(handler=handle_uninstall)
+
+
+def _persist_options(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group("persistence (survives reboot)")
+    g.add_argument(
+        "--persist",
+        nargs="?",
+        const="systemd",
+        choices=PERSIST_KINDS,
+        metavar="systemd|binfmt-support",
+        help=f"{what}: systemd (default) = a marked NAME.conf in /etc/binfmt.d, which "
+        "overrides a same-named packaged /usr/lib/binfmt.d file; binfmt-support = "
+        "through update-binfmts' own database (package binfmtctl)",
+    )
+    g.add_argument(
+        "--binfmt-d", metavar="DIR", help="write/remove NAME.conf here instead of /etc/binfmt.d"
+    )
+    g.add_argument(
+        "--root",
+        metavar="DIR",
+        help="configuration root: DIR/etc/binfmt.d, DIR/usr/lib/binfmt.d, DIR/var/lib/binfmts",
+    )
 
 
 def options_from(args: argparse.Namespace) -> plan.Options:
@@ -86,10 +116,67 @@ def options_from(args: argparse.Namespace) -> plan.Options:
     )
 
 
+@dataclass(frozen=True)
+class Persist:
+    """Where and how install/uninstall make their change survive a reboot."""
+
+    kind: str = "systemd"  # or "binfmt-support"
+    layout: config.Layout = field(default_factory=config.Layout)
+    binfmt_d: str | None = None  # default: the layout's admin directory (/etc/binfmt.d)
+    replace: bool = False  # overwrite a same-named file binfmtctl did not write
+
+    @property
+    def directory(self) -> str:
+        return self.binfmt_d or self.layout.admin_binfmt_d
+
+
+def persist_from(args: argparse.Namespace) -> Persist | None:
+    if not args.persist:
+        if args.binfmt_d:
+            raise UsageError("--binfmt-d only makes sense with --persist")
+        return None
+    return Persist(
+        args.persist,
+        config.Layout.under(args.root),
+        args.binfmt_d,
+        replace=getattr(args, "replace", False),
+    )
+
+
+def _forget_one(persist: Persist, name: str, dry_run: bool) -> config.Saved:
+    if persist.kind == "binfmt-support":
+        return config.forget_binfmts(name, persist.layout.binfmts_admindir, dry_run=dry_run)
+    return config.forget_systemd(name, persist.directory, dry_run=dry_run)
+
+
+def _ours_persisted(persist: Persist) -> list[str]:
+    """Names binfmtctl persisted: its marked files, or its binfmt-support formats."""
+    if persist.kind == "binfmt-support":
+        formats = config.read_binfmts_admin(persist.layout.binfmts_admindir)
+        return [f.name for f in formats if f.package == config.PACKAGE]
+    return config.our_conf_files(persist.directory)
+
+
+def _persist_one(persist: Persist, entry: Entry, dry_run: bool) -> config.Saved:
+    if persist.kind == "binfmt-support":
+        return config.save_binfmts(entry, persist.layout.binfmts_admindir, dry_run=dry_run)
+    return config.save_systemd(
+        entry, persist.directory, persist.layout.binfmt_d, replace=persist.replace, dry_run=dry_run
+    )
+
+
 def install(
-    instance: Instance, words: list[str], options: plan.Options, dry_run: bool = False
+    instance: Instance,
+    words: list[str],
+    options: plan.Options,
+    dry_run: bool = False,
+    persist: Persist | None = None,
 ) -> Result:
-    """Plan and carry out an install; the library form of the verb."""
+    """Plan and carry out an install; the library form of the verb.
+
+    With ``persist`` every entry that is (or already was) registered as ours is
+    also written to the boot configuration.
+    """
     result = Result("install", human=_human_install)
     arches = _arch.resolve_all(words) if words else plan.default_arches(options)
     if not arches:
@@ -124,6 +211,16 @@ def install(
                 {"code": step.action, "message": step.reason, "arch": step.arch.name}
             )
         result.warnings.extend(f"{step.arch.name}: {w}" for w in step.warnings)
+        if persist is not None and step.entry is not None and step.action in PERSISTED:
+            try:
+                saved = _persist_one(persist, step.entry, dry_run)
+                row["persist"] = saved.to_dict()
+                result.warnings.extend(f"{step.arch.name}: {w}" for w in saved.warnings)
+            except BinfmtError as err:
+                failed += 1
+                done -= 1
+                row["persist"] = {"action": "failed", "target": None, "reason": err.message}
+                result.errors.append({**err.to_dict(), "arch": step.arch.name})
         rows.append(row)
     if not instance.is_host:
         result.warnings.append(PRIVATE_WARNING)
@@ -152,12 +249,18 @@ def _human_install(data: dict[str, Any]) -> str:
             f"{entry['interpreter']} [{entry['flags'] or '-'}]" if entry else ""
         )
         rows.append([s["arch"], verbs.get(s["action"], s["action"]), detail])
+        saved = s.get("persist")
+        if saved:
+            where = saved["target"] or saved["reason"] or ""
+            rows.append(["", f"boot: {saved['action']}", where])
     return table(rows, ["ARCH", "RESULT", "DETAIL"])
 
 
 def handle_install(args: argparse.Namespace) -> Result:
     instance = Instance(args.mountpoint)
-    result = install(instance, args.arches, options_from(args), args.dry_run)
+    result = install(
+        instance, args.arches, options_from(args), args.dry_run, persist=persist_from(args)
+    )
     if not args.test:
         return result
     if args.dry_run:
@@ -210,7 +313,10 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
     instance = Instance(args.mountpoint)
     instance.require_mounted()
     result = Result("uninstall", human=_human_uninstall)
+    persist = persist_from(args)
     names: list[str] = []
+    if args.all and persist is not None:
+        names.extend(_ours_persisted(persist))
     if args.all:
         for item in instance.entries():
             found = recognise(item.state.entry)
@@ -231,6 +337,14 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
             names.append(word)
     rows, done, failed = [], 0, 0
     for name in dict.fromkeys(names):
+        if persist is not None:
+            try:
+                saved = _forget_one(persist, name, args.dry_run)
+                result.data.setdefault("persist", []).append(saved.to_dict())
+            except BinfmtError as err:
+                failed += 1
+                result.fail(err)
+            present = set(instance.names())  # update-binfmts --remove also unregisters
         if name not in present:
             rows.append({"name": name, "action": "absent"})
             continue
@@ -243,7 +357,7 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
             failed += 1
             result.fail(err)
             rows.append({"name": name, "action": "failed", "reason": err.message})
-    result.data = {"dry_run": args.dry_run, "removed": rows}
+    result.data = {"dry_run": args.dry_run, "removed": rows, **result.data}
     result.exit_code = outcome_code(done, failed) if failed else 0
     return result
 
@@ -252,4 +366,10 @@ def _human_uninstall(data: dict[str, Any]) -> str:
     if not data["removed"]:
         return "nothing to remove"
     verb = {"removed": "would remove" if data["dry_run"] else "removed", "absent": "not registered"}
-    return "\n".join(f"{r['name']}: {verb.get(r['action'], r['action'])}" for r in data["removed"])
+    lines = [f"{r['name']}: {verb.get(r['action'], r['action'])}" for r in data["removed"]]
+    for saved in data.get("persist", []):
+        why = f" ({saved['reason']})" if saved["reason"] else ""
+        lines.append(
+            f"{saved['name']}: boot configuration {saved['target']}: {saved['action']}{why}"
+        )
+    return "\n".join(lines)

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import elf, host
+from binfmtctl import config, elf, host
 from binfmtctl.arch import Profile
 from binfmtctl.cli.output import Result, table
 from binfmtctl.instance import Instance, Named
@@ -22,6 +22,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "ours and foreign — with the architecture recognised from its magic, the "
         "interpreter, the flags and any problem: interpreter missing, not static "
         "while F is set, shadowed by a newer entry.",
+    )
+    p.add_argument(
+        "--boot",
+        action="store_true",
+        help="show what boot would register: systemd-binfmt applying the binfmt.d "
+        "files in /etc, /run, /usr/local/lib and /usr/lib (simulated; nothing changes)",
+    )
+    p.add_argument(
+        "--root",
+        metavar="DIR",
+        help="read the configuration (binfmt.d, binfmt-support's database) below DIR",
     )
     p.set_defaults(handler=handle)
 
@@ -127,5 +138,76 @@ def human(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def engines_human(engines: list[dict[str, Any]]) -> list[str]:
+    """One line per container engine: which instance its containers will consult."""
+    lines = []
+    for e in engines:
+        where = f" (pid {e['pid']})" if e.get("pid") else ""
+        mode = " rootless" if e.get("rootless") else ""
+        lines.append(f"{e['name']}{mode}{where}: {e['detail'] or e['instance']}")
+    return ["", "container engines:", *lines] if lines else []
+
+
+def human_with_engines(data: dict[str, Any]) -> str:
+    return "\n".join([human(data), *engines_human(data.get("engines", []))])
+
+
 def handle(args: argparse.Namespace) -> Result:
-    return Result("status", collect(Instance(args.mountpoint)), human=human)
+    from binfmtctl import engines
+
+    instance = Instance(args.mountpoint)
+    layout = config.Layout.under(args.root)
+    if args.boot:
+        return Result("status", {"config": config_of(instance, layout)}, human=boot_human)
+    data = collect(instance)
+    data["engines"] = engines.diagnose(args.mountpoint)
+    data["config"] = config_of(instance, layout)
+    return Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
+
+
+def config_of(instance: Instance, layout: config.Layout) -> dict[str, Any]:
+    """The persistent configuration, compared with the running kernel."""
+    running = {}
+    if instance.mounted:
+        running = {n.name: (n.state.entry, n.state.enabled) for n in instance.entries()}
+    return config.describe(layout, running)
+
+
+def config_human(data: dict[str, Any]) -> str:
+    cfg = data["config"]
+    lines = ["", "boot configuration:"]
+    for name in cfg["names"]:
+        where = [f"{f['path']}:{f['line']} ({f['role']})" for f in name["files"]]
+        if name["binfmt_support"]:
+            bs = name["binfmt_support"]
+            where.append(f"{bs['path']} (binfmt-support, package {bs['package']})")
+        if not where:
+            continue
+        lines.append(f"  {name['name']}: {'; '.join(where)}")
+    if len(lines) == 2:
+        lines.append(f"  no binfmt.d files in {', '.join(cfg['dirs'])}")
+    for f in cfg["files"]:
+        lines.extend(f"  {e['path']}:{e['line']}: {e['error']['message']}" for e in f["errors"])
+    problems = [p for name in cfg["names"] for p in name["problems"]]
+    if problems:
+        lines.append("")
+        lines.extend(problems)
+    return "\n" + "\n".join(lines)
+
+
+def boot_human(data: dict[str, Any]) -> str:
+    cfg = data["config"]
+    if not cfg["boot"]:
+        return f"at boot nothing is registered from {', '.join(cfg['dirs'])}"
+    rows = [
+        [
+            b["name"],
+            b["entry"]["flags"] or "-",
+            b["entry"]["interpreter"],
+            f"{b['path']}:{b['line']}",
+        ]
+        for b in cfg["boot"]
+    ]
+    head = "at boot systemd-binfmt registers (newest first, the order the kernel tries them):"
+    dropped = [p for n in cfg["names"] for p in n["problems"] if "registers nothing" in p]
+    return "\n".join([head, table(rows, ["ENTRY", "FLAGS", "INTERPRETER", "FROM"]), *dropped])

@@ -1,0 +1,936 @@
+"""Persistent configuration: systemd's binfmt.d and binfmt-support's format files.
+
+binfmt.d, as systemd-binfmt (systemd 252) reads it:
+
+- files named ``*.conf`` (not starting with ``.``) in /etc/binfmt.d,
+  /run/binfmt.d, /usr/local/lib/binfmt.d and /usr/lib/binfmt.d; a file in an
+  earlier directory replaces every same-named file in the later ones (an empty
+  file or a symlink to /dev/null thereby masks a packaged one);
+- the surviving files are applied in order of their *file name* alone,
+  whatever directory they sit in;
+- each line is stripped of whitespace; empty lines and lines starting with
+  ``#`` or ``;`` are skipped; every other line is written, with a newline, to
+  ``register`` after removing any entry of the same name (the text between the
+  first two delimiters). So a later line for a name replaces an earlier one,
+  and a later line that the kernel rejects leaves the name unregistered;
+- at boot every entry is flushed first (``status`` gets ``-1``); with file
+  arguments nothing is flushed.
+
+binfmt-support format files (update-binfmts(8), FORMAT FILES): one ``key
+value`` pair per line: package, interpreter, magic, offset, mask, extension,
+detector, credentials, preserve, fix_binary. Its database in /var/lib/binfmts
+holds one file per format: ten lines, in a fixed order.
+
+Every directory is a parameter (:class:`Layout`); nothing here reads a
+module-level path directly. Writes are atomic: a hidden temporary file in the
+same directory, fsync, rename, fsync of the directory -- a reader (or a boot)
+sees the old file or the new one, never a mix. The temporary name starts with
+``.`` and does not end in ``.conf``, so systemd ignores a leftover one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from binfmtctl.entry import Entry
+from binfmtctl.errors import ConfigError, EntryParseError, config_error
+
+BINFMT_D_DIRS = ("/etc/binfmt.d", "/run/binfmt.d", "/usr/local/lib/binfmt.d", "/usr/lib/binfmt.d")
+ADMIN_BINFMT_D = BINFMT_D_DIRS[0]
+BINFMTS_ADMINDIR = "/var/lib/binfmts"
+BINFMTS_IMPORTDIR = "/usr/share/binfmts"
+SUFFIX = ".conf"
+COMMENTS = b"#;"
+WHITESPACE = b" \t\r\n"
+OWNER_MARK = b"# Written by binfmtctl"
+HEADER = (
+    OWNER_MARK + b"; `binfmtctl uninstall --persist` removes it.\n"
+    b"# systemd-binfmt registers it at boot; see binfmt.d(5).\n"
+)
+PACKAGE = "binfmtctl"  # the binfmt-support package name our formats carry
+BINFMTS_KEYS = (
+    "package",
+    "interpreter",
+    "magic",
+    "offset",
+    "mask",
+    "extension",
+    "detector",
+    "credentials",
+    "preserve",
+    "fix_binary",
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where configuration lives; tests and ``--root`` pass their own."""
+
+    binfmt_d: tuple[str, ...] = BINFMT_D_DIRS  # highest precedence first
+    binfmts_admindir: str = BINFMTS_ADMINDIR
+
+    @classmethod
+    def under(cls, root: str | None) -> Layout:
+        """The default layout below ``root`` (like systemd's --root)."""
+        if not root or root == "/":
+            return cls()
+        base = root.rstrip("/")
+        return cls(tuple(base + d for d in BINFMT_D_DIRS), base + BINFMTS_ADMINDIR)
+
+    @property
+    def admin_binfmt_d(self) -> str:
+        return self.binfmt_d[0]
+
+
+# -- atomic writes -----------------------------------------------------------
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so that nobody ever sees a partial file."""
+    target = Path(path)
+    directory = target.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as err:
+        raise config_error(err, f"write {target}", str(directory)) from err
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError as err:
+        _unlink_quietly(tmp)
+        raise config_error(err, f"write {target}", str(target)) from err
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def remove_file(path: str | os.PathLike[str]) -> None:
+    """Unlink a configuration file and make the removal durable."""
+    target = Path(path)
+    try:
+        target.unlink()
+    except OSError as err:
+        raise config_error(err, f"remove {target}", str(target)) from err
+    fsync_dir(target.parent)
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise config_error(err, "sync the directory", str(directory)) from err
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _read(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise config_error(err, "read", str(path)) from err
+
+
+# -- binfmt.d ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One register line of a binfmt.d file (or why it cannot be registered)."""
+
+    path: str
+    line: int  # 1-based
+    text: bytes  # the stripped line, as systemd-binfmt writes it (without newline)
+    name: str | None  # what systemd-binfmt removes before registering (None: no name)
+    entry: Entry | None
+    error: EntryParseError | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "name": self.name,
+            "register": os.fsdecode(self.text),
+            "entry": self.entry.to_dict() if self.entry else None,
+            "error": self.error.to_dict() | {"message": self.error.reason} if self.error else None,
+        }
+
+
+@dataclass(frozen=True)
+class ConfFile:
+    path: str
+    rules: tuple[Rule, ...]
+    ours: bool  # carries binfmtctl's header
+
+    @property
+    def errors(self) -> list[Rule]:
+        return [r for r in self.rules if r.error is not None]
+
+
+def rule_name(line: bytes) -> str | None:
+    """The name systemd-binfmt derives from a line: text up to the second delimiter."""
+    if len(line) < 2:
+        return None
+    end = line.find(line[:1], 1)
+    name = line[1:] if end < 0 else line[1:end]
+    if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
+        return None
+    return os.fsdecode(name)
+
+
+def parse_binfmt_d(data: bytes, path: str = "<string>") -> ConfFile:
+    """Parse a binfmt.d file; bad lines are kept, with their error and line number."""
+    rules: list[Rule] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        line = raw.strip(WHITESPACE)
+        if not line or line[0] in COMMENTS:
+            continue
+        try:
+            entry: Entry | None = Entry.parse(line + b"\n")
+            error = None
+        except EntryParseError as err:
+            entry, error = None, err
+        rules.append(Rule(path, number, line, rule_name(line), entry, error))
+    return ConfFile(path, tuple(rules), ours=data.startswith(OWNER_MARK))
+
+
+def read_binfmt_d(path: str | os.PathLike[str]) -> ConfFile:
+    return parse_binfmt_d(_read(path), str(path))
+
+
+def check_binfmt_d(conf: ConfFile) -> None:
+    """Raise for the first bad line, with its file and line number."""
+    for rule in conf.errors:
+        assert rule.error is not None
+        raise ConfigError(
+            f"{rule.where}: {rule.error.message}",
+            path=rule.path,
+            line=rule.line,
+            field=rule.error.field,
+            position=rule.error.position,
+        )
+
+
+def format_binfmt_d(entries: Iterable[Entry], header: bool = True) -> bytes:
+    """A binfmt.d file registering ``entries``, marked as binfmtctl's."""
+    lines = []
+    for entry in entries:
+        line = entry.register_bytes() + b"\n"
+        _check_line(entry, line)
+        lines.append(line)
+    return (HEADER if header else b"") + b"".join(lines)
+
+
+def _check_line(entry: Entry, line: bytes) -> None:
+    text = line.strip(WHITESPACE)
+    if b"\n" in line[:-1] or b"\r" in line or b"\0" in line or text[:1] in COMMENTS:
+        raise ConfigError(
+            f"{entry.name}: its register string cannot be written as one binfmt.d line "
+            "(it needs a newline, NUL, '#' or ';' delimiter)",
+            entry=entry.name,
+        )
+    if Entry.parse(text + b"\n") != entry:
+        raise ConfigError(
+            f"{entry.name}: systemd-binfmt strips whitespace from each line, which "
+            "would change this entry",
+            entry=entry.name,
+        )
+
+
+def conf_name(entry_name: str) -> str:
+    return f"{entry_name}{SUFFIX}"
+
+
+def is_ours(path: str | os.PathLike[str]) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(OWNER_MARK)) == OWNER_MARK
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A binfmt.d file and whether a higher-precedence same-named file replaces it."""
+
+    name: str
+    path: str
+    overridden_by: str | None
+
+
+def list_binfmt_d(dirs: Sequence[str]) -> list[Candidate]:
+    """Every ``*.conf`` in ``dirs`` (highest precedence first), winners and losers.
+
+    Sorted the way systemd applies them: by file name, then by directory
+    precedence. A missing directory is simply empty.
+    """
+    winner: dict[str, str] = {}
+    found: list[Candidate] = []
+    for directory in dirs:
+        try:
+            names = sorted(os.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as err:
+            raise config_error(err, "list", directory) from err
+        for name in names:
+            if name.startswith(".") or not name.endswith(SUFFIX):
+                continue
+            path = os.path.join(directory, name)
+            if os.path.isdir(path):
+                continue
+            found.append(Candidate(name, path, winner.get(name)))
+            winner.setdefault(name, path)
+    order = {d: i for i, d in enumerate(dirs)}
+    found.sort(key=lambda c: (os.fsencode(c.name), order[os.path.dirname(c.path)]))
+    return found
+
+
+def boot_files(dirs: Sequence[str]) -> list[str]:
+    """The files systemd-binfmt applies at boot, in order."""
+    return [c.path for c in list_binfmt_d(dirs) if c.overridden_by is None]
+
+
+def find_conf(word: str, dirs: Sequence[str]) -> str:
+    """A FILE argument as systemd-binfmt takes it: a path, or a name searched in ``dirs``."""
+    if "/" in word:
+        return word
+    for directory in dirs:
+        path = os.path.join(directory, word)
+        if os.path.exists(path):
+            return path
+    raise ConfigError(
+        f"no {word} in {', '.join(dirs)}; give a path or a file name from those directories",
+        path=word,
+    )
+
+
+@dataclass
+class BootState:
+    """What systemd-binfmt would leave registered, name by name."""
+
+    entries: dict[str, Rule] = field(default_factory=dict)  # in registration order
+    dropped: dict[str, Rule] = field(default_factory=dict)  # last line for a name failed
+    rules: list[Rule] = field(default_factory=list)  # every line, in the order applied
+    files: list[ConfFile] = field(default_factory=list)
+
+    def order_newest_first(self) -> list[str]:
+        return list(reversed(self.entries))
+
+
+def simulate(paths: Sequence[str], check_interpreter: bool = True) -> BootState:
+    """Apply ``paths`` in order the way systemd-binfmt does, without a kernel.
+
+    A line the kernel would refuse (bad syntax; with F, a missing interpreter)
+    still removes the same-named entry first, so the name ends up unregistered.
+    """
+    state = BootState()
+    for path in paths:
+        conf = read_binfmt_d(path)
+        state.files.append(conf)
+        for rule in conf.rules:
+            state.rules.append(rule)
+            if rule.name is None:
+                continue
+            state.entries.pop(rule.name, None)
+            state.dropped.pop(rule.name, None)
+            ok = rule.entry is not None
+            if ok and check_interpreter and rule.entry is not None and "F" in rule.entry.flags:
+                ok = os.access(rule.entry.interpreter, os.X_OK)
+            if ok:
+                state.entries[rule.name] = rule
+            else:
+                state.dropped[rule.name] = rule
+    return state
+
+
+def boot_problem(rule: Rule) -> str:
+    """Why a line registers nothing at boot."""
+    if rule.error is not None:
+        return f"{rule.where}: {rule.error.reason} (in the {rule.error.field})"
+    assert rule.entry is not None
+    return (
+        f"{rule.where}: the interpreter {rule.entry.interpreter} is missing or not "
+        "executable, and with F the kernel refuses the entry"
+    )
+
+
+# -- binfmt-support ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BinfmtsFormat:
+    """One binfmt-support format: its name, owning package and entry."""
+
+    name: str
+    package: str
+    entry: Entry
+    detector: str = ""
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "package": self.package,
+            "path": self.path,
+            "detector": self.detector or None,
+            "entry": self.entry.to_dict(),
+        }
+
+
+def _escape(value: bytes) -> str:
+    return "".join(f"\\x{b:02x}" for b in value)
+
+
+def format_binfmts(entry: Entry, package: str = PACKAGE) -> bytes:
+    """An update-binfmts format file (for ``--import``) registering ``entry``.
+
+    binfmt-support has no way to ask for O without C: credentials=yes gives OC.
+    """
+    if "O" in entry.flags and "C" not in entry.flags:
+        raise ConfigError(
+            f"{entry.name}: binfmt-support cannot express the O flag without C "
+            "(its 'credentials yes' sets both); drop O or add C",
+            entry=entry.name,
+        )
+    yes = {True: "yes", False: "no"}
+    lines = [f"package {package}", f"interpreter {entry.interpreter}"]
+    if entry.kind == "M":
+        lines += [
+            f"magic {_escape(entry.magic)}",
+            f"offset {entry.offset}",
+        ]
+        if entry.mask is not None:
+            lines.append(f"mask {_escape(entry.mask)}")
+    else:
+        lines.append(f"extension {entry.extension}")
+    lines += [
+        f"credentials {yes['C' in entry.flags]}",
+        f"preserve {yes['P' in entry.flags]}",
+        f"fix_binary {yes['F' in entry.flags]}",
+    ]
+    text = "\n".join(lines) + "\n"
+    if any("\n" in v for v in (entry.interpreter, entry.extension or "")):
+        raise ConfigError(
+            f"{entry.name}: binfmt-support files cannot hold a newline", entry=entry.name
+        )
+    return os.fsencode(text)
+
+
+def _decode_field(value: str) -> bytes:
+    """binfmt-support magic/mask text: passed to the kernel as is, so decoded as it does."""
+    from binfmtctl.entry import _unescape
+
+    return _unescape(os.fsencode(value))
+
+
+def _flags(values: dict[str, str]) -> str:
+    flags = ""
+    if values.get("preserve") == "yes":
+        flags += "P"
+    if values.get("credentials") == "yes":
+        flags += "OC"
+    if values.get("fix_binary") == "yes":
+        flags += "F"
+    return flags
+
+
+def _binfmts_entry(name: str, values: dict[str, str], path: str, line: int) -> Entry:
+    interpreter = values.get("interpreter", "")
+    if not interpreter:
+        raise ConfigError(f"{path}: no interpreter", path=path, line=line)
+    try:
+        if values.get("type", "magic" if "magic" in values else "extension") == "magic":
+            magic = _decode_field(values.get("magic", ""))
+            mask_text = values.get("mask", "")
+            return Entry(
+                name=name,
+                kind="M",
+                interpreter=interpreter,
+                flags=_flags(values),
+                offset=int(values.get("offset") or 0),
+                magic=magic,
+                mask=_decode_field(mask_text) if mask_text else None,
+            )
+        return Entry(
+            name=name,
+            kind="E",
+            interpreter=interpreter,
+            flags=_flags(values),
+            extension=values.get("extension", ""),
+        )
+    except (EntryParseError, ValueError) as err:
+        reason = err.message if isinstance(err, EntryParseError) else str(err)
+        raise ConfigError(f"{path}: {reason}", path=path, line=line) from err
+
+
+def parse_binfmts(data: bytes, name: str, path: str = "<string>") -> BinfmtsFormat:
+    """Parse a binfmt-support format file (key value lines)."""
+    values: dict[str, str] = {}
+    last = 0
+    for number, raw in enumerate(os.fsdecode(data).split("\n"), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        key = key.strip()
+        if key not in BINFMTS_KEYS:
+            raise ConfigError(
+                f"{path}:{number}: unknown key {key!r}; binfmt-support knows "
+                f"{', '.join(BINFMTS_KEYS)}",
+                path=path,
+                line=number,
+            )
+        values[key] = value.strip()
+        last = number
+    if "magic" in values and "extension" in values:
+        raise ConfigError(f"{path}: both magic and extension are set", path=path, line=last)
+    entry = _binfmts_entry(name, values, path, last)
+    return BinfmtsFormat(name, values.get("package", ""), entry, values.get("detector", ""), path)
+
+
+def parse_binfmts_admin(data: bytes, name: str, path: str = "<string>") -> BinfmtsFormat:
+    """Parse update-binfmts' database file: package, type, offset, magic, mask,
+    interpreter, detector, credentials, preserve, fix_binary -- one per line."""
+    lines = os.fsdecode(data).split("\n")
+    keys = (
+        "package",
+        "type",
+        "offset",
+        "magic",
+        "mask",
+        "interpreter",
+        "detector",
+        "credentials",
+        "preserve",
+        "fix_binary",
+    )
+    if len(lines) < 6:
+        raise ConfigError(f"{path}: truncated binfmt-support database entry", path=path)
+    values = {k: v for k, v in zip(keys, lines, strict=False)}
+    if values["type"] == "extension":
+        values["extension"] = values.pop("magic")
+    entry = _binfmts_entry(name, values, path, len(lines))
+    return BinfmtsFormat(name, values["package"], entry, values.get("detector", ""), path)
+
+
+def read_binfmts_admin(admindir: str) -> list[BinfmtsFormat]:
+    """Every format in binfmt-support's database; unreadable ones are skipped."""
+    try:
+        names = sorted(os.listdir(admindir))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as err:
+        raise config_error(err, "list", admindir) from err
+    out = []
+    for name in names:
+        path = os.path.join(admindir, name)
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        try:
+            out.append(parse_binfmts_admin(_read(path), name, path))
+        except ConfigError:
+            continue
+    return out
+
+
+# -- persisting what install registers ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What persisting (or forgetting) one entry did."""
+
+    name: str
+    target: str  # the file, or "update-binfmts"
+    action: str  # written, unchanged, removed, absent, kept, refused, would write, would remove
+    reason: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "action": self.action,
+            "reason": self.reason or None,
+            "warnings": list(self.warnings),
+        }
+
+
+def boot_definers(name: str, dirs: Sequence[str], extra: str | None = None) -> list[Rule]:
+    """Every line that registers ``name`` at boot, in the order systemd applies them.
+
+    ``extra`` is a file to count as present (what a dry run would write).
+    """
+    paths = boot_files(dirs)
+    if extra is not None and extra not in paths:
+        base = os.path.basename(extra)
+        shadow = [p for p in paths if os.path.basename(p) == base]
+        if not shadow or _precedence(extra, dirs) < _precedence(shadow[0], dirs):
+            paths = [p for p in paths if p not in shadow] + [extra]
+            paths.sort(key=lambda p: os.fsencode(os.path.basename(p)))
+    out: list[Rule] = []
+    for path in paths:
+        if path == extra and not os.path.exists(path):
+            continue
+        out.extend(r for r in read_binfmt_d(path).rules if r.name == name)
+    return out
+
+
+def _precedence(path: str, dirs: Sequence[str]) -> int:
+    parent = os.path.dirname(path)
+    return list(dirs).index(parent) if parent in dirs else len(dirs)
+
+
+def override_warnings(name: str, path: str, dirs: Sequence[str]) -> list[str]:
+    """Why ``path`` will not be what registers ``name`` at boot, if it won't."""
+    directory = os.path.dirname(path)
+    if directory not in dirs:
+        return [f"{directory} is not read by systemd-binfmt at boot (it reads {', '.join(dirs)})"]
+    shadow = [
+        c.path
+        for c in list_binfmt_d(dirs)
+        if c.name == os.path.basename(path) and _precedence(c.path, dirs) < _precedence(path, dirs)
+    ]
+    if shadow:
+        return [
+            f"{shadow[0]} has the same file name in a directory that takes precedence: "
+            f"{path} is ignored at boot"
+        ]
+    rules = boot_definers(name, dirs, extra=path)
+    others = [r for r in rules if r.path != path]
+    last = rules[-1] if rules else None
+    if last is not None and last.path != path:
+        return [
+            f"at boot {last.path} also registers {name} and wins: it is applied after "
+            f"{os.path.basename(path)} (files are applied in order of file name)"
+        ]
+    if others:
+        return [
+            f"{', '.join(sorted({r.path for r in others}))} also define {name} but are "
+            "applied earlier; yours wins"
+        ]
+    return []
+
+
+def save_systemd(
+    entry: Entry,
+    directory: str,
+    dirs: Sequence[str],
+    *,
+    replace: bool = False,
+    dry_run: bool = False,
+) -> Saved:
+    """Write ``directory/NAME.conf`` registering ``entry`` at boot."""
+    from binfmtctl.errors import RefusedError
+
+    path = os.path.join(directory, conf_name(entry.name))
+    content = format_binfmt_d([entry])
+    action = "would write" if dry_run else "written"
+    if os.path.lexists(path):
+        if os.path.isfile(path) and _read(path) == content:
+            action = "unchanged"
+        elif not is_ours(path) and not replace:
+            raise RefusedError(
+                f"{path} exists and was not written by binfmtctl; use --replace to "
+                "overwrite it, or choose another directory with --binfmt-d",
+                path=path,
+                entry=entry.name,
+            )
+    if action == "written":
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as err:
+            raise config_error(err, "create", directory) from err
+        write_atomic(path, content)
+    return Saved(
+        entry.name, path, action, warnings=tuple(override_warnings(entry.name, path, dirs))
+    )
+
+
+def forget_systemd(name: str, directory: str, *, dry_run: bool = False) -> Saved:
+    """Remove ``directory/NAME.conf`` if binfmtctl wrote it; leave anything else alone."""
+    path = os.path.join(directory, conf_name(name))
+    if not os.path.lexists(path):
+        return Saved(name, path, "absent")
+    if not is_ours(path):
+        return Saved(name, path, "kept", reason="not written by binfmtctl; left as it is")
+    if dry_run:
+        return Saved(name, path, "would remove")
+    remove_file(path)
+    return Saved(name, path, "removed")
+
+
+def our_conf_files(directory: str) -> list[str]:
+    """Entry names of every binfmt.d file binfmtctl wrote in ``directory``."""
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as err:
+        raise config_error(err, "list", directory) from err
+    return [
+        n.removesuffix(SUFFIX)
+        for n in names
+        if n.endswith(SUFFIX) and is_ours(os.path.join(directory, n))
+    ]
+
+
+UPDATE_BINFMTS = "update-binfmts"
+
+
+def _update_binfmts(admindir: str | None, *args: str) -> None:
+    import subprocess
+
+    cmd = [UPDATE_BINFMTS, *(["--admindir", admindir] if admindir else []), *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except FileNotFoundError as err:
+        raise ConfigError(
+            "update-binfmts is not installed; install binfmt-support "
+            "(`apt-get install binfmt-support`) or use --persist=systemd",
+        ) from err
+    if proc.returncode != 0:
+        said = " ".join(line.removeprefix("update-binfmts: ") for line in proc.stderr.splitlines())
+        raise ConfigError(
+            f"update-binfmts {' '.join(args[:4])} failed: {said or f'exit {proc.returncode}'}",
+            command=cmd,
+        )
+
+
+def _binfmts_install_args(entry: Entry) -> list[str]:
+    format_binfmts(entry)  # refuses what binfmt-support cannot express
+    yes = {True: "yes", False: "no"}
+    args = ["--package", PACKAGE, "--install", entry.name, entry.interpreter]
+    if entry.kind == "M":
+        args += ["--magic", _escape(entry.magic), "--offset", str(entry.offset)]
+        if entry.mask is not None:
+            args += ["--mask", _escape(entry.mask)]
+    else:
+        args += ["--extension", entry.extension or ""]
+    return [
+        *args,
+        "--credentials",
+        yes["C" in entry.flags],
+        "--preserve",
+        yes["P" in entry.flags],
+        "--fix-binary",
+        yes["F" in entry.flags],
+    ]
+
+
+def _admin_format(name: str, admindir: str) -> BinfmtsFormat | None:
+    path = os.path.join(admindir, name)
+    if not os.path.isfile(path):
+        return None
+    return parse_binfmts_admin(_read(path), name, path)
+
+
+def save_binfmts(entry: Entry, admindir: str, *, dry_run: bool = False) -> Saved:
+    """Record ``entry`` in binfmt-support's database through update-binfmts itself."""
+    from binfmtctl.errors import RefusedError
+
+    target = os.path.join(admindir, entry.name)
+    have = _admin_format(entry.name, admindir)
+    if have is not None and have.package != PACKAGE:
+        raise RefusedError(
+            f"binfmt-support already has {entry.name} from package {have.package or '?'}; "
+            "binfmtctl leaves it alone (remove it with update-binfmts first if you mean to)",
+            path=target,
+            entry=entry.name,
+        )
+    if have is not None and have.entry == entry:
+        return Saved(entry.name, target, "unchanged")
+    args = _binfmts_install_args(entry)
+    if dry_run:
+        return Saved(entry.name, target, "would write")
+    if have is not None:
+        _update_binfmts(
+            admindir, "--package", PACKAGE, "--remove", entry.name, have.entry.interpreter
+        )
+    _update_binfmts(admindir, *args)
+    return Saved(entry.name, target, "written")
+
+
+def forget_binfmts(name: str, admindir: str, *, dry_run: bool = False) -> Saved:
+    """Remove ``name`` from binfmt-support's database if binfmtctl put it there."""
+    target = os.path.join(admindir, name)
+    have = _admin_format(name, admindir)
+    if have is None:
+        return Saved(name, target, "absent")
+    if have.package != PACKAGE:
+        return Saved(name, target, "kept", reason=f"belongs to package {have.package}")
+    if dry_run:
+        return Saved(name, target, "would remove")
+    _update_binfmts(admindir, "--package", PACKAGE, "--remove", name, have.entry.interpreter)
+    return Saved(name, target, "removed")
+
+
+# -- configuration against the running kernel ----------------------------------
+
+
+def _flags_words(flags: str) -> str:
+    return flags or "no flags"
+
+
+def _difference(name: str, now: Entry, enabled: bool, rule: Rule) -> str | None:
+    boot = rule.entry
+    assert boot is not None
+    if boot == now:
+        if not enabled:
+            return f"{name}: disabled now, but at boot {rule.path} registers it enabled"
+        return None
+    if (boot.interpreter, boot.flags) != (now.interpreter, now.flags):
+        return (
+            f"{name}: running entry uses {now.interpreter} with {_flags_words(now.flags)}, "
+            f"but at boot {rule.path} will register {boot.interpreter} with "
+            f"{_flags_words(boot.flags)}"
+        )
+    return (
+        f"{name}: running entry matches different bytes (magic/mask/offset) than the one "
+        f"{rule.path} will register at boot"
+    )
+
+
+def describe(
+    layout: Layout,
+    running: dict[str, tuple[Entry, bool]],
+    check_interpreter: bool = True,
+) -> dict[str, object]:
+    """For every entry name: which files define it, which wins at boot, and
+    whether the running kernel state differs from what boot will produce.
+
+    ``running`` maps a registered name to its entry and whether it is enabled.
+    """
+    candidates = list_binfmt_d(layout.binfmt_d)
+    parsed = {c.path: read_binfmt_d(c.path) for c in candidates}
+    boot = simulate([c.path for c in candidates if c.overridden_by is None], check_interpreter)
+    binfmts = {f.name: f for f in read_binfmts_admin(layout.binfmts_admindir)}
+    names: dict[str, None] = {}
+    for c in candidates:
+        names.update((r.name, None) for r in parsed[c.path].rules if r.name)
+    names.update((n, None) for n in running)
+    out: list[dict[str, object]] = []
+    for name in names:
+        definers = []
+        for c in candidates:
+            for rule in parsed[c.path].rules:
+                if rule.name != name:
+                    continue
+                if c.overridden_by is not None:
+                    role = f"ignored: {c.overridden_by} has the same file name"
+                elif boot.entries.get(name) == rule:
+                    role = "wins at boot"
+                elif boot.dropped.get(name) == rule:
+                    role = "applied last, but registers nothing"
+                elif rule.error is not None:
+                    role = f"invalid: {rule.error.reason}"
+                else:
+                    role = "replaced at boot by a later line"
+                definers.append(
+                    {
+                        "path": rule.path,
+                        "line": rule.line,
+                        "role": role,
+                        "ours": parsed[c.path].ours,
+                    }
+                )
+        winner = boot.entries.get(name)
+        dropped = boot.dropped.get(name)
+        problems: list[str] = []
+        files = {d["path"] for d in definers}
+        if len(files) > 1 and winner is not None:
+            problems.append(
+                f"{name}: defined in {len(files)} files; {winner.path} wins at boot "
+                "(files are applied in order of file name, the last one wins)"
+            )
+        now = running.get(name)
+        differs = (now is None) != (winner is None)
+        if now is not None and winner is not None:
+            diff = _difference(name, now[0], now[1], winner)
+            if diff:
+                differs = True
+                problems.append(diff)
+        elif now is not None:
+            why = (
+                f"at boot {boot_problem(dropped)}"
+                if dropped is not None
+                else "no binfmt.d file registers it at boot: it will be gone after a reboot"
+            )
+            problems.append(f"{name}: registered now, but {why}")
+            if name in binfmts:
+                problems.append(
+                    f"{name}: binfmt-support's database has it (package "
+                    f"{binfmts[name].package}); binfmt-support.service registers it at boot"
+                )
+        elif winner is not None:
+            problems.append(
+                f"{name}: not registered now; at boot {winner.path} will register it "
+                f"(`binfmtctl apply {winner.path}` does it now)"
+            )
+        elif dropped is not None:
+            problems.append(f"{name}: registers nothing at boot: {boot_problem(dropped)}")
+        out.append(
+            {
+                "name": name,
+                "files": definers,
+                "boot": None
+                if winner is None
+                else {
+                    "path": winner.path,
+                    "line": winner.line,
+                    "entry": winner.entry.to_dict() if winner.entry else None,
+                },
+                "running": None if now is None else {**now[0].to_dict(), "enabled": now[1]},
+                "binfmt_support": binfmts[name].to_dict() if name in binfmts else None,
+                "differs": differs,
+                "problems": problems,
+            }
+        )
+    return {
+        "dirs": list(layout.binfmt_d),
+        "binfmts_admindir": layout.binfmts_admindir,
+        "files": [
+            {
+                "path": c.path,
+                "overridden_by": c.overridden_by,
+                "ours": parsed[c.path].ours,
+                "errors": [r.to_dict() for r in parsed[c.path].errors],
+            }
+            for c in candidates
+        ],
+        "names": out,
+        "boot": [
+            {
+                "name": n,
+                "path": boot.entries[n].path,
+                "line": boot.entries[n].line,
+                "entry": e.to_dict(),
+            }
+            for n in boot.order_newest_first()
+            if (e := boot.entries[n].entry) is not None
+        ],
+    }
