@@ -661,6 +661,25 @@ def _execute(path: Path, timeout: float, chroot: bool) -> _Raw:
     return _Raw(None, proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start)
 
 
+def scratch_dir() -> str | None:
+    """Where to write probes: a RAM file system that allows exec, else the default.
+
+    $XDG_RUNTIME_DIR or /dev/shm (tmpfs: writing 36 probes there is ~10x
+    faster than on a disk file system), unless mounted noexec; None means
+    ``tempfile``'s choice ($TMPDIR, /tmp).
+    """
+    for candidate in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if not candidate:
+            continue
+        try:
+            usable = not os.statvfs(candidate).f_flag & os.ST_NOEXEC
+        except OSError:
+            continue
+        if usable and os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    return None
+
+
 def _emulator_of(interpreter: str) -> str | None:
     """The catalog arch an interpreter's file name says it emulates (qemu-arm-static: arm)."""
     base = os.path.basename(interpreter).removesuffix("-static")
@@ -800,18 +819,19 @@ def run(
 ) -> list[Outcome]:
     """Exec each arch's probe through the kernel, in parallel; one Outcome per run.
 
-    Every probe gets its own directory holding only itself, which doubles as
-    the empty root for ``chroot``.  With ``chroot`` each arch is run twice:
-    plainly, then chrooted (two outcomes, the chrooted one second).
+    The probes are written to one fresh directory that holds nothing else and
+    doubles as the empty root for ``chroot``.  With ``chroot`` each arch is
+    run twice: plainly, then chrooted (the chrooted outcomes come second).
     """
     names = [_arch(a).name for a in arches]
     jobs = [(a, False) for a in names] + ([(a, True) for a in names] if chroot else [])
-    with tempfile.TemporaryDirectory(prefix="binfmtctl-probes-") as top:
+    with tempfile.TemporaryDirectory(prefix="binfmtctl-probes-", dir=scratch_dir()) as top:
         paths: dict[str, Path] = {}
-        for name in names:
-            where = Path(top) / name
-            where.mkdir()
-            paths[name] = write(name, where / "probe")
+        for name in names:  # a private directory: no need for write()'s atomic rename
+            paths[name] = Path(top) / name
+            fd = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+            with os.fdopen(fd, "wb") as f:
+                f.write(build(name))
 
         def one(job: tuple[str, bool]) -> Outcome:
             name, in_chroot = job
