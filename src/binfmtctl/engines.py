@@ -1,0 +1,633 @@
+"""Container engines (Docker, Podman): is the container path as good as a plain exec?
+
+A handler that runs a foreign program from a shell can still fail in a
+container: no F flag (the emulator is not inside the image), or the engine runs
+in another user namespace that consults another binfmt_misc instance.  This
+module checks the real path, offline:
+
+* :func:`verify` loads one tiny image per arch (its probe as the only file,
+  labelled with the arch's OCI platform), runs it with
+  ``run --rm --pull=never --network=none --platform P`` and compares the
+  output; or, with ``image=``, runs ``uname -m`` in an image the user has.
+  Images it loaded are removed again.  No registry is ever contacted.
+* :func:`diagnose` tells ``binfmtctl status`` which engines are here and
+  whether their containers consult the instance binfmtctl configures.
+
+Images are built as a ``docker save`` archive and given to the engine's own
+``load``, not ``import``: Debian 12's Docker (20.10) ignores
+``import --platform`` and labels every imported image with the host's
+platform, so ``run --platform linux/arm64`` then refuses it.  ``load`` keeps
+the platform written in the image config on every engine version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from binfmtctl import arch as _arch
+from binfmtctl.errors import EngineError, engine_error
+from binfmtctl.instance import DEFAULT_MOUNTPOINT
+
+ENGINES = ("docker", "podman")
+IMAGE_REPO = "localhost/binfmtctl-probe"
+DEFAULT_TIMEOUT = 120.0  # seconds for one engine command (a cold daemon can be slow)
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+# --- platforms ---------------------------------------------------------------
+
+
+def oci_platform(row: _arch.Arch) -> str:
+    """The OCI platform an image for ``row`` is labelled with.
+
+    The catalog's first OCI platform where there is one; otherwise
+    ``linux/<Debian arch or QEMU name>`` (OCI allows any architecture string,
+    and engines match it exactly).
+    """
+    if row.oci:
+        return row.oci[0]
+    return f"linux/{row.debian[0] if row.debian else row.name}"
+
+
+def split_platform(platform: str) -> tuple[str, str, str]:
+    """``linux/arm/v7`` -> (os, architecture, variant); the variant may be empty."""
+    parts = platform.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"not an OCI platform (os/arch[/variant]): {platform!r}")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+
+
+# --- images ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeImage:
+    """One image to load: its tag, platform and the probe it runs."""
+
+    tag: str
+    platform: str
+    probe: bytes
+
+
+def _tar(members: Iterable[tuple[str, bytes, int]]) -> bytes:
+    """A deterministic tar: root-owned, mtime 0, in the order given."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data, mode in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def image_archive(images: Sequence[ProbeImage]) -> bytes:
+    """A ``docker save``-format archive holding one single-file image per entry.
+
+    Each image's only layer holds ``/probe`` (mode 0755); its config sets the
+    platform (os, architecture, variant) and ``Entrypoint ["/probe"]``.  Both
+    ``docker load`` and ``podman load`` read this format.
+    """
+    members: list[tuple[str, bytes, int]] = []
+    manifest: list[dict[str, Any]] = []
+    for image in images:
+        os_name, architecture, variant = split_platform(image.platform)
+        layer = _tar([("probe", image.probe, 0o755)])
+        layer_id = _sha256(layer)
+        config: dict[str, Any] = {
+            "architecture": architecture,
+            "os": os_name,
+            "config": {"Entrypoint": ["/probe"], "Env": []},
+            "created": _EPOCH,
+            "history": [{"created": _EPOCH, "created_by": "binfmtctl probe image"}],
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_id}"]},
+        }
+        if variant:
+            config["variant"] = variant
+        config_bytes = json.dumps(config, sort_keys=True).encode()
+        config_name = f"{_sha256(config_bytes)}.json"
+        members.append((f"{layer_id}/layer.tar", layer, 0o644))
+        members.append((config_name, config_bytes, 0o644))
+        manifest.append(
+            {"Config": config_name, "RepoTags": [image.tag], "Layers": [f"{layer_id}/layer.tar"]}
+        )
+    members.append(("manifest.json", json.dumps(manifest).encode(), 0o644))
+    return _tar(members)
+
+
+# --- running the engine ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How to call one engine.
+
+    ``options`` go before the subcommand (``-H unix:///…`` for Docker,
+    ``--root``/``--runroot`` for Podman); ``run_options`` are added to every
+    ``run`` (e.g. ``--ulimit`` where the runtime needs it).
+    """
+
+    name: str
+    binary: str
+    options: tuple[str, ...] = ()
+    run_options: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def find(cls, name: str, **kwargs: Any) -> Engine:
+        """The engine called ``name`` from PATH; EngineError if it is unknown or absent."""
+        if name not in ENGINES:
+            raise EngineError(
+                f"unknown container engine {name!r}; choose one of {', '.join(ENGINES)}",
+                engine=name,
+            )
+        binary = shutil.which(name)
+        if binary is None:
+            package = "docker.io" if name == "docker" else "podman"
+            raise EngineError(
+                f"{name} is not installed (not found on PATH); install it "
+                f"(Debian/Ubuntu: apt-get install {package}) or choose the other engine",
+                engine=name,
+            )
+        return cls(name, binary, **kwargs)
+
+    def command(self, *argv: str) -> list[str]:
+        return [self.binary, *self.options, *argv]
+
+    def call(self, *argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        cmd = self.command(*argv)
+        try:
+            return subprocess.run(
+                cmd, input=stdin, capture_output=True, check=False, timeout=self.timeout
+            )
+        except OSError as err:
+            raise engine_error(err, self.name, cmd[0]) from err
+        except subprocess.TimeoutExpired as err:
+            raise EngineError(
+                f"`{' '.join(cmd[:3])} …` did not finish in {self.timeout:g} s; is the "
+                f"{self.name} daemon/service healthy?",
+                engine=self.name,
+            ) from err
+
+    def run_argv(
+        self, platform: str | None, image: str, *args: str, entrypoint: str = ""
+    ) -> list[str]:
+        argv = ["run", "--rm", "--pull=never", "--network=none", *self.run_options]
+        if platform:
+            argv += ["--platform", platform]
+        if entrypoint:
+            argv += ["--entrypoint", entrypoint]
+        return [*argv, image, *args]
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _engine_says(done: subprocess.CompletedProcess[bytes]) -> str:
+    """The engine's own error text (stderr, else stdout).
+
+    crun reports the container's failure as JSON lines (``{"msg": ...,
+    "level": "error"}``); their ``msg`` is the text.
+    """
+    said = _text(done.stderr).strip() or _text(done.stdout).strip()
+    lines = []
+    for line in said.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        lines.append(str(record["msg"]) if isinstance(record, dict) and "msg" in record else line)
+    return "\n".join(lines) or f"exit status {done.returncode}"
+
+
+def check_reachable(engine: Engine) -> None:
+    """Raise EngineError with the engine's own words when it cannot serve requests."""
+    done = engine.call("version")
+    if done.returncode != 0:
+        hint = (
+            "start the daemon (`systemctl start docker`) or point DOCKER_HOST at it"
+            if engine.name == "docker"
+            else "see `podman info`"
+        )
+        raise EngineError(
+            f"{engine.name} cannot run containers: {_engine_says(done)}; {hint}",
+            engine=engine.name,
+        )
+
+
+# --- verification ------------------------------------------------------------
+
+
+def _result(row: _arch.Arch, entry: str | None, engine: str) -> dict[str, Any]:
+    return {
+        "arch": row.name,
+        "entry": entry,
+        "ok": False,
+        "output": "",
+        "seconds": 0.0,
+        "error": None,
+        "code": "ok",
+        "interpreter": None,
+        "stderr": "",
+        "chroot": False,
+        "engine": engine,
+    }
+
+
+def _handlers(mountpoint: str) -> list[tuple[str, Any]]:
+    """(name, Entry) of the enabled entries binfmtctl sees, newest first."""
+    from binfmtctl.errors import BinfmtError
+    from binfmtctl.instance import Instance
+
+    try:
+        instance = Instance(mountpoint)
+        if not instance.mounted:
+            return []
+        return [(n.name, n.state.entry) for n in instance.entries() if n.state.enabled]
+    except BinfmtError:
+        return []
+
+
+def _entry_for(handlers: list[tuple[str, Any]], header: bytes) -> str | None:
+    for name, entry in handlers:
+        if entry.kind == "M" and entry.matches(header):
+            return name
+    return None
+
+
+def verify(
+    engine_name: str,
+    arches: Sequence[str | _arch.Arch],
+    *,
+    image: str | None = None,
+    engine: Engine | None = None,
+    mountpoint: str = DEFAULT_MOUNTPOINT,
+) -> list[dict[str, Any]]:
+    """Run each arch's probe (or ``uname -m`` in ``image``) in a container.
+
+    One result per arch, shaped like ``binfmtctl test``'s: ``arch``,
+    ``entry`` (the handler in ``mountpoint`` that matches the probe, as far
+    as binfmtctl can see), ``ok``, ``output``, ``seconds`` (the ``run``),
+    ``error`` (the engine's own text when it failed); plus ``code``
+    (``ok``, ``engine_failed``, ``wrong_output``) and ``engine``.
+    ``engine`` overrides how the engine is called (tests, non-default sockets).
+    Raises EngineError when the engine is missing or cannot run anything.
+    """
+    eng = engine or Engine.find(engine_name)
+    rows = [_arch.resolve(a) if isinstance(a, str) else a for a in arches]
+    check_reachable(eng)
+    handlers = _handlers(mountpoint)
+    if image is not None:
+        return [_verify_image(eng, row, image, handlers) for row in rows]
+    return _verify_probes(eng, rows, handlers)
+
+
+def _verify_probes(
+    eng: Engine, rows: list[_arch.Arch], handlers: list[tuple[str, Any]]
+) -> list[dict[str, Any]]:
+    from binfmtctl import probes
+
+    run_id = secrets.token_hex(4)
+    images = [
+        ProbeImage(f"{IMAGE_REPO}:{row.name}-{run_id}", oci_platform(row), probes.build(row))
+        for row in rows
+    ]
+    results: list[dict[str, Any]] = []
+    loaded = False
+    try:
+        done = eng.call("load", stdin=image_archive(images))
+        loaded = True
+        if done.returncode != 0:
+            raise EngineError(
+                f"{eng.name} load refused the probe images: {_engine_says(done)}",
+                engine=eng.name,
+            )
+        for row, img in zip(rows, images, strict=True):
+            result = _result(row, _entry_for(handlers, img.probe), eng.name)
+            result["image"] = img.tag
+            _run_one(eng, result, eng.run_argv(img.platform, img.tag))
+            expected = probes.expected_output(row)
+            if result["code"] == "ok" and result["output"] != _text(expected):
+                result["code"] = "wrong_output"
+                result["error"] = f"expected {_text(expected)!r}, got {result['output']!r}" + (
+                    f"; stderr: {result['stderr'].strip()}" if result["stderr"].strip() else ""
+                )
+            result["ok"] = result["code"] == "ok"
+            results.append(result)
+    finally:
+        if loaded:
+            remove_images(eng, [img.tag for img in images])
+    return results
+
+
+def _run_one(eng: Engine, result: dict[str, Any], argv: list[str]) -> None:
+    start = time.perf_counter()
+    done = eng.call(*argv)
+    result["seconds"] = round(time.perf_counter() - start, 4)
+    result["output"] = _text(done.stdout)
+    result["stderr"] = _text(done.stderr)
+    if done.returncode != 0:
+        result["code"] = "engine_failed"
+        result["error"] = f"{eng.name} run exited {done.returncode}: {_engine_says(done)}"
+
+
+def _verify_image(
+    eng: Engine, row: _arch.Arch, image: str, handlers: list[tuple[str, Any]]
+) -> dict[str, Any]:
+    from binfmtctl import host
+
+    sample = row.magic_mask()[0]
+    result = _result(row, _entry_for(handlers, sample), eng.name)
+    result["image"] = image
+    _run_one(eng, result, eng.run_argv(oci_platform(row), image, "-m", entrypoint="uname"))
+    if result["code"] == "ok":
+        said = result["output"].strip()
+        expected = list(row.uname)
+        if row in host.native_arches() and result["entry"] is None:
+            expected.append(host.machine())  # a native program reports the host's kernel
+        if said not in expected:
+            result["code"] = "wrong_output"
+            result["error"] = f"`uname -m` printed {said!r}; expected {' or '.join(expected)}"
+    result["ok"] = result["code"] == "ok"
+    return result
+
+
+def remove_images(eng: Engine, tags: Sequence[str]) -> None:
+    """Remove images this module loaded (never anything else); errors are ignored."""
+    if tags:
+        with contextlib.suppress(EngineError):
+            eng.call("rmi", "--force", *tags)
+
+
+# --- diagnostics for `binfmtctl status` ------------------------------------
+
+NS_GET_PARENT = 0xB702  # ioctl: the parent of a user namespace
+
+
+@dataclass
+class NamespaceView:
+    """What one engine process's namespaces say about the instance it uses."""
+
+    pid: int
+    userns: str  # "same", "child", "other", "unknown"
+    instance: str  # "same", "private", "inherited", "unknown"
+    detail: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def _ns_key(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _userns_relation(pid: int, proc: str = "/proc") -> str:
+    """``same``, ``child`` (a descendant of ours), ``other``, or ``unknown``."""
+    import fcntl
+
+    mine = _ns_key(f"{proc}/self/ns/user")
+    theirs = _ns_key(f"{proc}/{pid}/ns/user")
+    if mine is None or theirs is None:
+        return "unknown"
+    if mine == theirs:
+        return "same"
+    try:
+        fd = os.open(f"{proc}/{pid}/ns/user", os.O_RDONLY)
+    except OSError:
+        return "unknown"
+    try:
+        for _ in range(33):  # the kernel nests at most 32 user namespaces
+            try:
+                parent = fcntl.ioctl(fd, NS_GET_PARENT)
+            except OSError as err:
+                # EPERM: the parent is outside our namespace, so not our descendant.
+                return "other" if err.errno in (errno.EPERM, errno.ENOENT) else "unknown"
+            os.close(fd)
+            fd = parent
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == mine:
+                return "child"
+        return "other"
+    finally:
+        os.close(fd)
+
+
+def binfmt_mounts(mountinfo: str) -> list[dict[str, str]]:
+    """binfmt_misc mounts in a /proc/PID/mountinfo text: mountpoint and superblock device.
+
+    Each binfmt_misc instance has its own superblock, so the same ``dev``
+    (``major:minor``) means the same instance.
+    """
+    found = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields_ = left.split()
+        if not sep or len(fields_) < 5 or not right.split():
+            continue
+        if right.split()[0] == "binfmt_misc":
+            found.append({"mountpoint": fields_[4], "dev": fields_[2]})
+    return found
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def instance_view(
+    pid: int, mountpoint: str = DEFAULT_MOUNTPOINT, proc: str = "/proc"
+) -> NamespaceView:
+    """Which binfmt_misc instance an exec in ``pid``'s namespaces consults, as far as known.
+
+    Known: whether ``pid`` shares our user namespace or descends from it, and
+    which binfmt_misc superblocks its mount namespace shows.  Assumed: that a
+    namespace whose mounts show no other instance did not mount one elsewhere
+    (in a mount namespace we cannot see) — then, on 6.7+, it falls back to
+    its nearest ancestor's instance, ours.
+    """
+    relation = _userns_relation(pid, proc)
+    ours = binfmt_mounts(_read(f"{proc}/self/mountinfo") or "")
+    our_dev = next((m["dev"] for m in ours if m["mountpoint"] == mountpoint), None)
+    theirs_text = _read(f"{proc}/{pid}/mountinfo")
+    theirs = binfmt_mounts(theirs_text or "")
+    facts: dict[str, Any] = {"our_instance": our_dev, "their_binfmt_mounts": theirs}
+    if relation == "same":
+        return NamespaceView(
+            pid,
+            relation,
+            "same",
+            "runs in binfmtctl's own user namespace: its containers use the handlers "
+            "binfmtctl sees",
+            facts,
+        )
+    if relation == "unknown" or theirs_text is None:
+        return NamespaceView(
+            pid,
+            relation,
+            "unknown",
+            "cannot read its namespaces (run as root to find out)",
+            facts,
+        )
+    others = [m for m in theirs if m["dev"] != our_dev]
+    if others:
+        where = others[0]["mountpoint"]
+        return NamespaceView(
+            pid,
+            relation,
+            "private",
+            f"its namespace mounted its own binfmt_misc (at {where}): its containers do "
+            "NOT see the handlers binfmtctl configures here, and an install run inside it "
+            "changes only that private instance",
+            facts,
+        )
+    if relation == "other":
+        return NamespaceView(
+            pid,
+            relation,
+            "unknown",
+            "runs in a user namespace that is not binfmtctl's nor a descendant of it",
+            facts,
+        )
+    return NamespaceView(
+        pid,
+        relation,
+        "inherited",
+        "runs in a child user namespace that shows no binfmt_misc instance of its own: "
+        "on Linux 6.7+ it falls back to this one (assumed: it did not mount one in a "
+        "mount namespace binfmtctl cannot see)",
+        facts,
+    )
+
+
+def _docker_socket(env: dict[str, str]) -> str:
+    host = env.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        return host[len("unix://") :]
+    return "" if host else "/var/run/docker.sock"
+
+
+def _socket_peer(path: str) -> tuple[bool, int | None, str | None]:
+    """(reachable, pid of the listener, error) for a unix socket, without speaking to it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(1.0)
+    try:
+        sock.connect(path)
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, _uid, _gid = struct.unpack("3i", creds)
+        return True, (pid or None), None
+    except OSError as err:
+        return False, None, err.strerror or str(err)
+    finally:
+        sock.close()
+
+
+def _podman_pause_pid(env: dict[str, str]) -> int | None:
+    runtime = env.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    for path in (f"{runtime}/libpod/tmp/pause.pid", f"{runtime}/containers/pause.pid"):
+        text = _read(path)
+        if text and text.strip().isdigit():
+            pid = int(text.strip())
+            if os.path.exists(f"/proc/{pid}"):
+                return pid
+    return None
+
+
+def diagnose(
+    mountpoint: str = DEFAULT_MOUNTPOINT, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """What ``binfmtctl status`` says about each engine; cheap (no engine command is run)."""
+    env = dict(os.environ) if env is None else env
+    out: list[dict[str, Any]] = []
+    for name in ENGINES:
+        binary = shutil.which(name, path=env.get("PATH"))
+        info: dict[str, Any] = {
+            "name": name,
+            "binary": binary,
+            "reachable": None,
+            "rootless": None,
+            "pid": None,
+            "userns": None,
+            "instance": "unknown",
+            "detail": "",
+        }
+        if name == "docker":
+            _diagnose_docker(info, env, mountpoint)
+        elif binary is not None:
+            _diagnose_podman(info, env, mountpoint)
+        if binary is None and not info["reachable"]:
+            continue
+        out.append(info)
+    return out
+
+
+def _apply_view(info: dict[str, Any], view: NamespaceView) -> None:
+    info.update(pid=view.pid, userns=view.userns, instance=view.instance, detail=view.detail)
+
+
+def _diagnose_docker(info: dict[str, Any], env: dict[str, str], mountpoint: str) -> None:
+    path = _docker_socket(env)
+    if not path:
+        info["detail"] = "DOCKER_HOST is not a unix socket: cannot see the daemon's namespaces"
+        return
+    info["socket"] = path
+    reachable, pid, err = _socket_peer(path)
+    info["reachable"] = reachable
+    if not reachable:
+        info["detail"] = f"no daemon at {path} ({err})"
+        return
+    if pid is None:
+        info["detail"] = "daemon reachable; its process is not visible from here"
+        return
+    view = instance_view(pid, mountpoint)
+    info["rootless"] = view.userns not in ("same", "unknown") or path.startswith("/run/user/")
+    _apply_view(info, view)
+
+
+def _diagnose_podman(info: dict[str, Any], env: dict[str, str], mountpoint: str) -> None:
+    rootless = os.geteuid() != 0
+    info["rootless"] = rootless
+    info["reachable"] = None  # podman has no daemon; `podman info` would say more
+    if not rootless:
+        info.update(
+            userns="same",
+            instance="same",
+            detail="rootful podman runs containers in this user namespace: they use the "
+            "handlers binfmtctl sees",
+        )
+        return
+    pid = _podman_pause_pid(env)
+    if pid is None:
+        info["detail"] = (
+            "rootless podman has no namespace running yet; the next one it creates "
+            "falls back to this instance on Linux 6.7+ unless something mounts "
+            "binfmt_misc inside it (e.g. an installer run with `podman unshare`)"
+        )
+        info["instance"] = "inherited"
+        return
+    _apply_view(info, instance_view(pid, mountpoint))
