@@ -240,7 +240,9 @@ def test_rootfs_has_proc_dev_sys_tmp_and_starts_in_slash(who: str, rootfs: Path)
 
 
 def test_uid_map_auto_lets_the_root_chown(who: str, rootfs: Path) -> None:
-    script = "touch /f && chown 1000:1000 /f && stat -c %u:%g /f && busybox cat /proc/self/uid_map"
+    script = (
+        "touch /f && chown 1000:1000 /f && stat -c %u:%g /f && /bin/busybox cat /proc/self/uid_map"
+    )
     plain = binfmtctl(who, "run", "--rootfs", str(rootfs), "--", "/bin/sh", "-c", script)
     assert plain.returncode == 1
     assert "Invalid argument" in plain.stderr  # uid 1000 does not exist inside
