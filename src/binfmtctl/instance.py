@@ -141,7 +141,9 @@ class Instance:
             finally:
                 os.close(fd)
         except OSError as err:
-            raise register_error(err, entry.name, entry.interpreter, fixed='F' in entry.flags) from err
+            raise register_error(
+                err, entry.name, entry.interpreter, fixed="F" in entry.flags
+            ) from err
 
     def replace(self, entry: Entry) -> EntryState | None:
         """Register ``entry`` in place of a same-named one (if any) and return that one.

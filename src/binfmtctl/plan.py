@@ -97,9 +97,7 @@ def plan_install(
     return [_plan_one(arch, current, options, flags) for arch in arches]
 
 
-def _plan_one(
-    arch: Arch, current: Mapping[str, EntryState], options: Options, flags: str
-) -> Step:
+def _plan_one(arch: Arch, current: Mapping[str, EntryState], options: Options, flags: str) -> Step:
     me = host.host_arch()
     native = {a.name for a in host.native_arches()}
     if me is not None and arch.name == me.name:

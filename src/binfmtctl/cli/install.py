@@ -308,8 +308,6 @@ def is_qemu_handler(name: str, arch_name: str | None, interpreter: str) -> bool:
 
 
 def handle_uninstall(args: argparse.Namespace) -> Result:
-    from binfmtctl.explain import recognise
-
     instance = Instance(args.mountpoint)
     instance.require_mounted()
     result = Result("uninstall", human=_human_uninstall)
@@ -318,6 +316,8 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
     if args.all and persist is not None:
         names.extend(_ours_persisted(persist))
     if args.all:
+        from binfmtctl.explain import recognise
+
         for item in instance.entries():
             found = recognise(item.state.entry)
             if is_qemu_handler(
