@@ -456,3 +456,75 @@ def test_status_shows_the_docker_daemon_uses_this_instance(dockerd: Any) -> None
     assert docker["reachable"] is True
     assert docker["pid"] == daemon.pid
     assert (docker["userns"], docker["instance"]) == ("same", "same")
+
+
+# --- the Containerfile ----------------------------------------------------------
+# No base image can be pulled here (no registry), so the image is not built in
+# the tests.  What is checked instead: the Containerfile parses into known
+# instructions with an exec-form ENTRYPOINT, and the exact layout it builds
+# (the package under dist-packages, the wrapper its RUN line writes, Debian's
+# python3 + python3-pyelftools + qemu-user-static) installs handlers with the
+# right exit codes, in a private instance.
+
+CONTAINERFILE = ROOT / "Containerfile"
+INSTRUCTIONS = {"FROM", "RUN", "COPY", "ENTRYPOINT", "CMD", "ENV", "ARG", "LABEL", "WORKDIR"}
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = CONTAINERFILE.read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            out.append((word, rest.strip()))
+    return out
+
+
+def test_containerfile_parses() -> None:
+    steps = _instructions()
+    assert {word for word, _ in steps} <= INSTRUCTIONS
+    assert steps[0] == ("FROM", "docker.io/library/debian:12-slim")
+    entry = dict(steps)["ENTRYPOINT"]
+    assert json.loads(entry) == ["binfmtctl"]  # exec form: binfmtctl's exit code is the container's
+    assert json.loads(dict(steps)["CMD"]) == ["status"]
+    run = " ".join(rest for word, rest in steps if word == "RUN")
+    assert "--no-install-recommends" in run and "qemu-user-static" in run
+    for excluded in (".git", ".venv", ".cache", "tests"):
+        assert excluded in (ROOT / ".containerignore").read_text().split()
+
+
+def _wrapper_line() -> str:
+    (run,) = [r for w, r in _instructions() if w == "RUN" and "/usr/local/bin/binfmtctl" in r]
+    start = run.index("printf '") + len("printf '")
+    return run[start : run.index("'", start)].replace("\\n", "\n")
+
+
+def test_containerfile_layout_installs_with_proper_exit_codes(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    python3 = "/usr/bin/python3"
+    qemu("qemu-aarch64")
+    if subprocess.run(
+        [python3, "-c", "import elftools"], check=False, capture_output=True
+    ).returncode:
+        pytest.skip("Debian's python3-pyelftools missing: run scripts/test-deps")
+    site = tmp_path / "dist-packages"
+    shutil.copytree(ROOT / "src" / "binfmtctl", site / "binfmtctl")  # the COPY line
+    wrapper = tmp_path / "binfmtctl"
+    wrapper.write_text(_wrapper_line())
+    wrapper.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)}
+
+    def entrypoint(*args: str) -> subprocess.CompletedProcess[str]:
+        return sb.run(
+            subprocess.run, [str(wrapper), *args], capture_output=True, text=True, env=env
+        )
+
+    assert _wrapper_line().startswith(f"#!{python3}\n")
+    done = entrypoint("install", "arm64", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [s["arch"] for s in json.loads(done.stdout)["data"]["steps"]] == ["aarch64"]
+    assert entrypoint("status").returncode == 0
+    bad = entrypoint("install", "no-such-arch")
+    assert bad.returncode == 2
+    assert "unknown architecture 'no-such-arch'" in bad.stderr
