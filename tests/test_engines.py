@@ -528,3 +528,22 @@ def test_containerfile_layout_installs_with_proper_exit_codes(
     bad = entrypoint("install", "no-such-arch")
     assert bad.returncode == 2
     assert "unknown architecture 'no-such-arch'" in bad.stderr
+
+
+def test_cli_test_engine_docker(dockerd: Any) -> None:
+    """`binfmtctl test --engine docker`: the real command, the daemon found by DOCKER_HOST."""
+    daemon, _eng = dockerd
+    proc = daemon.box.run(
+        subprocess.run,
+        [sys.executable, "-m", "binfmtctl", "test", "--engine", "docker", "arm64", "riscv64",
+         "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_HOST": daemon.socket},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(proc.stdout)["data"]["results"]
+    assert {(r["arch"], r["engine"], r["ok"], r["output"]) for r in results} >= {
+        ("aarch64", "docker", True, "binfmtctl-probe aarch64\n"),
+        ("riscv64", "docker", True, "binfmtctl-probe riscv64\n"),
+    }
