@@ -48,7 +48,10 @@ def test_foreign_busybox_fails_before_and_runs_after_install(sb: sandbox.Sandbox
     proc = cli(sb, "install", "arm64", "armhf", "--json")
     assert proc.returncode == 0, proc.stderr
     steps = envelope(proc)["data"]["steps"]
-    assert [(s["arch"], s["action"]) for s in steps] == [("aarch64", "register"), ("arm", "register")]
+    assert [(s["arch"], s["action"]) for s in steps] == [
+        ("aarch64", "register"),
+        ("arm", "register"),
+    ]
     assert run_in(sb, str(arm64), "uname", "-m").stdout == "aarch64\n"
     assert run_in(sb, str(armhf), "uname", "-m").stdout == "armv7l\n"
 
@@ -111,14 +114,23 @@ def test_force_allows_i386_and_the_host_then_runs_it_through_qemu(sb: sandbox.Sa
 
 def test_replace_and_conflicts(sb: sandbox.Sandbox) -> None:
     qemu("qemu-arm")
+    # Another tool's handler for the same arch (here: no F flag) is kept, and said so.
     assert cli(sb, "install", "arm", "--flags", "").returncode == 0
     proc = cli(sb, "install", "arm")
-    assert proc.returncode == 1
-    assert "already registered with another definition" in proc.stderr
-    assert "--replace" in proc.stderr
+    assert proc.returncode == 0
+    assert "kept the arm handler already registered" in proc.stdout
+    assert "--replace installs ours" in proc.stdout
     assert cli(sb, "install", "arm", "--replace").returncode == 0
     state = envelope(cli(sb, "status", "--json"))["data"]["entries"]
     assert [(e["name"], e["entry"]["flags"]) for e in state] == [("qemu-arm", "F")]
+    # The same name used for something that is not an arm handler is refused.
+    assert cli(sb, "uninstall", "arm").returncode == 0
+    line = ":qemu-arm:M::MZ::/bin/true:"
+    sb.run(lambda: Path("/proc/sys/fs/binfmt_misc/register").write_text(line))
+    proc = cli(sb, "install", "arm")
+    assert proc.returncode == 1
+    assert "qemu-arm is already registered with another definition" in proc.stderr
+    assert "use --replace to replace it" in proc.stderr
 
 
 def test_c_flag_refused_for_interpreter_writable_by_others(
@@ -171,9 +183,7 @@ def test_enable_disable_and_status_problems(sb: sandbox.Sandbox) -> None:
     sb.run(lambda: Path("/proc/sys/fs/binfmt_misc/register").write_text(line))
     entries = envelope(cli(sb, "status", "--json"))["data"]["entries"]
     by_name = {e["name"]: e["problems"] for e in entries}
-    assert by_name["mine"] == [
-        "interpreter /nonexistent/qemu does not exist: every exec will fail"
-    ]
+    assert by_name["mine"] == ["interpreter /nonexistent/qemu does not exist: every exec will fail"]
     assert by_name["qemu-aarch64"] == [
         "shadowed by the newer entry mine: the kernel tries it first"
     ]

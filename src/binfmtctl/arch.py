@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from binfmtctl.errors import UnknownArchError
 
@@ -132,7 +133,7 @@ class Arch:
             return False
         if header[EI_CLASS] != self.elf_class or header[EI_DATA] != self.data:
             return False
-        order = "big" if self.big_endian else "little"
+        order: Literal["big", "little"] = "big" if self.big_endian else "little"
         if int.from_bytes(header[E_MACHINE : E_MACHINE + 2], order) != self.machine:
             return False
         if self.e_flags is not None:
@@ -151,7 +152,6 @@ _O32 = (EF_MIPS_ABI2, 0)
 _N32 = (EF_MIPS_ABI2, EF_MIPS_ABI2)
 L, B = ELFDATA2LSB, ELFDATA2MSB
 C32, C64 = ELFCLASS32, ELFCLASS64
-
 
 
 # fmt: off
