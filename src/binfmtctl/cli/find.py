@@ -22,7 +22,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "rule for M and E entries), the native ELF loader, the #! script loader, or "
         "nothing. Shows the file's ELF identity: class, endianness, machine, ABI "
         "(armhf/armel, MIPS o32/n32/n64), static or dynamic and its loader (PT_INTERP). "
-        "A disabled instance (status 0) runs no entry at all, and says so.",
+        "A disabled instance (status 0) runs no entry at all, and says so. Exit status "
+        "1 when a FILE does not exist.",
         epilog="examples:\n  binfmtctl find ./hello-arm64 /usr/bin/ls\n"
         "  binfmtctl find --rootfs /srv/arm64 /bin/busybox   (path inside the rootfs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
