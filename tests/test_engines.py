@@ -17,7 +17,6 @@ host's.  Machine-specific settings live here, not in the product:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -39,7 +38,6 @@ from conftest import ROOT, cli, foreign_busybox, qemu
 
 PODMAN, DOCKER, DOCKERD = "/usr/bin/podman", "/usr/bin/docker", "/usr/sbin/dockerd"
 CRUN_LIMITS = ("--ulimit", "nofile=1024:20000", "--ulimit", "nproc=4096:4096")
-PR_SET_CHILD_SUBREAPER = 36
 
 
 # --- pure parts ----------------------------------------------------------------
@@ -179,14 +177,13 @@ def _spawn_holder(script: str) -> int:
 
 def _views(holder_script: str) -> dict[str, Any]:
     """Inside the sandbox: the view of a process started by ``holder_script``."""
-    with _subreaper():
-        pid = _spawn_holder(holder_script)
-        try:
-            view = engines.instance_view(pid)
-            return {"userns": view.userns, "instance": view.instance, "detail": view.detail}
-        finally:
-            os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+    pid = _spawn_holder(holder_script)
+    try:
+        view = engines.instance_view(pid)
+        return {"userns": view.userns, "instance": view.instance, "detail": view.detail}
+    finally:
+        os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def test_instance_view_same_namespace(sb: sandbox.Sandbox) -> None:
@@ -208,34 +205,24 @@ def test_instance_view_child_with_its_own_instance_is_private(sb: sandbox.Sandbo
 
 def _views_in_child(mount_binfmt: bool) -> dict[str, Any]:
     mount = "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && " if mount_binfmt else ""
-    with _subreaper():
-        proc = subprocess.Popen(
-            [
-                "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
-                "sh", "-c", f"{mount}echo ready; exec sleep 60",
-            ],
-            stdout=subprocess.PIPE,
-        )  # fmt: skip
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-        try:
-            view = engines.instance_view(proc.pid)
-            return {"userns": view.userns, "instance": view.instance, "detail": view.detail}
-        finally:
-            proc.kill()
-            proc.wait()
+    proc = subprocess.Popen(
+        [
+            "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
+            "sh", "-c", f"{mount}echo ready; exec sleep 60",
+        ],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    try:
+        view = engines.instance_view(proc.pid)
+        return {"userns": view.userns, "instance": view.instance, "detail": view.detail}
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
 
 
 # --- real engines ---------------------------------------------------------------
-
-
-class _subreaper:
-    """Adopt orphans (a daemon whose launcher exited) so they can be waited for."""
-
-    def __enter__(self) -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-    def __exit__(self, *exc: object) -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def _prepare_namespace() -> list[str]:
@@ -324,14 +311,23 @@ class Dockerd:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGTERM)
+        # dockerd's launcher (a sandboxed call) has exited, so init adopted it:
+        # wait for it to be gone (or a zombie) rather than waitpid().
         for _ in range(150):
-            if os.waitpid(self.pid, os.WNOHANG) != (0, 0):
+            if _gone(self.pid):
                 break
             time.sleep(0.1)
         else:  # pragma: no cover
             os.killpg(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
         self.pid = 0
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 @pytest.fixture(scope="module")
@@ -340,11 +336,10 @@ def dockerd(engine_box: sandbox.Sandbox, tmp_path_factory: pytest.TempPathFactor
         pytest.skip(f"{DOCKERD} missing: run scripts/test-deps (installs docker.io)")
     tmp = tmp_path_factory.mktemp("dockerd")
     daemon = Dockerd(engine_box, tmp)
-    with _subreaper():
-        try:
-            yield daemon, daemon.start()
-        finally:
-            daemon.stop()
+    try:
+        yield daemon, daemon.start()
+    finally:
+        daemon.stop()
     # The daemon ran as "root" of the sandbox: its files are ours to delete.
     shutil.rmtree(tmp, ignore_errors=True)
 
