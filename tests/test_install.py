@@ -152,7 +152,7 @@ def test_c_flag_refused_for_interpreter_writable_by_others(
 def test_uninstall_all_keeps_foreign_entries(sb: sandbox.Sandbox) -> None:
     def add_foreign() -> None:
         for line in (
-            b":WSLInterop:M::MZ::/init:PF",
+            b":WSLInterop:M::MZ::/bin/true:PF",
             b":python3.11:M::\\xa7\\x0d\\x0d\\x0a::/usr/bin/python3.11:",
         ):
             fd = os.open("/proc/sys/fs/binfmt_misc/register", os.O_WRONLY)

@@ -308,6 +308,8 @@ def is_qemu_handler(name: str, arch_name: str | None, interpreter: str) -> bool:
 
 
 def handle_uninstall(args: argparse.Namespace) -> Result:
+    if not args.all and not args.targets:
+        raise UsageError("name the ARCHes or entries to remove, or use --all")
     instance = Instance(args.mountpoint)
     instance.require_mounted()
     result = Result("uninstall", human=_human_uninstall)
@@ -324,8 +326,6 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
                 item.name, found.name if found else None, item.state.entry.interpreter
             ):
                 names.append(item.name)
-    elif not args.targets:
-        raise UsageError("name the ARCHes or entries to remove, or use --all")
     present = set(instance.names())
     for word in args.targets:
         if word in present:
