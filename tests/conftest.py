@@ -77,7 +77,9 @@ def qemu(stem: str) -> str:
     return path
 
 
-def cli(box: sandbox.Sandbox, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    box: sandbox.Sandbox, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``binfmtctl`` command inside the sandbox."""
     return box.run(
         subprocess.run,

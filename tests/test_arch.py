@@ -198,9 +198,8 @@ EXPLAINED_FIELDS = {
 
 
 def test_debian_files_differ_only_in_explained_fields() -> None:
-    from binfmtctl.explain import diff
-
     from binfmtctl.entry import Entry
+    from binfmtctl.explain import diff
 
     debian = debian_entries()
     seen: set[str] = set()
