@@ -115,17 +115,27 @@ def read_header(path: str | Path, size: int = HEADER_SIZE) -> bytes:
 
 
 def program_interpreter(path: str | Path) -> str | None:
-    """PT_INTERP of an ELF file (its dynamic loader), or None if it is static."""
+    """PT_INTERP of an ELF file (its dynamic loader), or None if it is static.
+
+    Only the program headers are parsed: building pyelftools' segment objects
+    would also read the section headers (PT_DYNAMIC), several times slower,
+    and ``status`` calls this once per entry.
+    """
     from elftools.common.exceptions import ELFError
+    from elftools.common.utils import struct_parse
     from elftools.elf.elffile import ELFFile
 
     with open(path, "rb") as fh:
         try:
             elf = ELFFile(fh)
-            for segment in elf.iter_segments():
-                if segment["p_type"] == "PT_INTERP":
-                    return str(segment.get_interp_name())  # type: ignore[attr-defined]
-        except ELFError:
+            for index in range(elf.num_segments()):
+                at = elf["e_phoff"] + index * elf["e_phentsize"]
+                phdr = struct_parse(elf.structs.Elf_Phdr, fh, stream_pos=at)
+                if phdr["p_type"] == "PT_INTERP":
+                    fh.seek(phdr["p_offset"])
+                    name = fh.read(phdr["p_filesz"]).split(b"\0", 1)[0]
+                    return name.decode("utf-8", "surrogateescape")
+        except (ELFError, ValueError):
             return None
     return None
 
