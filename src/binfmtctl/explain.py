@@ -1,29 +1,24 @@
 """What each magic/mask byte of an entry checks, in ELF terms; which arch an entry is for.
 
 Pure functions over :class:`~binfmtctl.entry.Entry`: ``explain`` gives one row
-per magic byte, ``recognise`` names the catalog arch an entry handles, and
-``diff`` lists the bytes where two entries check different things.
+per magic byte (the CLI renders them), ``recognise`` names the catalog arch an
+entry handles, and ``diff`` lists the bytes where two entries check different
+things -- which is how distro and upstream entries are told apart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from binfmtctl import arch as _arch
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry
 
-_CLASSES = {1: "ELFCLASS32", 2: "ELFCLASS64"}
-_DATA = {1: "little-endian (ELFDATA2LSB)", 2: "big-endian (ELFDATA2MSB)"}
-_OSABI = {0: "ELFOSABI_SYSV", 3: "ELFOSABI_GNU (Linux)"}
-_TYPES = {1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
-_IDENT = ["EI_MAG0", "EI_MAG1", "EI_MAG2", "EI_MAG3", "EI_CLASS", "EI_DATA", "EI_VERSION",
-          "EI_OSABI", "EI_ABIVERSION"]  # fmt: skip
-
 
 @dataclass(frozen=True)
 class ByteRow:
-    """One magic byte: where it sits, what it and its mask check."""
+    """One magic byte: where it sits in the file, what it and its mask check."""
 
     offset: int
     magic: int
@@ -32,112 +27,188 @@ class ByteRow:
     meaning: str
 
 
+_IDENT = ("EI_MAG0", "EI_MAG1", "EI_MAG2", "EI_MAG3", "EI_CLASS", "EI_DATA", "EI_VERSION",
+          "EI_OSABI", "EI_ABIVERSION")  # fmt: skip
+_CLASSES = {0: "ELFCLASSNONE", 1: "ELFCLASS32", 2: "ELFCLASS64"}
+_DATA = {0: "ELFDATANONE", 1: "little-endian (ELFDATA2LSB)", 2: "big-endian (ELFDATA2MSB)"}
+_OSABI = {0: "ELFOSABI_SYSV", 1: "ELFOSABI_HPUX", 2: "ELFOSABI_NETBSD",
+          3: "ELFOSABI_GNU (Linux)", 6: "ELFOSABI_SOLARIS", 9: "ELFOSABI_FREEBSD",
+          97: "ELFOSABI_ARM", 255: "ELFOSABI_STANDALONE"}  # fmt: skip
+_TYPES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+#: EM_* names of the machines in the catalog (elf.h spelling).
+_MACHINES = {2: "EM_SPARC", 3: "EM_386", 4: "EM_68K", 6: "EM_486", 8: "EM_MIPS",
+             15: "EM_PARISC", 18: "EM_SPARC32PLUS", 20: "EM_PPC", 21: "EM_PPC64",
+             22: "EM_S390", 40: "EM_ARM", 42: "EM_SH", 43: "EM_SPARCV9", 62: "EM_X86_64",
+             76: "EM_CRIS", 92: "EM_OPENRISC", 94: "EM_XTENSA", 113: "EM_ALTERA_NIOS2",
+             164: "EM_QDSP6 (Hexagon)", 183: "EM_AARCH64", 243: "EM_RISCV",
+             258: "EM_LOONGARCH", 0x9026: "EM_ALPHA (unofficial)",
+             0xBAAB: "EM_MICROBLAZE_OLD"}  # fmt: skip
+
+
 def _layout(elf_class: int) -> list[tuple[str, int, int]]:
-    """(field, start, size) of the ELF header for a class, after e_ident."""
-    word = 4 if elf_class == _arch.ELFCLASS32 else 8
-    fields = [("e_type", 2), ("e_machine", 2), ("e_version", 4), ("e_entry", word),
-              ("e_phoff", word), ("e_shoff", word), ("e_flags", 4), ("e_ehsize", 2),
-              ("e_phentsize", 2), ("e_phnum", 2), ("e_shentsize", 2), ("e_shnum", 2),
-              ("e_shstrndx", 2)]  # fmt: skip
-    out, at = [], 16
-    for name, size in fields:
+    """(field, start, size) of every ELF header field; sizes depend on the class."""
+    word = 8 if elf_class == _arch.ELFCLASS64 else 4
+    out = [(name, i, 1) for i, name in enumerate(_IDENT)]
+    out += [("EI_PAD", i, 1) for i in range(len(_IDENT), 16)]
+    at = 16
+    for name, size in (("e_type", 2), ("e_machine", 2), ("e_version", 4), ("e_entry", word),
+                       ("e_phoff", word), ("e_shoff", word), ("e_flags", 4), ("e_ehsize", 2),
+                       ("e_phentsize", 2), ("e_phnum", 2), ("e_shentsize", 2),
+                       ("e_shnum", 2), ("e_shstrndx", 2)):  # fmt: skip
         out.append((name, at, size))
         at += size
     return out
 
 
-def _field_at(pos: int, elf_class: int) -> tuple[str, int, int]:
-    if pos < len(_IDENT):
-        return _IDENT[pos], pos, 1
-    if pos < 16:
-        return "EI_PAD", pos, 1
-    for name, start, size in _layout(elf_class):
-        if start <= pos < start + size:
-            return name, start, size
-    return "past the ELF header", pos, 1
+@dataclass(frozen=True)
+class _View:
+    """The entry's magic and mask addressed by file offset (None where not covered)."""
+
+    entry: Entry
+
+    def magic_at(self, pos: int) -> int | None:
+        i = pos - self.entry.offset
+        return self.entry.magic[i] if 0 <= i < len(self.entry.magic) else None
+
+    def mask_at(self, pos: int) -> int:
+        i = pos - self.entry.offset
+        if not 0 <= i < len(self.entry.magic):
+            return 0
+        return 0xFF if self.entry.mask is None else self.entry.mask[i]
+
+    def known(self, pos: int) -> int | None:
+        """A byte's value when the entry pins it down completely."""
+        return self.magic_at(pos) if self.mask_at(pos) == 0xFF else None
+
+    def looks_elf(self) -> bool:
+        """False when the bytes it checks at 0..3 rule out the ELF magic."""
+        for pos, want in enumerate(_arch.ELF_MAGIC):
+            magic, mask = self.magic_at(pos), self.mask_at(pos)
+            if magic is not None and (magic ^ want) & mask:
+                return False
+        return True
 
 
-def _value_of(raw: bytes | None, offset: int, start: int, size: int, data: int) -> int | None:
-    """A field's value out of magic or mask bytes, if they cover all of it."""
-    if raw is None:
-        return (1 << (8 * size)) - 1
-    lo, hi = start - offset, start - offset + size
-    if lo < 0 or hi > len(raw):
-        return None
-    return int.from_bytes(raw[lo:hi], "big" if data == 2 else "little")
+def _matched_values(value: int, mask: int, size: int, names: dict[int, str]) -> str:
+    """ "; mask fe also matches 3 (ET_DYN)" when the mask leaves one or two bits open."""
+    free = [bit for bit in range(8 * size) if not mask >> bit & 1]
+    if not free:
+        return ""
+    if len(free) > 2:
+        return f"; only bits {mask:#x} are checked"
+    others = []
+    for combo in range(1 << len(free)):
+        other = value & mask
+        for j, bit in enumerate(free):
+            if combo >> j & 1:
+                other |= 1 << bit
+        if other != value:
+            others.append(_named(other, names))
+    shown = "".join(f"{b:02x}" for b in mask.to_bytes(size, "big") if b != 0xFF)
+    return f"; mask {shown} also matches {', '.join(others)}"
 
 
-def _value(entry: Entry, start: int, size: int, data: int) -> int | None:
-    """The field's value from the magic, if the magic covers all of it."""
-    return _value_of(entry.magic, entry.offset, start, size, data)
+def _named(value: int, names: dict[int, str]) -> str:
+    if value == 3 and names is _TYPES:
+        return "ET_DYN (3, PIE)"
+    return f"{names[value]} ({value})" if value in names else str(value)
 
 
-def _meaning(entry: Entry, field: str, start: int, size: int, ctx: tuple[int, int]) -> str:
+def _describe(view: _View, field: str, start: int, size: int, ctx: tuple[int, int]) -> str:
+    """Words for one whole field, written on its first covered byte."""
     elf_class, data = ctx
-    value = _value(entry, start, size, data)
-    if value is None:
-        return "part of the field only"
+    order: Literal["big", "little"] = "big" if data == _arch.ELFDATA2MSB else "little"
+    covered = [view.magic_at(p) is not None for p in range(start, start + size)]
+    masks = bytes(view.mask_at(p) for p in range(start, start + size))
+    mask = int.from_bytes(masks, order)
+    if mask == 0:
+        return "ignored (mask 00)"
+    if not all(covered):
+        return f"only part of {field} ({sum(covered)} of {size} bytes) is checked"
+    value = int.from_bytes(bytes(view.magic_at(p) or 0 for p in range(start, start + size)), order)
+    full = (1 << 8 * size) - 1
     if field.startswith("EI_MAG"):
-        return "ELF magic"
+        return "ELF magic " + (repr(chr(value)) if 32 < value < 127 else f"{value:#04x}")
     if field == "EI_CLASS":
-        return _CLASSES.get(value, f"class {value}")
+        return _CLASSES.get(value, f"class {value}") + _matched_values(value, mask, 1, _CLASSES)
     if field == "EI_DATA":
-        return _DATA.get(value, f"encoding {value}")
+        return _DATA.get(value, f"encoding {value}") + _matched_values(value, mask, 1, _DATA)
     if field in ("EI_VERSION", "e_version"):
-        return "EV_CURRENT" if value == 1 else f"version {value}"
+        words = "EV_CURRENT (1)" if value == 1 else f"version {value}"
+        return words + _matched_values(value, mask, size, {1: "EV_CURRENT"})
     if field == "EI_OSABI":
-        return _OSABI.get(value, f"OS ABI {value}")
+        return _named(value, _OSABI) + _matched_values(value, mask, 1, _OSABI)
+    if field == "EI_ABIVERSION":
+        return f"ABI version {value}" + _matched_values(value, mask, 1, {})
+    if field == "EI_PAD":
+        return f"padding, must be {value:02x}" + _matched_values(value, mask, 1, {})
     if field == "e_type":
-        name = _TYPES.get(value, f"type {value}")
-        low_at = start + (1 if data == 2 else 0) - entry.offset
-        low = entry.mask[low_at] if entry.mask else 0xFF
-        if value == 2 and low & 1 == 0:
-            return f"{name} ({value}); the mask also matches ET_DYN (3, PIE)"
-        return f"{name} ({value})"
+        return f"{_TYPES.get(value, 'type')} ({value})" + _matched_values(value, mask, 2, _TYPES)
     if field == "e_machine":
-        names = [a.name for a in CATALOG.values()
-                 if (a.machine, a.elf_class, a.data) == (value, elf_class, data)]  # fmt: skip
-        return f"e_machine {value}" + (f" ({', '.join(names)})" if names else "")
+        return _machine(value, mask, elf_class, data, view)
     if field == "e_flags":
-        field_mask = _value_of(entry.mask, entry.offset, start, size, data)
-        if field_mask == _arch.EF_MIPS_ABI2 and _value(entry, 18, 2, data) == 8:
-            state = "set (n32)" if value & _arch.EF_MIPS_ABI2 else "clear (o32)"
-            return f"EF_MIPS_ABI2 must be {state}"
-        return f"flags {value:#x}"
-    return f"{value:#x}"
+        machine = _field_value(view, 18, 2, order)
+        if machine == 8 and mask == _arch.EF_MIPS_ABI2:
+            if value & _arch.EF_MIPS_ABI2:
+                return "EF_MIPS_ABI2 must be set (n32)"
+            return "EF_MIPS_ABI2 must be clear (o32)"
+        return f"flags {value:#x}" + ("" if mask == full else f" (bits {mask:#x} checked)")
+    return f"{value:#x}" + ("" if mask == full else f" (bits {mask:#x} checked)")
+
+
+def _field_value(view: _View, start: int, size: int, order: Literal["big", "little"]) -> int | None:
+    raw = [view.known(p) for p in range(start, start + size)]
+    if any(b is None for b in raw):
+        return None
+    return int.from_bytes(bytes(b or 0 for b in raw), order)
+
+
+def _machine(value: int, mask: int, elf_class: int, data: int, view: _View) -> str:
+    if mask != 0xFFFF:
+        return f"e_machine {value} (bits {mask:#06x} checked)"
+    class_known = view.known(_arch.EI_CLASS) is not None
+    data_known = view.known(_arch.EI_DATA) is not None
+    names = [
+        a.name
+        for a in CATALOG.values()
+        if a.machine == value
+        and (not class_known or a.elf_class == elf_class)
+        and (not data_known or a.data == data)
+    ]
+    label = _MACHINES.get(value, "EM_?")
+    return f"{label} = {value}" + (f" ({', '.join(names)})" if names else "")
 
 
 def explain(entry: Entry) -> list[ByteRow]:
-    """One row per magic byte of an M entry (E entries have no bytes)."""
+    """One row per magic byte of an M entry (E entries have none).
+
+    Bytes are named after the ELF header field at their file offset, with the
+    layout of the class the entry's EI_CLASS byte names (32-bit if it does not
+    check it). An entry whose first bytes rule out ELF gets plain byte rows.
+    """
     if entry.kind != "M":
         return []
-    mask = entry.mask or b"\xff" * len(entry.magic)
-    elf = entry.offset == 0 and entry.magic[:4] == _arch.ELF_MAGIC
-    ctx = (
-        entry.magic[4] if elf and len(entry.magic) > 4 else 1,
-        entry.magic[5] if elf and len(entry.magic) > 5 else 1,
-    )
-    rows = []
-    for i, (m, k) in enumerate(zip(entry.magic, mask, strict=True)):
-        pos = entry.offset + i
-        if not elf:
-            note = {0xFF: "must match", 0: "ignored (mask 00)"}.get(k, f"bits {k:02x} checked")
-            rows.append(ByteRow(pos, m, k, f"byte {pos}", note))
-            continue
-        field, start, size = _field_at(pos, ctx[0])
-        if pos == start or i == 0:
-            field_mask = _value_of(entry.mask, entry.offset, start, size, ctx[1])
-            if field_mask == 0:
-                meaning = "ignored (mask 00)"
-            else:
-                meaning = _meaning(entry, field, start, size, ctx)
-                full = (1 << (8 * size)) - 1
-                if field_mask is not None and field_mask != full and field != "e_type":
-                    meaning += f"; only bits {field_mask:#x} checked"
-        else:
-            meaning = "(cont.)"
-        label = field if size == 1 or pos == start else f"{field} +{pos - start}"
-        rows.append(ByteRow(pos, m, k, label, meaning))
+    view = _View(entry)
+    rows: list[ByteRow] = []
+    positions = range(entry.offset, entry.offset + len(entry.magic))
+    if not view.looks_elf():
+        for pos in positions:
+            mask = view.mask_at(pos)
+            note = {0xFF: "must match", 0: "ignored (mask 00)"}.get(
+                mask, f"bits {mask:02x} checked"
+            )
+            rows.append(ByteRow(pos, view.magic_at(pos) or 0, mask, f"byte {pos}", note))
+        return rows
+    elf_class = view.known(_arch.EI_CLASS) or _arch.ELFCLASS32
+    data = view.known(_arch.EI_DATA) or _arch.ELFDATA2LSB
+    where = {p: (name, start, size) for name, start, size in _layout(elf_class)
+             for p in range(start, start + size)}  # fmt: skip
+    for pos in positions:
+        name, start, size = where.get(pos, ("past the ELF header", pos, 1))
+        first = pos in (start, entry.offset)
+        meaning = _describe(view, name, start, size, (elf_class, data)) if first else "(cont.)"
+        label = name if size == 1 or pos == start else f"{name} +{pos - start}"
+        rows.append(ByteRow(pos, view.magic_at(pos) or 0, view.mask_at(pos), label, meaning))
     return rows
 
 
@@ -147,11 +218,27 @@ def sample_header(arch: Arch) -> bytes:
     return magic + bytes(256 - len(magic))
 
 
-def recognise(entry: Entry) -> Arch | None:
-    """The catalog arch an entry handles, or None (not an ELF handler).
+def _misfit(entry: Entry, arch: Arch) -> int:
+    """How many checked bits differ between ``entry`` and ``arch``'s qemu entry."""
+    magic, mask = arch.magic_mask(Profile.QEMU)
+    ours, theirs = _View(Entry("x", "M", "/x", magic=magic, mask=mask)), _View(entry)
+    end = max(len(magic), entry.offset + len(entry.magic))
+    score = 0
+    for pos in range(end):
+        a_mask, b_mask = ours.mask_at(pos), theirs.mask_at(pos)
+        a_val, b_val = (ours.magic_at(pos) or 0) & a_mask, (theirs.magic_at(pos) or 0) & b_mask
+        score += bin(a_mask ^ b_mask).count("1") + bin((a_val ^ b_val) & a_mask & b_mask).count("1")
+    return score
 
-    An exact profile match wins; otherwise the arch whose typical executable
-    the entry matches, preferring the entry that checks the most bits.
+
+def recognise(entry: Entry) -> Arch | None:
+    """The catalog arch an entry handles, or None (not an ELF handler, or too loose).
+
+    An exact match with a profile's magic and mask wins. Otherwise the entry
+    must match the typical executable of arches that share one ELF identity
+    (class, data, machine) -- MIPS o32 and n32 do, an entry checking only
+    "\\x7fELF" matches many that do not -- and the one whose own entry is
+    closest, bit for bit, is chosen.
     """
     if entry.kind != "M":
         return None
@@ -161,18 +248,20 @@ def recognise(entry: Entry) -> Arch | None:
             if entry.offset == 0 and (entry.magic, entry.mask) == (magic, mask):
                 return arch
     hits = [a for a in CATALOG.values() if entry.matches(sample_header(a))]
-    if len(hits) == 1:
-        return hits[0]
-    # Several arches fit a loose entry: it handles none of them in particular,
-    # unless they are the same arch identity (never: rows differ by identity).
-    return None
+    if not hits or len({(a.elf_class, a.data, a.machine) for a in hits}) > 1:
+        return None
+    return min(hits, key=lambda a: _misfit(entry, a))
 
 
 def diff(a: Entry, b: Entry) -> list[tuple[ByteRow | None, ByteRow | None]]:
-    """Bytes (by file offset) where ``a`` and ``b`` check something different."""
+    """Bytes, by file offset, where ``a`` and ``b`` check something different.
+
+    A byte one entry does not cover counts as ignored, so ``(row, None)`` only
+    appears when the other entry really checks that byte.
+    """
     rows_a = {r.offset: r for r in explain(a)}
     rows_b = {r.offset: r for r in explain(b)}
-    out = []
+    out: list[tuple[ByteRow | None, ByteRow | None]] = []
     for pos in sorted(set(rows_a) | set(rows_b)):
         ra, rb = rows_a.get(pos), rows_b.get(pos)
         checked_a = (ra.magic & ra.mask, ra.mask) if ra else (0, 0)
