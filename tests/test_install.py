@@ -95,6 +95,12 @@ def test_install_without_arch_registers_every_foreign_emulator(sb: sandbox.Sandb
         (["i386"], 1, "runs i386 programs natively"),
         (["i386", "aarch64"], 3, "runs i386 programs natively"),
         (["nonsense"], 2, "unknown architecture 'nonsense'"),
+        (
+            ["--interpreter-dir", "/nonexistent", "riscv64"],
+            1,
+            "no emulator for riscv64 (qemu-riscv64-static or qemu-riscv64 in /nonexistent); "
+            "install it with `sudo apt-get install qemu-user-static`",
+        ),
         (["--flags", "FX", "aarch64"], 2, "--flags"),
         (["--interpreter", "/bin/true", "arm", "aarch64"], 2, "exactly one ARCH"),
     ],
