@@ -114,3 +114,25 @@ def test_arches_lists_the_catalog(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert by_name["aarch64"]["registered"] is False
     if by_name["aarch64"]["emulator"] is not None:
         assert by_name["aarch64"]["emulator"]["static"] is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "verb"),
+    [
+        ([], "status"),
+        (["--json"], "status"),
+        (["--mountpoint", "install", "--json"], "status"),
+        (["--mountpoint", "/x", "scan", "/y"], "scan"),
+        (["run", "--", "install"], "run"),
+        (["--", "install"], None),
+        (["--help"], None),
+        (["frob"], None),
+        (["uninstall", "--all"], "uninstall"),
+    ],
+)
+def test_only_the_named_verb_is_loaded(argv: list[str], verb: str | None) -> None:
+    from binfmtctl.cli import VERBS, _verb_in, _verbs
+
+    assert _verb_in(argv) == verb
+    loaded = {m.__name__.rsplit(".", 1)[-1] for m in _verbs(argv)}
+    assert loaded == ({VERBS[verb]} if verb else set(VERBS.values()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -23,28 +24,43 @@ examples:
 """
 
 
-def _verbs() -> list[ModuleType]:
-    # `run` and `shell` live in cli/rootless.py: a submodule named `run` would
-    # replace the run() entry point below as soon as it is imported.
-    from binfmtctl.cli import apply as apply_verb
-    from binfmtctl.cli import (
-        arches,
-        entries,
-        explain,
-        export,
-        find,
-        install,
-        rootless,
-        scan,
-        status,
-        why,
-    )
-    from binfmtctl.cli import test as test_verb
+# Verb -> the module that defines it. `run` and `shell` live in cli/rootless.py:
+# a submodule named `run` would replace the run() entry point below once imported.
+VERBS = {
+    "status": "status", "arches": "arches", "install": "install", "uninstall": "install",
+    "enable": "entries", "disable": "entries", "explain": "explain", "export": "export",
+    "find": "find", "why": "why", "scan": "scan", "test": "test", "run": "rootless",
+    "shell": "rootless", "apply": "apply",
+}  # fmt: skip
+_OPTIONS_WITH_VALUE = frozenset({"--mountpoint"})
 
-    return [
-        *[status, arches, install, entries, explain, export, find, why, scan, test_verb],
-        *[rootless, apply_verb],
-    ]
+
+def _verbs(argv: Sequence[str] = ()) -> list[ModuleType]:
+    """The verb modules to load: only the named verb's (start-up time), else all of them.
+
+    Every verb module imports what it needs; loading one instead of fifteen keeps
+    `binfmtctl status --json` and `scan` quick to start. With no verb (or a
+    word that is not one, or --help) all are loaded so help and errors list them.
+    """
+    wanted = _verb_in(argv)
+    names = [VERBS[wanted]] if wanted else list(dict.fromkeys(VERBS.values()))
+    return [importlib.import_module(f"binfmtctl.cli.{name}") for name in names]
+
+
+def _verb_in(argv: Sequence[str]) -> str | None:
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+            continue
+        if word in _OPTIONS_WITH_VALUE:
+            skip = True
+            continue
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in VERBS else None
+    return None if {"-h", "--help"} & set(argv) else "status"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,7 +86,8 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the verb it names is set up (see :func:`_verbs`)."""
     common = _common()
     parser = _Parser(
         prog="binfmtctl",
@@ -81,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
-    for module in _verbs():
+    for module in _verbs(argv):
         module.register(sub, common)
     return parser
 
@@ -92,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours = args_list[: args_list.index("--")] if "--" in args_list else args_list
     as_json = "--json" in ours
     try:
-        parser = build_parser()
+        parser = build_parser(ours)
         args = parser.parse_args(args_list)
         if getattr(args, "verb", None) is None:
             args = parser.parse_args([*args_list, "status"])

@@ -189,6 +189,15 @@ def config_human(data: dict[str, Any]) -> str:
     for f in cfg["files"]:
         lines.extend(f"  {e['path']}:{e['line']}: {e['error']['message']}" for e in f["errors"])
     problems = [p for name in cfg["names"] for p in name["problems"]]
+    if not data["instance"]["mounted"]:
+        # Every configured name is "not registered now": say it once.
+        absent = [p for p in problems if ": not registered now;" in p]
+        problems = [p for p in problems if p not in absent]
+        if absent:
+            problems.append(
+                f"binfmt_misc is not mounted, so none of the {len(absent)} entries above is "
+                "registered now; `binfmtctl apply` registers them as boot would"
+            )
     if problems:
         lines.append("")
         lines.extend(problems)
