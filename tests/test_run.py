@@ -10,7 +10,9 @@ host's instance is checked to be the same after every test.
 
 from __future__ import annotations
 
+import atexit
 import errno
+import functools
 import os
 import pwd
 import shutil
@@ -29,7 +31,7 @@ from binfmtctl.errors import (
     RootlessUnavailableError,
     UsageError,
 )
-from conftest import _NO_SANDBOX, ROOT, _host_binfmt_state, foreign_busybox, qemu
+from conftest import _NO_SANDBOX, FOREIGN, ROOT, _host_binfmt_state, foreign_busybox, qemu
 
 USER = "binfmtctl-test"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -86,20 +88,54 @@ def command(who: str, *args: str) -> list[str]:
     if who == "root":
         return [sys.executable, "-m", "binfmtctl", *args]
     entry = pwd.getpwnam(USER)
-    return [
-        "setpriv",
-        f"--reuid={entry.pw_uid}",
-        f"--regid={entry.pw_gid}",
-        "--clear-groups",
-        "--",
+    return _as_user(
         "env",
-        f"PYTHONPATH={ROOT / 'src'}",
+        f"PYTHONPATH={_user_tree() / 'src'}",
         f"HOME={entry.pw_dir}",
         SYSTEM_PYTHON,
         "-m",
         "binfmtctl",
         *args,
-    ]
+    )
+
+
+def _as_user(*argv: str) -> list[str]:
+    entry = pwd.getpwnam(USER)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups",
+            "--", *argv]  # fmt: skip
+
+
+@functools.cache
+def _user_tree() -> Path:
+    """Where the user finds src/ and the foreign programs.
+
+    The checkout itself when the user can read it; otherwise (a clone below a
+    directory only root may enter, such as /root) a world-readable copy of
+    src/ and the foreign busyboxes, removed when the session ends.
+    """
+    busybox = foreign_busybox("arm64")
+    check = [
+        "test", "-r", str(ROOT / "src" / "binfmtctl" / "__init__.py"), "-a", "-x", str(busybox)
+    ]  # fmt: skip
+    if subprocess.run(_as_user(*check), check=False).returncode == 0:
+        return ROOT
+    top = Path(tempfile.mkdtemp(prefix="binfmtctl-user-"))
+    atexit.register(shutil.rmtree, top, True)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "src", top / "src", ignore=ignore)
+    shutil.copytree(FOREIGN, top / ".cache" / "foreign", symlinks=True)
+    for path in [top, *top.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+    return top
+
+
+def program(who: str, debian_arch: str) -> str:
+    """Debian's busybox-static for ``debian_arch``, at a path ``who`` can execute."""
+    path = foreign_busybox(debian_arch)
+    if who == "user":
+        path = _user_tree() / path.relative_to(ROOT)
+    return str(path)
 
 
 def binfmtctl(
@@ -136,7 +172,7 @@ def rootfs(who: str) -> Iterator[Path]:
 
 
 def test_foreign_busybox_of_several_arches_runs(who: str) -> None:
-    programs = [str(foreign_busybox(a)) for a in UNAME]
+    programs = [program(who, a) for a in UNAME]
     script = 'for b in "$@"; do "$b" uname -m; done'
     # No --arch: every foreign arch whose emulator is found.
     proc = binfmtctl(who, "run", "--", "sh", "-c", script, "sh", *programs)
@@ -159,7 +195,7 @@ def test_only_the_requested_arches_are_registered(who: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stdout.split()) == ["qemu-aarch64", "qemu-s390x", "register", "status"]
-    armhf = binfmtctl(who, "run", "--arch", "arm64", "--", str(foreign_busybox("armhf")), "true")
+    armhf = binfmtctl(who, "run", "--arch", "arm64", "--", program(who, "armhf"), "true")
     assert armhf.returncode == 126
     assert "exec format error; no handler registered here matches it" in armhf.stderr
 
@@ -169,12 +205,12 @@ def test_only_the_requested_arches_are_registered(who: str) -> None:
     [(["false"], 1), (["true"], 0), (["sh", "-c", "exit 7"], 7)],
 )
 def test_exit_status_passes_through(who: str, argv: list[str], code: int) -> None:
-    proc = binfmtctl(who, "run", "--arch", "arm64", "--", str(foreign_busybox("arm64")), *argv)
+    proc = binfmtctl(who, "run", "--arch", "arm64", "--", program(who, "arm64"), *argv)
     assert proc.returncode == code, proc.stderr
 
 
 def test_killed_by_a_signal_looks_the_same_to_the_shell(who: str) -> None:
-    busybox = str(foreign_busybox("arm64"))
+    busybox = program(who, "arm64")
     argv = command(who, "run", "--arch", "arm64", "--", busybox, "sh", "-c", "kill -TERM $$")
     # binfmtctl execs the command, so it dies of the signal itself...
     direct = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -190,7 +226,7 @@ def test_killed_by_a_signal_looks_the_same_to_the_shell(who: str) -> None:
 
 
 def test_stdin_stdout_stderr_pass_through(who: str) -> None:
-    busybox = str(foreign_busybox("arm64"))
+    busybox = program(who, "arm64")
     proc = binfmtctl(
         who, "run", "--arch", "arm64", "--", busybox, "sh", "-c", '"$0" cat; echo oops >&2',
         busybox, stdin="hello\nworld\n",
