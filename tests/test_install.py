@@ -232,3 +232,31 @@ def test_export_reproduces_the_classic_lines(capsys: pytest.CaptureFixture[str])
     argv = ["export", "--profile", "seed", "--interpreter-dir", "/usr/bin", "arm", "aarch64"]
     assert main(argv) == 0
     assert capsys.readouterr().out == f"{CLASSIC_ARM}\n{CLASSIC_AARCH64}\n"
+
+
+def test_root_without_the_privilege_is_told_about_containers(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    """Root that lacks CAP_SYS_ADMIN (a container run without --privileged), in the sandbox."""
+    import sys
+
+    proc = run_in(
+        sb,
+        "setpriv",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--",
+        sys.executable,
+        "-m",
+        "binfmtctl",
+        "install",
+        "--mountpoint",
+        str(tmp_path),
+        "arm64",
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr == (
+        f"binfmtctl: error: cannot mount binfmt_misc: permission denied ({tmp_path}); this "
+        "process is root but lacks CAP_SYS_ADMIN over it (in a container, run it with "
+        "--privileged; in a user namespace, change the host from outside it)\n"
+    )

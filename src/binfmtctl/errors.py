@@ -7,6 +7,7 @@ says what happened and what to do, and the exit code the CLI should use.
 from __future__ import annotations
 
 import errno as _errno
+import os
 from typing import Any
 
 EXIT_OK = 0
@@ -211,11 +212,16 @@ def from_oserror(err: OSError, action: str, path: str | None = None, **context: 
     reason = _errno.errorcode.get(code or 0, "?")
     ctx: dict[str, Any] = {"errno": reason, "path": path, **context}
     if code in (_errno.EACCES, _errno.EPERM):
-        return PermissionDeniedError(
-            f"cannot {action}: permission denied{where}; run as root, or use "
-            "`binfmtctl run` for a private instance that needs no root",
-            **ctx,
-        )
+        if os.geteuid() == 0:
+            # Root without the privilege: a container or a user namespace.
+            hint = (
+                "this process is root but lacks CAP_SYS_ADMIN over it (in a container, "
+                "run it with --privileged; in a user namespace, change the host from "
+                "outside it)"
+            )
+        else:
+            hint = "run as root, or use `binfmtctl run` for a private instance that needs no root"
+        return PermissionDeniedError(f"cannot {action}: permission denied{where}; {hint}", **ctx)
     if code == _errno.EEXIST:
         return EntryExistsError(
             f"cannot {action}: an entry with that name is already registered; "
