@@ -880,6 +880,11 @@ def describe(
                 f"at boot {boot_problem(dropped)}"
                 if dropped is not None
                 else "no binfmt.d file registers it at boot: it will be gone after a reboot"
+                + (
+                    f" (`binfmtctl install --persist {name.removeprefix('qemu-')}` keeps it)"
+                    if name.startswith("qemu-")
+                    else ""
+                )
             )
             problems.append(f"{name}: registered now, but {why}")
             if name in binfmts:
