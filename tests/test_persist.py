@@ -230,3 +230,21 @@ def test_boot_simulation_matches_the_real_systemd_binfmt(
 
     assert sb.run(boot) == expected
     assert aarch64  # the flush removed the arm64 handler install had registered
+
+
+def test_an_entry_boot_will_not_restore_says_how_to_keep_it(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    qemu("qemu-aarch64")
+    root = ["--root", str(tmp_path)]
+    assert cli(sb, "install", "aarch64").returncode == 0
+    cfg = json.loads(cli(sb, "status", *root, "--json").stdout)["data"]["config"]
+    named = next(n for n in cfg["names"] if n["name"] == "qemu-aarch64")
+    assert named["problems"] == [
+        "qemu-aarch64: registered now, but no binfmt.d file registers it at boot: it will "
+        "be gone after a reboot (`binfmtctl install --persist aarch64` keeps it)"
+    ]
+    assert cli(sb, "install", "aarch64", "--persist", *root).returncode == 0
+    cfg = json.loads(cli(sb, "status", *root, "--json").stdout)["data"]["config"]
+    named = next(n for n in cfg["names"] if n["name"] == "qemu-aarch64")
+    assert named["problems"] == []
