@@ -21,7 +21,7 @@ import pytest
 from binfmtctl import elf, host, probes, sandbox
 from binfmtctl.arch import CATALOG, Profile
 from binfmtctl.entry import Entry
-from binfmtctl.instance import Instance
+from binfmtctl.instance import Instance, Snapshot
 from binfmtctl.plan import build_entry
 from conftest import cli, foreign_busybox, qemu, run_in
 
@@ -207,8 +207,8 @@ DEBIAN = ["arm64", "armhf", "armel", "i386", "mips64el", "mipsel", "ppc64el", "s
 
 
 def _handler_of(path: str) -> str | None:
-    found = probes.Handlers.of(Instance()).handler(elf.read_header(path))
-    return found[0] if found else None
+    found = Instance().snapshot().winner(elf.read_header(path))
+    return found.name if found else None
 
 
 def test_the_handler_that_runs_a_probe_runs_real_debian_binaries(sb: sandbox.Sandbox) -> None:
@@ -301,7 +301,7 @@ def test_image_and_engine_usage_errors(sb: sandbox.Sandbox) -> None:
 
 
 def _native_in_fresh_instance() -> list[str]:
-    return [o.arch for o in probes.run(probes.available(), probes.Handlers()) if o.ok]
+    return [o.arch for o in probes.run(probes.available(), Snapshot()) if o.ok]
 
 
 def test_native_arches_are_the_probes_the_kernel_runs_itself(sb: sandbox.Sandbox) -> None:

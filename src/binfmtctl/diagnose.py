@@ -23,8 +23,7 @@ from typing import Any
 
 from binfmtctl import arch as _arch
 from binfmtctl import elf
-from binfmtctl.entry import Entry
-from binfmtctl.instance import Instance, in_initial_user_namespace
+from binfmtctl.instance import Handler, Instance, Snapshot, in_initial_user_namespace
 
 # Cause codes, in the order they are checked.
 NOT_FOUND = "not_found"
@@ -108,82 +107,6 @@ def where(root: str) -> str:
 # -- the instance, as data -------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Handler:
-    name: str
-    entry: Entry
-    enabled: bool
-
-    @property
-    def arch(self) -> _arch.Arch | None:
-        """The catalog arch whose canonical header this entry matches, if exactly one."""
-        return _handler_arch(self.entry)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "entry": self.name,
-            "interpreter": self.entry.interpreter,
-            "flags": self.entry.flags,
-        }
-
-    def describe(self) -> str:
-        flags = f", flags {self.entry.flags}" if self.entry.flags else ", no flags"
-        return f"{self.name} ({self.entry.interpreter}{flags})"
-
-
-def _handler_arch(entry: Entry) -> _arch.Arch | None:
-    if entry.kind != "M":
-        return None
-    hits = [a for a in _arch.CATALOG.values() if entry.matches(_canonical(a))]
-    return hits[0] if len(hits) == 1 else None
-
-
-def _canonical(arch: _arch.Arch) -> bytes:
-    magic = arch.magic_mask(_arch.Profile.QEMU)[0]
-    return magic + bytes(elf.HEADER_SIZE - len(magic))
-
-
-@dataclass(frozen=True)
-class State:
-    """A binfmt_misc instance at one moment: what the kernel consults at exec."""
-
-    mountpoint: str
-    mounted: bool
-    enabled: bool
-    host: bool  # we are in the initial user namespace
-    handlers: tuple[Handler, ...] = ()  # newest first, the kernel's order
-
-    @classmethod
-    def read(cls, instance: Instance) -> State:
-        if not instance.mounted:
-            return cls(instance.mountpoint, False, False, instance.is_host)
-        handlers = tuple(
-            Handler(n.name, n.state.entry, n.state.enabled) for n in instance.entries()
-        )
-        return cls(instance.mountpoint, True, instance.enabled(), instance.is_host, handlers)
-
-    def matching(self, header: bytes, path: str) -> list[Handler]:
-        """Every entry that matches, enabled or not, newest first."""
-        return [h for h in self.handlers if h.entry.matches(header, path)]
-
-    def winner(self, header: bytes, path: str) -> Handler | None:
-        """The entry the kernel would use right now, if any."""
-        if not (self.mounted and self.enabled):
-            return None
-        for h in self.handlers:
-            if h.enabled and h.entry.matches(header, path):
-                return h
-        return None
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "mountpoint": self.mountpoint,
-            "mounted": self.mounted,
-            "enabled": self.enabled,
-            "host": self.host,
-        }
-
-
 # -- one file --------------------------------------------------------------------
 
 
@@ -260,7 +183,7 @@ class Finding:
         }
 
 
-def find(state: State, facts: Facts, native: Sequence[_arch.Arch]) -> Finding:
+def find(state: Snapshot, facts: Facts, native: Sequence[_arch.Arch]) -> Finding:
     """The kernel's choice for ``facts``: a handler, the native loader, #!, or nothing."""
     winner = state.winner(facts.header, facts.path)
     if winner is not None:
@@ -338,15 +261,15 @@ class Diagnosis:
         }
 
 
-# Another user namespace's binfmt_misc, seen from here: (pid, its State).
-OtherInstances = Callable[[], list[tuple[int, State]]]
+# Another user namespace's binfmt_misc, seen from here: (pid, its Snapshot).
+OtherInstances = Callable[[], list[tuple[int, Snapshot]]]
 
 
 @dataclass
 class Context:
     """Everything ``why`` consults: the instance, the root, the host's native arches."""
 
-    state: State
+    state: Snapshot
     root: str = "/"
     native: Sequence[_arch.Arch] = ()
     others: OtherInstances | None = None  # looked at only when nothing here matches
@@ -505,7 +428,7 @@ def _what(ident: elf.ElfIdentity) -> str:
     return f"{name} program"
 
 
-def _sibling(state: State, ident: elf.ElfIdentity) -> Cause | None:
+def _sibling(state: Snapshot, ident: elf.ElfIdentity) -> Cause | None:
     """An enabled handler for the same machine but another ABI, endianness or class."""
     mine = ident.arch
     if mine is None:
@@ -690,7 +613,7 @@ def _abi_cause(
 # -- other user namespaces' instances (I/O) -------------------------------------
 
 
-def other_instances(proc: str = "/proc") -> list[tuple[int, State]]:
+def other_instances(proc: str = "/proc") -> list[tuple[int, Snapshot]]:
     """binfmt_misc instances mounted by processes in other user namespaces.
 
     Seen through /proc/PID/root; needs privileges over those namespaces (root on
@@ -701,7 +624,7 @@ def other_instances(proc: str = "/proc") -> list[tuple[int, State]]:
     except OSError:
         return []
     seen: set[int] = {mine}
-    out: list[tuple[int, State]] = []
+    out: list[tuple[int, Snapshot]] = []
     for pid in sorted((p for p in os.listdir(proc) if p.isdigit()), key=int):
         try:
             ns = os.stat(f"{proc}/{pid}/ns/user").st_ino
@@ -714,7 +637,7 @@ def other_instances(proc: str = "/proc") -> list[tuple[int, State]]:
         seen.add(ns)
         for point in points:
             try:
-                state = State.read(Instance(f"{proc}/{pid}/root{point}"))
+                state = Instance(f"{proc}/{pid}/root{point}").snapshot()
             except Exception:  # noqa: BLE001, S112 - a process that went away, or no access
                 continue
             if state.mounted and state.handlers:
@@ -726,7 +649,7 @@ def other_instances(proc: str = "/proc") -> list[tuple[int, State]]:
 def default_context(instance: Instance, root: str = "/") -> Context:
     from binfmtctl import host
 
-    state = State.read(instance)
+    state = instance.snapshot()
     others: OtherInstances | None = other_instances if in_initial_user_namespace() else None
     return Context(state, root, host.native_arches(), others)
 
@@ -776,7 +699,7 @@ class ScanReport:
         return [g for g in self.groups if g.verdict not in (HANDLED, NATIVE)]
 
 
-def scan(top: str, state: State, native: Sequence[_arch.Arch]) -> ScanReport:
+def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
     """Every ELF file under ``top`` (symlinks not followed), grouped by arch/ABI and handler.
 
     Only the first bytes of each file are read. Which entry matches depends only
@@ -848,7 +771,7 @@ def scan(top: str, state: State, native: Sequence[_arch.Arch]) -> ScanReport:
 
 
 def _decide(
-    head: bytes, path: str, state: State, native: set[str], report: ScanReport
+    head: bytes, path: str, state: Snapshot, native: set[str], report: ScanReport
 ) -> Group | None:
     ident = elf.identity(head)
     if ident is None:

@@ -94,14 +94,15 @@ def _cache_key() -> str:
 def _run_natively(names: list[str]) -> list[str]:
     """Exec each probe here, treating the instance as empty; the names that ran."""
     from binfmtctl import probes
+    from binfmtctl.instance import Snapshot
 
-    return [o.arch for o in probes.run(names, probes.Handlers(), timeout=5.0) if o.ok]
+    return [o.arch for o in probes.run(names, Snapshot(), timeout=5.0) if o.ok]
 
 
 def _detect() -> tuple[str, ...]:
     from binfmtctl import probes, sandbox
     from binfmtctl.errors import BinfmtError
-    from binfmtctl.instance import Instance
+    from binfmtctl.instance import Instance, Snapshot
 
     names = probes.available()
     family = {a.name for a in family_arches()}
@@ -111,10 +112,10 @@ def _detect() -> tuple[str, ...]:
     except BinfmtError:
         # No private instance here: exec only what no enabled handler of ours claims.
         try:
-            current = probes.Handlers.of(Instance())
+            current = Instance().snapshot()
         except BinfmtError:
-            current = probes.Handlers(mounted=False)
-        clear = [n for n in names if current.handler(probes.build(n)) is None]
+            current = Snapshot(mounted=False)
+        clear = [n for n in names if current.winner(probes.build(n)) is None]
         ran = set(_run_natively(clear))
         unsure = set(names) - set(clear)
     me = host_arch()

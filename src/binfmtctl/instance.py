@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from binfmtctl.arch import Arch
 from binfmtctl.entry import Entry, EntryState, parse_proc_entry
 from binfmtctl.errors import (
     BinfmtError,
@@ -37,6 +38,66 @@ def in_initial_user_namespace(proc: str = "/proc") -> bool:
         return os.stat(f"{proc}/self/ns/user").st_ino == INITIAL_USERNS_INO
     except OSError:
         return True  # no namespaces support at all: there is only the host
+
+
+@dataclass(frozen=True)
+class Handler:
+    """One registered entry as the kernel consults it at exec."""
+
+    name: str
+    entry: Entry
+    enabled: bool
+
+    @property
+    def arch(self) -> Arch | None:
+        """The catalog arch this entry handles, if it is an ELF handler for one."""
+        from binfmtctl.explain import recognise
+
+        return recognise(self.entry)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "entry": self.name,
+            "interpreter": self.entry.interpreter,
+            "flags": self.entry.flags,
+        }
+
+    def describe(self) -> str:
+        flags = f", flags {self.entry.flags}" if self.entry.flags else ", no flags"
+        return f"{self.name} ({self.entry.interpreter}{flags})"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An instance at one moment, and the kernel's rule for which entry runs a file.
+
+    The default is an empty, enabled instance: what an exec sees with no
+    handler in the way.
+    """
+
+    mountpoint: str = DEFAULT_MOUNTPOINT
+    mounted: bool = True
+    enabled: bool = True
+    host: bool = True  # changes here reach the host (initial user namespace)
+    handlers: tuple[Handler, ...] = ()  # newest first, the order the kernel tries them
+
+    def matching(self, header: bytes, path: str = "") -> list[Handler]:
+        """Every entry that matches, enabled or not, newest first."""
+        return [h for h in self.handlers if h.entry.matches(header, path)]
+
+    def winner(self, header: bytes, path: str = "") -> Handler | None:
+        """The entry the kernel uses: the newest enabled one that matches, if any."""
+        if not (self.mounted and self.enabled):
+            return None
+        return next((h for h in self.matching(header, path) if h.enabled), None)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "mountpoint": self.mountpoint,
+            "mounted": self.mounted,
+            "enabled": self.enabled,
+            "host": self.host,
+        }
 
 
 @dataclass(frozen=True)
@@ -94,6 +155,13 @@ class Instance:
         except OSError as err:
             raise from_oserror(err, "list entries", self.mountpoint) from err
         return [n for n in listing if n not in CONTROL_FILES]
+
+    def snapshot(self) -> Snapshot:
+        """What the kernel consults at exec right now, as data."""
+        if not self.mounted:
+            return Snapshot(self.mountpoint, False, False, self.is_host)
+        handlers = tuple(Handler(n.name, n.state.entry, n.state.enabled) for n in self.entries())
+        return Snapshot(self.mountpoint, True, self.enabled(), self.is_host, handlers)
 
     def get(self, name: str) -> EntryState:
         raw = self._read(name, f"read entry {name}")

@@ -39,9 +39,8 @@ from pathlib import Path
 from typing import Literal
 
 from binfmtctl.arch import CATALOG, ELF_MAGIC, ELFCLASS32, Arch, resolve
-from binfmtctl.entry import Entry
 from binfmtctl.errors import BinfmtError
-from binfmtctl.instance import Instance
+from binfmtctl.instance import Snapshot
 
 #: One instruction: its encoding and its assembly.  The encoding is groups of
 #: hex digits separated by spaces; each group is one instruction unit written
@@ -579,44 +578,9 @@ class Outcome:
         }
 
 
-@dataclass(frozen=True)
-class Handlers:
-    """What the instance held when the run started (``Instance.entries()`` order)."""
-
-    entries: tuple[tuple[str, bool, Entry], ...] = ()  # (name, enabled, entry), newest first
-    enabled: bool = True  # the instance's own status switch
-    mounted: bool = True
-    mountpoint: str = "/proc/sys/fs/binfmt_misc"
-
-    @classmethod
-    def of(cls, instance: Instance) -> Handlers:
-        if not instance.mounted:
-            return cls(mounted=False, mountpoint=instance.mountpoint)
-        return cls(
-            tuple((n.name, n.state.enabled, n.state.entry) for n in instance.entries()),
-            instance.enabled(),
-            True,
-            instance.mountpoint,
-        )
-
-    def handler(self, header: bytes) -> tuple[str, Entry] | None:
-        """The entry the kernel uses for ``header``: the first enabled one that matches."""
-        if not self.enabled:
-            return None
-        for name, enabled, entry in self.entries:
-            if enabled and entry.matches(header):
-                return name, entry
-        return None
-
-    def disabled_match(self, header: bytes) -> str | None:
-        for name, enabled, entry in self.entries:
-            if not enabled and entry.matches(header):
-                return name
-        return None
-
-    def registered_arches(self) -> list[str]:
-        """Probe arches some registered entry (enabled or not) would claim."""
-        return [a for a in available() if any(e.matches(build(a)) for _n, _on, e in self.entries)]
+def claimed(snapshot: Snapshot) -> list[str]:
+    """Probe arches some registered entry (enabled or not) would claim."""
+    return [a for a in available() if snapshot.matching(build(a))]
 
 
 @dataclass(frozen=True)
@@ -695,13 +659,13 @@ def _show(data: bytes, limit: int = 200) -> str:
 
 
 def judge(
-    arch: str, raw: _Raw, handlers: Handlers, *, chroot: bool = False, timeout: float = 0
+    arch: str, raw: _Raw, handlers: Snapshot, *, chroot: bool = False, timeout: float = 0
 ) -> Outcome:
     """Read one run against the entries registered: ok, or what went wrong in words."""
     header = build(arch)
-    found = handlers.handler(header)
-    name, interp = (found[0], found[1].interpreter) if found else (None, None)
-    fixed = found is not None and "F" in found[1].flags
+    found = handlers.winner(header)
+    name, interp = (found.name, found.entry.interpreter) if found else (None, None)
+    fixed = found is not None and "F" in found.entry.flags
     where = " (in an empty chroot)" if chroot else ""
 
     def out(code: str, error: str | None = None, entry: str | None = name) -> Outcome:
@@ -725,13 +689,13 @@ def judge(
                 f"exec format error: nothing is registered for {arch} (binfmt_misc is not "
                 f"mounted at {handlers.mountpoint}; `binfmtctl install {arch}`)",
             )
-        if not handlers.enabled and handlers.entries:
+        if not handlers.enabled and handlers.handlers:
             return out(
                 INSTANCE_DISABLED,
                 f"exec format error: binfmt_misc is switched off in {handlers.mountpoint} "
                 f"(its status is disabled); `echo 1 > {handlers.mountpoint}/status`",
             )
-        off = handlers.disabled_match(header)
+        off = next((h.name for h in handlers.matching(header) if not h.enabled), None)
         if found is None and off is not None:
             return out(
                 DISABLED,
@@ -810,7 +774,7 @@ def _signal_name(number: int) -> str:
 
 def run(
     arches: Sequence[str],
-    handlers: Handlers,
+    handlers: Snapshot,
     *,
     timeout: float = DEFAULT_TIMEOUT,
     chroot: bool = False,

@@ -46,7 +46,7 @@ def human(data: dict[str, Any]) -> str:
 
 
 def handle(args: argparse.Namespace) -> Result:
-    state = diagnose.State.read(Instance(args.mountpoint))
+    state = Instance(args.mountpoint).snapshot()
     native = host.native_arches()
     root = args.rootfs or "/"
     files: list[dict[str, Any]] = []

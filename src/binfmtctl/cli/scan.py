@@ -78,7 +78,7 @@ def human(data: dict[str, Any]) -> str:
 def handle(args: argparse.Namespace) -> Result:
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir} is not a directory; scan walks a tree (see `find`)")
-    state = diagnose.State.read(Instance(args.mountpoint))
+    state = Instance(args.mountpoint).snapshot()
     report = diagnose.scan(args.dir, state, host.native_arches())
     data = {
         "dir": args.dir,

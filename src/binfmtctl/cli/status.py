@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 from binfmtctl import config, elf, host
-from binfmtctl.arch import Profile
 from binfmtctl.cli.output import Result, table
 from binfmtctl.instance import Instance, Named
 
@@ -39,7 +38,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[str]]:
     """The arch an entry is for, and what is wrong with it, in words."""
-    from binfmtctl.explain import recognise
+    from binfmtctl.explain import recognise, sample_header
 
     entry = named.state.entry
     problems: list[str] = []
@@ -61,8 +60,7 @@ def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[s
             "libraries inside chroots and containers"
         )
     if found is not None:
-        sample = found.magic_mask(Profile.QEMU)[0]
-        sample += bytes(elf.HEADER_SIZE - len(sample))
+        sample = sample_header(found)
         for other in newer:
             if other.state.enabled and other.state.entry.matches(sample):
                 problems.append(

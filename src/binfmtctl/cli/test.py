@@ -148,13 +148,13 @@ def run_tests(
 ) -> Result:
     """Test ``words`` (or every registered handler); the library form of the verb."""
     result = Result("test", human=human)
-    handlers = probes.Handlers.of(instance)
+    handlers = instance.snapshot()
     if words:
         rows = _arch.resolve_all(words)
         names = [a.name for a in rows if a.name in probes.PROBES]
         missing = [a for a in rows if a.name not in probes.PROBES]
     else:
-        names, missing = handlers.registered_arches(), []
+        names, missing = probes.claimed(handlers), []
         if not names:
             raise BinfmtError(
                 f"nothing to test: no handler in {instance.mountpoint} claims any "
