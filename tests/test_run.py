@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from binfmtctl import sandbox
+from binfmtctl.diagnose import resolve_in
 from binfmtctl.errors import (
     CommandNotFoundError,
     InterpreterError,
@@ -472,7 +473,7 @@ def test_prepare_inside_run_registers_handlers_and_returns_the_steps() -> None:
         ({"bin/sh": "/../../etc/shadow"}, "/bin/sh", "etc/shadow"),
     ],
 )
-def test_resolve_in_root_never_leaves_the_root(
+def test_resolve_in_never_leaves_the_root(
     tmp_path: Path, links: dict[str, str], path: str, expected: str
 ) -> None:
     (tmp_path / "usr" / "bin").mkdir(parents=True)
@@ -482,4 +483,8 @@ def test_resolve_in_root_never_leaves_the_root(
         link.symlink_to(target)
     if not (tmp_path / "bin").exists():
         (tmp_path / "bin").mkdir()
-    assert sandbox.resolve_in_root(str(tmp_path), path) == str(tmp_path / expected)
+    wanted = tmp_path / expected
+    assert resolve_in(str(tmp_path), path) is None  # nothing there yet
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    wanted.touch()
+    assert resolve_in(str(tmp_path), path) == str(wanted)

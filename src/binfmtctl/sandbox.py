@@ -566,34 +566,6 @@ def register_handlers(
     return steps
 
 
-def resolve_in_root(root: str, path: str) -> str:
-    """``path`` as seen inside ``root`` (symlinks followed, absolute ones re-rooted).
-
-    Returns the host path of the file, which may not exist.
-    """
-    parts = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = os.path.join(root, *done, part)
-        if os.path.islink(here):
-            hops += 1
-            if hops > 40:
-                break
-            target = os.readlink(here)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
-
-
 def _mountpoint_in(root: str, name: str, is_dir: bool = True) -> str:
     """root/name, created if missing (an empty dir or file, like systemd-nspawn does)."""
     target = os.path.join(root, name)

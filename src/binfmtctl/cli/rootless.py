@@ -130,10 +130,12 @@ def handle_run(args: argparse.Namespace) -> Result:
 
 def shell_for(rootfs: str, user_shell: str | None) -> str:
     """$SHELL if the root has it (an executable file), else /bin/sh."""
+    from binfmtctl.diagnose import resolve_in
+
     for path in (user_shell, "/bin/sh"):
         if path and path.startswith("/"):
-            found = sandbox.resolve_in_root(rootfs, path)
-            if os.path.isfile(found) and os.access(found, os.X_OK):
+            found = resolve_in(rootfs, path)
+            if found and os.path.isfile(found) and os.access(found, os.X_OK):
                 return path
     raise UsageError(
         f"{rootfs} has no shell: neither $SHELL ({user_shell or 'unset'}) nor /bin/sh "
@@ -144,9 +146,11 @@ def shell_for(rootfs: str, user_shell: str | None) -> str:
 def arch_label(rootfs: str, path: str) -> str:
     """The architecture of the root's program at ``path`` (its uname -m), for the prompt."""
     from binfmtctl import elf
+    from binfmtctl.diagnose import resolve_in
 
+    found_path = resolve_in(rootfs, path)
     try:
-        ident = elf.identity(elf.read_header(sandbox.resolve_in_root(rootfs, path)))
+        ident = elf.identity(elf.read_header(found_path)) if found_path else None
     except OSError:
         ident = None
     found = ident.arch if ident else None
