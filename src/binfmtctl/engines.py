@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl.errors import EngineError, engine_error
-from binfmtctl.instance import DEFAULT_MOUNTPOINT
+from binfmtctl.errors import BinfmtError, EngineError, engine_error
+from binfmtctl.instance import DEFAULT_MOUNTPOINT, Instance, Snapshot
 
 ENGINES = ("docker", "podman")
 IMAGE_REPO = "localhost/binfmtctl-probe"
@@ -255,25 +255,17 @@ def _result(row: _arch.Arch, entry: str | None, engine: str) -> dict[str, Any]:
     }
 
 
-def _handlers(mountpoint: str) -> list[tuple[str, Any]]:
-    """(name, Entry) of the enabled entries binfmtctl sees, newest first."""
-    from binfmtctl.errors import BinfmtError
-    from binfmtctl.instance import Instance
-
+def _snapshot(mountpoint: str) -> Snapshot:
+    """The handlers binfmtctl sees (none when it cannot read them)."""
     try:
-        instance = Instance(mountpoint)
-        if not instance.mounted:
-            return []
-        return [(n.name, n.state.entry) for n in instance.entries() if n.state.enabled]
+        return Instance(mountpoint).snapshot()
     except BinfmtError:
-        return []
+        return Snapshot(mountpoint, mounted=False)
 
 
-def _entry_for(handlers: list[tuple[str, Any]], header: bytes) -> str | None:
-    for name, entry in handlers:
-        if entry.kind == "M" and entry.matches(header):
-            return name
-    return None
+def _entry_for(snapshot: Snapshot, header: bytes) -> str | None:
+    found = snapshot.winner(header)
+    return found.name if found else None
 
 
 def verify(
@@ -297,15 +289,13 @@ def verify(
     eng = engine or Engine.find(engine_name)
     rows = [_arch.resolve(a) if isinstance(a, str) else a for a in arches]
     check_reachable(eng)
-    handlers = _handlers(mountpoint)
+    handlers = _snapshot(mountpoint)
     if image is not None:
         return [_verify_image(eng, row, image, handlers) for row in rows]
     return _verify_probes(eng, rows, handlers)
 
 
-def _verify_probes(
-    eng: Engine, rows: list[_arch.Arch], handlers: list[tuple[str, Any]]
-) -> list[dict[str, Any]]:
+def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> list[dict[str, Any]]:
     from binfmtctl import probes
 
     run_id = secrets.token_hex(4)
@@ -352,9 +342,7 @@ def _run_one(eng: Engine, result: dict[str, Any], argv: list[str]) -> None:
         result["error"] = f"{eng.name} run exited {done.returncode}: {_engine_says(done)}"
 
 
-def _verify_image(
-    eng: Engine, row: _arch.Arch, image: str, handlers: list[tuple[str, Any]]
-) -> dict[str, Any]:
+def _verify_image(eng: Engine, row: _arch.Arch, image: str, handlers: Snapshot) -> dict[str, Any]:
     from binfmtctl import host
 
     sample = row.magic_mask()[0]
