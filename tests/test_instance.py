@@ -122,3 +122,22 @@ def test_not_mounted(tmp_path: Path) -> None:
     with pytest.raises(NotMountedError) as info:
         inst.names()
     assert info.value.message.startswith(f"binfmt_misc is not mounted at {tmp_path}; mount it")
+
+
+def test_a_refused_replace_puts_the_old_entry_back(sb: sandbox.Sandbox) -> None:
+    old = entry("x", magic=b"old", interpreter="/bin/true")
+
+    def scenario() -> tuple[str, bool, bool]:
+        inst = Instance()
+        inst.register(old)
+        inst.disable("x")
+        try:
+            inst.replace(entry("x", magic=b"new", interpreter="/nonexistent", flags="F"))
+        except InterpreterError as err:
+            state = inst.get("x")
+            return err.message, state.entry == old, state.enabled
+        return "", False, False
+
+    message, same, enabled = sb.run(scenario)
+    assert message.startswith("cannot register x: the interpreter /nonexistent does not exist")
+    assert (same, enabled) == (True, False)
