@@ -149,7 +149,7 @@ def test_c_flag_refused_for_interpreter_writable_by_others(
     shutil.copy(qemu("qemu-arm"), copy)
     proc = cli(sb, "install", "arm", "--flags", "CF", "--interpreter", str(copy))
     assert proc.returncode == 1
-    assert f"{unsafe} is writable by group or others" in proc.stderr
+    assert f"{unsafe} is writable by its group and others (mode 0777)" in proc.stderr
     ok = cli(sb, "install", "arm", "--flags", "CF", "--json")
     assert ok.returncode == 0, ok.stderr
     assert envelope(ok)["data"]["steps"][0]["entry"]["flags"] == "OCF"

@@ -2,11 +2,14 @@
 
 A handler with the F flag keeps working inside chroots and containers only if
 its interpreter is statically linked; the C flag runs the interpreter with the
-binary's credentials, so it must not be replaceable by anyone but root.
+binary's credentials, so it must not be replaceable by anyone but root (see
+:mod:`binfmtctl.credentials`). A candidate that is not an ELF executable for
+this machine's CPU (an empty file, a script, a foreign build) is never chosen.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import stat
 from collections.abc import Sequence
@@ -15,6 +18,8 @@ from pathlib import Path
 
 from binfmtctl import arch as _arch
 from binfmtctl import elf, host
+
+ET_EXEC, ET_DYN = 2, 3
 
 DEFAULT_DIRS: tuple[str, ...] = ("/usr/bin", "/usr/local/bin", "/usr/libexec/qemu-binfmt")
 
@@ -26,6 +31,19 @@ _FEDORA_FAMILY = {
 }  # fmt: skip
 
 
+class Problem(str, enum.Enum):
+    """Why a file cannot be an emulator on this machine (stable codes)."""
+
+    UNREADABLE = "unreadable"
+    NOT_REGULAR = "not_regular"
+    EMPTY = "empty"
+    SCRIPT = "script"
+    NOT_ELF = "not_elf"
+    NOT_PROGRAM = "not_program"  # an ELF object, core dump or library stub
+    FOREIGN_CPU = "foreign_cpu"
+    NOT_EXECUTABLE = "not_executable"
+
+
 @dataclass(frozen=True)
 class Interpreter:
     """An emulator binary on this machine and what we know about it."""
@@ -34,6 +52,11 @@ class Interpreter:
     static: bool
     host_native: bool  # built for this machine's CPU
     problems: tuple[str, ...] = field(default=())
+    codes: tuple[Problem, ...] = field(default=())  # one per problem, same order
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -49,57 +72,112 @@ def candidates(arch: _arch.Arch) -> list[str]:
     return [f"{stem}-static", stem]
 
 
-def inspect(path: str) -> Interpreter:
-    """Look at an emulator binary: static? built for this CPU? readable?"""
-    problems: list[str] = []
-    try:
-        header = elf.read_header(path)
-    except OSError as err:
-        return Interpreter(path, False, False, (f"cannot read it: {err.strerror}",))
+def targets(path: str) -> tuple[_arch.Arch, ...]:
+    """The arches an emulator's file name says it runs, or () if the name says nothing.
+
+    QEMU names its user-mode binaries qemu-TARGET (qemu-TARGET-static in
+    static builds; Debian's binfmt wrappers are TARGET-binfmt-P); the catalog
+    knows each arch's TARGET (qemu-i386 runs i386 and i486).
+    """
+    base = os.path.basename(path)
+    for suffix in ("-static", "-binfmt-P", "-binfmt"):
+        base = base.removesuffix(suffix)
+    if not base.startswith("qemu-"):
+        base = f"qemu-{base}"
+    return tuple(a for a in _arch.CATALOG.values() if a.emulator_name == base)
+
+
+def judge(header: bytes, size: int, host_family: str | None) -> tuple[tuple[Problem, str], ...]:
+    """What stops a file with this header from being run as an emulator here.
+
+    Pure: ``header`` is the file's first bytes, ``size`` its length,
+    ``host_family`` the catalog family of this machine's CPU (None: unknown,
+    so the CPU is not judged).
+    """
+    if size == 0:
+        return ((Problem.EMPTY, "an empty file, not an ELF executable"),)
     ident = elf.identity(header)
     if ident is None:
-        return Interpreter(path, False, False, ("not an ELF executable",))
+        if elf.shebang(header) is not None:
+            return ((Problem.SCRIPT, "a #! script, not an ELF executable"),)
+        return ((Problem.NOT_ELF, "not an ELF executable"),)
+    if ident.e_type not in (ET_EXEC, ET_DYN):
+        kind = elf.ET_NAMES.get(ident.e_type, f"type {ident.e_type}")
+        return ((Problem.NOT_PROGRAM, f"an ELF file of type {kind}, not an executable"),)
+    found = ident.arch
+    if host_family is not None and (found is None or found.family != host_family):
+        built = found.name if found is not None else f"machine {ident.machine}"
+        return ((Problem.FOREIGN_CPU, f"built for {built}, not for this machine's CPU"),)
+    return ()
+
+
+def inspect(path: str) -> Interpreter:
+    """Look at an emulator binary: an ELF executable for this CPU? static? executable?"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        return _unfit(path, Problem.UNREADABLE, f"cannot read it: {err.strerror}")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return _unfit(path, Problem.NOT_REGULAR, "not a regular file")
+        header = os.read(fd, elf.HEADER_SIZE)
+    except OSError as err:
+        return _unfit(path, Problem.UNREADABLE, f"cannot read it: {err.strerror}")
+    finally:
+        os.close(fd)
+    header += bytes(elf.HEADER_SIZE - len(header))
     me = host.host_arch()
-    native = ident.arch is not None and me is not None and ident.arch.family == me.family
-    if not native:
-        problems.append("built for another CPU than this machine's")
+    found = judge(header, info.st_size, me.family if me else None)
+    problems = [message for _, message in found]
+    codes = [code for code, _ in found]
+    if any(code is not Problem.FOREIGN_CPU for code in codes):
+        return Interpreter(path, False, False, tuple(problems), tuple(codes))
+    native = not codes
     static = elf.program_interpreter(path) is None
     if not os.access(path, os.X_OK):
         problems.append("not executable")
-    return Interpreter(path, static, native, tuple(problems))
+        codes.append(Problem.NOT_EXECUTABLE)
+    return Interpreter(path, static, native, tuple(problems), tuple(codes))
+
+
+def _unfit(path: str, code: Problem, message: str) -> Interpreter:
+    return Interpreter(path, False, False, (message,), (code,))
+
+
+@dataclass(frozen=True)
+class Search:
+    """Every candidate looked at for one arch: the best usable one and the refused."""
+
+    best: Interpreter | None
+    refused: tuple[Interpreter, ...]
+
+    def why_none(self) -> str:
+        """The refused candidates and why, for a "no emulator" message."""
+        return "; ".join(f"{i.path}: {', '.join(i.problems)}" for i in self.refused)
+
+
+def search(arch: _arch.Arch, search_dirs: Sequence[str] = DEFAULT_DIRS) -> Search:
+    """Look for ``arch``'s emulator in ``search_dirs``: static ones first, unfit ones refused."""
+    usable: list[Interpreter] = []
+    refused: list[Interpreter] = []
+    for name in candidates(arch):
+        for directory in search_dirs:
+            path = os.path.join(directory, name)
+            if not os.path.lexists(path):
+                continue
+            found = inspect(path)
+            (usable if found.usable else refused).append(found)
+    ranked = sorted(usable, key=lambda i: not i.static)
+    return Search(ranked[0] if ranked else None, tuple(refused))
 
 
 def find(
     arch: _arch.Arch,
     search_dirs: Sequence[str] = DEFAULT_DIRS,
 ) -> Interpreter | None:
-    """The best emulator for ``arch`` in ``search_dirs``: static ones first."""
-    found: list[Interpreter] = []
-    for name in candidates(arch):
-        for directory in search_dirs:
-            path = os.path.join(directory, name)
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                found.append(inspect(path))
-    usable = [i for i in found if not i.problems]
-    ranked = sorted(usable or found, key=lambda i: not i.static)
-    return ranked[0] if ranked else None
-
-
-def unsafe_for_credentials(path: str) -> str | None:
-    """Why ``path`` must not get the C flag (writable by non-root), or None."""
-    current = Path(path).resolve()
-    for node in [current, *current.parents]:
-        try:
-            info = node.stat()
-        except OSError as err:
-            return f"cannot check {node}: {err.strerror}"
-        if info.st_uid != 0:
-            return f"{node} is owned by uid {info.st_uid}, not root"
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (
-            node.is_dir() and info.st_mode & stat.S_ISVTX and node != current
-        ):
-            return f"{node} is writable by group or others"
-    return None
+    """The best emulator for ``arch`` in ``search_dirs``: static ones first, never an unfit one."""
+    return search(arch, search_dirs).best
 
 
 def os_release(path: str = "/etc/os-release") -> dict[str, str]:

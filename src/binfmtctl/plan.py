@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from binfmtctl import host, interpreters
+from binfmtctl import credentials, host, interpreters
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry, EntryState, normalize_flags
 from binfmtctl.errors import RefusedError, UsageError
@@ -33,6 +33,8 @@ class Options:
     interpreter_dirs: tuple[str, ...] = interpreters.DEFAULT_DIRS
     force: bool = False  # allow arches the host runs natively (not its own)
     replace: bool = False  # replace a same-named entry that differs
+    # accept an --interpreter whose file name says it emulates another arch
+    force_interpreter: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,33 +118,19 @@ def _plan_one(arch: Arch, current: Mapping[str, EntryState], options: Options, f
             "(use --force if that is what you want)",
         )
     warnings: list[str] = []
-    if options.interpreter:
-        found: interpreters.Interpreter | None = interpreters.inspect(options.interpreter)
-    else:
-        found = interpreters.find(arch, options.interpreter_dirs)
-    if found is None:
-        return Step(
-            arch,
-            MISSING,
-            reason=f"no emulator for {arch.name} ({' or '.join(interpreters.candidates(arch))} "
-            f"in {', '.join(options.interpreter_dirs)}); {interpreters.install_hint(arch)}",
-        )
-    if found.problems and options.interpreter:
-        return Step(arch, REFUSED, reason=f"{found.path}: {'; '.join(found.problems)}")
+    chosen = _emulator(arch, options)
+    if isinstance(chosen, Step):
+        return chosen
+    found = chosen
     if "F" in flags and not found.static:
         warnings.append(
             f"{found.path} is dynamically linked: inside chroots and containers it "
             "will not find its libraries; install a static build (qemu-user-static)"
         )
     if "C" in flags:
-        unsafe = interpreters.unsafe_for_credentials(found.path)
+        unsafe = credentials_problem(found.path)
         if unsafe:
-            return Step(
-                arch,
-                REFUSED,
-                reason=f"the C flag runs the interpreter with the program's credentials, "
-                f"so it must be writable by root only: {unsafe}",
-            )
+            return Step(arch, REFUSED, reason=unsafe)
     entry = build_entry(arch, found.path, flags, options.profile)
     existing = current.get(entry.name)
     if existing is None:
@@ -170,6 +158,55 @@ def _plan_one(arch: Arch, current: Mapping[str, EntryState], options: Options, f
         reason=f"{entry.name} is already registered with another definition "
         f"(interpreter {existing.entry.interpreter}, flags {existing.entry.flags or '-'}); "
         "use --replace to replace it",
+    )
+
+
+def _emulator(arch: Arch, options: Options) -> interpreters.Interpreter | Step:
+    """The emulator for ``arch`` (--interpreter or found), or the step that refuses it."""
+    if options.interpreter is None:
+        search = interpreters.search(arch, options.interpreter_dirs)
+        if search.best is not None:
+            return search.best
+        refused = f"; unusable: {search.why_none()}" if search.refused else ""
+        return Step(
+            arch,
+            MISSING,
+            reason=f"no emulator for {arch.name} ({' or '.join(interpreters.candidates(arch))} "
+            f"in {', '.join(options.interpreter_dirs)}){refused}; "
+            f"{interpreters.install_hint(arch)}",
+        )
+    found = interpreters.inspect(options.interpreter)
+    if found.problems:
+        return Step(
+            arch,
+            REFUSED,
+            reason=f"{found.path} cannot be an emulator here: {'; '.join(found.problems)}",
+        )
+    meant = interpreters.targets(found.path)
+    if meant and arch not in meant and not options.force_interpreter:
+        return Step(
+            arch,
+            REFUSED,
+            reason=f"{found.path} is, by its name, the emulator for "
+            f"{', '.join(a.name for a in meant)}, not {arch.name}: {arch.name} programs "
+            f"would crash or misbehave under it; pass {arch.emulator_name}'s path, or "
+            "--force-interpreter if this file really runs them",
+        )
+    return found
+
+
+def credentials_problem(interpreter: str) -> str | None:
+    """Why ``interpreter`` must not get the C flag, as the refusal reason; None if safe.
+
+    One rule for every path that registers (install, export, run/shell, apply).
+    """
+    unsafe = credentials.check(interpreter)
+    if unsafe is None:
+        return None
+    return (
+        "the C flag runs the interpreter with the program's credentials (a setuid "
+        "program's emulator runs as root), so every component of its path must be "
+        f"owned by root and writable by root only: {unsafe}"
     )
 
 

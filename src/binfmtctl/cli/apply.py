@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from binfmtctl import config
+from binfmtctl import config, plan
 from binfmtctl.cli.output import Result, outcome_code, table
-from binfmtctl.errors import BinfmtError, ConfigError
+from binfmtctl.errors import BinfmtError, ConfigError, RefusedError
 from binfmtctl.instance import Instance
 
 
@@ -79,6 +79,13 @@ def apply_files(instance: Instance, paths: list[str], dry_run: bool = False) -> 
                 )
                 result.errors.append(bad.to_dict())
                 row.update(action="invalid", reason=f"{rule.error.field}: {rule.error.reason}")
+            elif "C" in rule.entry.flags and (
+                unsafe := plan.credentials_problem(rule.entry.interpreter)
+            ):
+                failed += 1
+                refused = RefusedError(f"{rule.where}: {unsafe}", path=path, line=rule.line)
+                result.errors.append(refused.to_dict())
+                row.update(action="refused", reason=unsafe)
             elif dry_run:
                 done += 1
                 row.update(action="would register", reason=None)

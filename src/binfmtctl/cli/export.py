@@ -13,7 +13,7 @@ from typing import Any
 
 from binfmtctl import arch as _arch
 from binfmtctl import config, plan
-from binfmtctl.cli.install import options_from
+from binfmtctl.cli.install import add_force_interpreter, options_from
 from binfmtctl.cli.output import Result
 from binfmtctl.entry import Entry
 from binfmtctl.errors import BinfmtError, UsageError
@@ -55,6 +55,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--flags", default=plan.DEFAULT_FLAGS)
     p.add_argument("--interpreter-dir", action="append", metavar="DIR")
     p.add_argument("--interpreter", metavar="PATH")
+    add_force_interpreter(p)
     p.add_argument(
         "--profile", choices=[x.value for x in _arch.Profile], default=_arch.Profile.QEMU.value
     )

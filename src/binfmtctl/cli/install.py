@@ -47,6 +47,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         f"{' '.join(interpreters.DEFAULT_DIRS)})",
     )
     p.add_argument("--interpreter", metavar="PATH", help="use this emulator (one ARCH only)")
+    add_force_interpreter(p)
     p.add_argument(
         "--profile",
         choices=[p.value for p in _arch.Profile],
@@ -83,6 +84,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     u.set_defaults(handler=handle_uninstall)
 
 
+def add_force_interpreter(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force-interpreter",
+        action="store_true",
+        help="accept an --interpreter whose name says it emulates another arch "
+        "(qemu-arm for aarch64 is refused without it); a file that is not an ELF "
+        "executable for this machine is refused always",
+    )
+
+
 def _persist_options(p: argparse.ArgumentParser, what: str) -> None:
     g = p.add_argument_group("persistence (survives reboot)")
     g.add_argument(
@@ -113,6 +124,7 @@ def options_from(args: argparse.Namespace) -> plan.Options:
         interpreter_dirs=tuple(args.interpreter_dir or interpreters.DEFAULT_DIRS),
         force=args.force,
         replace=args.replace,
+        force_interpreter=args.force_interpreter,
     )
 
 
