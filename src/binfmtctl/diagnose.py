@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import elf
+from binfmtctl import elf, interpreters
 from binfmtctl.instance import Handler, Instance, Snapshot, in_initial_user_namespace
 
 # Cause codes, in the order they are checked.
@@ -38,6 +38,8 @@ NO_HANDLER = "no_handler"
 UNKNOWN_FORMAT = "unknown_format"
 SHADOWED = "shadowed"
 INTERPRETER_MISSING = "interpreter_missing"
+INTERPRETER_UNUSABLE = "interpreter_unusable"
+WRONG_EMULATOR = "wrong_emulator"
 INTERPRETER_DYNAMIC = "interpreter_dynamic"
 LOADER_MISSING = "loader_missing"
 SCRIPT_INTERPRETER_MISSING = "script_interpreter_missing"
@@ -516,6 +518,10 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
         )
     # With F the kernel runs the file it opened on the host; without F, the one in the root.
     emulator = interp if fixed else inside
+    if emulator is not None:
+        unfit = _unfit_emulator(ctx, winner, emulator, found)
+        if unfit is not None:
+            return unfit
     if emulator is not None and os.path.abspath(root) != "/":
         try:
             needs = elf.program_interpreter(emulator)
@@ -535,6 +541,53 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
                 "(a static emulator needs nothing inside the root)",
             )
     return _check_loader(ctx, facts)
+
+
+# What exec reports when the interpreter is such a file (the kernel's open_exec
+# and binfmt_elf); a #! script is absent: the kernel runs it through its #! line.
+_UNFIT_ERRNO = {
+    interpreters.Problem.EMPTY: "exec format error",
+    interpreters.Problem.NOT_ELF: "exec format error",
+    interpreters.Problem.NOT_PROGRAM: "exec format error",
+    interpreters.Problem.FOREIGN_CPU: "exec format error",
+    interpreters.Problem.NOT_REGULAR: "permission denied",
+    interpreters.Problem.NOT_EXECUTABLE: "permission denied",
+}
+
+
+def _unfit_emulator(
+    ctx: Context, winner: Handler, emulator: str, found: _arch.Arch | None
+) -> Cause | None:
+    """An interpreter that cannot run here, or that emulates another arch than the program's."""
+    interp, fixed = winner.entry.interpreter, "F" in winner.entry.flags
+    arch_word = found.name if found else winner.name
+    looked = interpreters.fitness(emulator, {a.family for a in ctx.native} or None)
+    problems = list(looked.problems)
+    if not fixed and not problems and not os.access(emulator, os.X_OK):
+        # with F the kernel opened it at registration; without, it needs +x at every exec
+        problems.append((interpreters.Problem.NOT_EXECUTABLE, "not executable"))
+    for code, words in problems:
+        error = _UNFIT_ERRNO.get(code)
+        if error is None:
+            continue
+        if code is interpreters.Problem.FOREIGN_CPU and ctx.state.winner(looked.header, emulator):
+            continue  # another entry emulates the emulator itself: the kernel chains them
+        return Cause(
+            INTERPRETER_UNUSABLE,
+            f"the interpreter {interp} of {winner.name} cannot run on this machine: it is "
+            f"{words}, so exec fails with '{error}'.",
+            f"binfmtctl install {arch_word} --replace",
+        )
+    meant = interpreters.targets(interp)
+    if found is not None and meant and found not in meant:
+        return Cause(
+            WRONG_EMULATOR,
+            f"{winner.name} runs this {found.name} program with {interp}, which by its "
+            f"name emulates {', '.join(a.name for a in meant)}, not {found.name}: QEMU "
+            "refuses it ('Invalid ELF image for this architecture').",
+            f"binfmtctl install {found.name} --replace",
+        )
+    return None
 
 
 def _check_loader(ctx: Context, facts: Facts) -> Cause | None:

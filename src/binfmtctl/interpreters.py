@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,12 +87,15 @@ def targets(path: str) -> tuple[_arch.Arch, ...]:
     return tuple(a for a in _arch.CATALOG.values() if a.emulator_name == base)
 
 
-def judge(header: bytes, size: int, host_family: str | None) -> tuple[tuple[Problem, str], ...]:
+Finding = tuple[Problem, str]  # a problem's code and its words
+
+
+def judge(header: bytes, size: int, host_families: Collection[str] | None) -> tuple[Finding, ...]:
     """What stops a file with this header from being run as an emulator here.
 
     Pure: ``header`` is the file's first bytes, ``size`` its length,
-    ``host_family`` the catalog family of this machine's CPU (None: unknown,
-    so the CPU is not judged).
+    ``host_families`` the catalog families this machine's CPU runs (None:
+    unknown, so the CPU is not judged).
     """
     if size == 0:
         return ((Problem.EMPTY, "an empty file, not an ELF executable"),)
@@ -105,30 +108,43 @@ def judge(header: bytes, size: int, host_family: str | None) -> tuple[tuple[Prob
         kind = elf.ET_NAMES.get(ident.e_type, f"type {ident.e_type}")
         return ((Problem.NOT_PROGRAM, f"an ELF file of type {kind}, not an executable"),)
     found = ident.arch
-    if host_family is not None and (found is None or found.family != host_family):
+    if host_families is not None and (found is None or found.family not in host_families):
         built = found.name if found is not None else f"machine {ident.machine}"
         return ((Problem.FOREIGN_CPU, f"built for {built}, not for this machine's CPU"),)
     return ()
 
 
-def inspect(path: str) -> Interpreter:
-    """Look at an emulator binary: an ELF executable for this CPU? static? executable?"""
+@dataclass(frozen=True)
+class Fitness:
+    """A file looked at as an emulator: its first bytes and what is wrong with it."""
+
+    header: bytes  # zero-filled to elf.HEADER_SIZE; empty if it could not be read
+    problems: tuple[Finding, ...]
+
+
+def fitness(path: str, host_families: Collection[str] | None) -> Fitness:
+    """Read ``path`` (never blocking on a FIFO) and :func:`judge` it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
-        return _unfit(path, Problem.UNREADABLE, f"cannot read it: {err.strerror}")
+        return Fitness(b"", ((Problem.UNREADABLE, f"cannot read it: {err.strerror}"),))
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            return _unfit(path, Problem.NOT_REGULAR, "not a regular file")
+            return Fitness(b"", ((Problem.NOT_REGULAR, "not a regular file"),))
         header = os.read(fd, elf.HEADER_SIZE)
     except OSError as err:
-        return _unfit(path, Problem.UNREADABLE, f"cannot read it: {err.strerror}")
+        return Fitness(b"", ((Problem.UNREADABLE, f"cannot read it: {err.strerror}"),))
     finally:
         os.close(fd)
     header += bytes(elf.HEADER_SIZE - len(header))
+    return Fitness(header, judge(header, info.st_size, host_families))
+
+
+def inspect(path: str) -> Interpreter:
+    """Look at an emulator binary: an ELF executable for this CPU? static? executable?"""
     me = host.host_arch()
-    found = judge(header, info.st_size, me.family if me else None)
+    found = fitness(path, {me.family} if me else None).problems
     problems = [message for _, message in found]
     codes = [code for code, _ in found]
     if any(code is not Problem.FOREIGN_CPU for code in codes):
@@ -139,10 +155,6 @@ def inspect(path: str) -> Interpreter:
         problems.append("not executable")
         codes.append(Problem.NOT_EXECUTABLE)
     return Interpreter(path, static, native, tuple(problems), tuple(codes))
-
-
-def _unfit(path: str, code: Problem, message: str) -> Interpreter:
-    return Interpreter(path, False, False, (message,), (code,))
 
 
 @dataclass(frozen=True)

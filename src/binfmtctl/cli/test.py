@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 import time
@@ -67,13 +68,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=handle)
 
 
+MAX_TIMEOUT = 3600.0  # a probe is a few instructions; an hour is beyond any emulator
+
+
 def _seconds(text: str) -> float:
+    """--timeout: a finite number of seconds, more than 0 and at most MAX_TIMEOUT."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number of seconds: {text!r}")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_TIMEOUT:g} seconds (one hour): {text!r}"
+        )
     return value
 
 

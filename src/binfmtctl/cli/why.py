@@ -22,6 +22,8 @@ causes, checked in this order (the first that applies is reported):
   no_handler, unknown_format    no entry matches
   shadowed                      a newer entry matches first and is not this arch's emulator
   interpreter_missing           no F flag: the emulator is looked up inside the root
+  interpreter_unusable          the emulator is not an ELF executable for this machine
+  wrong_emulator                the emulator's name says another arch (qemu-arm for aarch64)
   interpreter_dynamic           the emulator is dynamically linked; its libs are not in the root
   loader_missing                the program's PT_INTERP (e.g. /lib/ld-linux-aarch64.so.1) is absent
   script_interpreter_missing    the #! interpreter does not exist in the root
