@@ -392,3 +392,32 @@ def test_why_foreign_emulator_run_by_another_entry_still_runs(
     real = exec_result(sb, busybox, "true")
     assert isinstance(real, str)
     assert "applet not found" in real
+
+
+def test_relative_interpreter_is_refused(sb: sandbox.Sandbox) -> None:
+    """Without F the kernel would resolve it from each program's working directory."""
+
+    def install_from_usr_bin() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(sys.executable, "-m", "binfmtctl", "install", "--json"),
+                *("--interpreter", "qemu-aarch64-static", "arm64"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/usr/bin",
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+
+    qemu("qemu-aarch64")
+    proc = sb.run(install_from_usr_bin)
+    assert proc.returncode == 1, proc.stderr
+    (step,) = json.loads(proc.stdout)["data"]["steps"]
+    assert (step["action"], step["reason"]) == (
+        "refused",
+        "qemu-aarch64-static is not an absolute path: the kernel would look it up from the "
+        "working directory of every program it runs (and boot configuration would too); "
+        "give the full path, e.g. /usr/bin/qemu-aarch64-static",
+    )
+    assert registered(sb) == ["register", "status"]

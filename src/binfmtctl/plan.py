@@ -7,6 +7,7 @@ entries already registered, and returns one :class:`Step` per arch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -174,6 +175,15 @@ def _emulator(arch: Arch, options: Options) -> interpreters.Interpreter | Step:
             reason=f"no emulator for {arch.name} ({' or '.join(interpreters.candidates(arch))} "
             f"in {', '.join(options.interpreter_dirs)}){refused}; "
             f"{interpreters.install_hint(arch)}",
+        )
+    if not options.interpreter.startswith("/"):
+        return Step(
+            arch,
+            REFUSED,
+            reason=f"{options.interpreter} is not an absolute path: the kernel would look "
+            "it up from the working directory of every program it runs (and boot "
+            f"configuration would too); give the full path, e.g. "
+            f"{os.path.abspath(options.interpreter)}",
         )
     found = interpreters.inspect(options.interpreter)
     if found.problems:
