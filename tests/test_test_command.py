@@ -78,7 +78,9 @@ def test_every_probe_fails_before_install_and_runs_after(sb: sandbox.Sandbox) ->
 
 def test_wrong_emulator_is_not_ok(sb: sandbox.Sandbox) -> None:
     arm = qemu("qemu-arm")
-    assert cli(sb, "install", "aarch64", "--interpreter", arm).returncode == 0
+    assert (
+        cli(sb, "install", "aarch64", "--interpreter", arm, "--force-interpreter").returncode == 0
+    )
     proc = cli(sb, "test", "aarch64", "--json")
     assert proc.returncode == 1
     r = results(proc)["aarch64"]
@@ -279,7 +281,7 @@ def test_install_test_registers_and_proves(sb: sandbox.Sandbox) -> None:
         "s390x": "ok",
     }
     # Installed fine, but the handler does not work: the exit code says so.
-    wrong = cli(sb, "install", "--test", "aarch64", "--interpreter", arm)
+    wrong = cli(sb, "install", "--test", "aarch64", "--interpreter", arm, "--force-interpreter")
     assert wrong.returncode == 1
     assert "aarch64  registered" in wrong.stdout
     assert "aarch64  FAILED  qemu-aarch64" in wrong.stdout and "wrong emulator" in wrong.stdout
