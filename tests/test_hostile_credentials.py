@@ -363,3 +363,41 @@ def test_rootless_run_refuses_a_user_directory_with_c(base: Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     assert f"{PREFIX}{unmapped(user_dir)}" in proc.stderr
+
+
+# -- FUSE: owners and modes there are the serving process's word ----------------
+# No FUSE server is installed here, so the mount table is the one thing faked:
+# a copy of this process's mountinfo plus a line saying that a real directory's
+# device is a FUSE mount (as `sshfs -o allow_other` by a user would make it).
+
+
+def fake_proc(tmp: Path, device: int, fstype: str) -> str:
+    proc = tmp / "proc"
+    (proc / "self").mkdir(parents=True)
+    real = Path("/proc/self/mountinfo").read_text()
+    major, minor = os.major(device), os.minor(device)
+    line = f"999 1 {major}:{minor} / /tmp/m rw,nosuid,nodev - {fstype} user@host:/ rw\n"
+    (proc / "self" / "mountinfo").write_text(real + line)
+    return str(proc)
+
+
+@pytest.mark.parametrize("fstype", ["fuse.sshfs", "fuse", "fuseblk"])
+def test_a_component_on_fuse_is_refused(base: Path, fstype: str) -> None:
+    path = base / "qemu-aarch64-static"
+    shutil.copy(emulator(), path)
+    proc = fake_proc(base, os.stat(base).st_dev, fstype)
+    assert credentials.check(str(path)) is None  # the real mount table: a plain file system
+    found = credentials.check(str(path), proc=proc)
+    # the first component on that device is named (/ or /tmp may share it)
+    first = next(p for p in ("/", "/tmp", str(base)) if os.stat(p).st_dev == os.stat(base).st_dev)
+    assert found is not None
+    assert (found.problem, found.component) == (credentials.Problem.FUSE, first)
+    assert str(found) == (
+        f"{first} is on a FUSE file system ({fstype}): its owner and mode are "
+        "whatever the process serving it says, so they prove nothing"
+    )
+
+
+def test_other_file_system_types_are_not_fuse(base: Path) -> None:
+    proc = fake_proc(base, os.stat(base).st_dev, "fusectl")
+    assert credentials.fuse_devices(proc) == {}

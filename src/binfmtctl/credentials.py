@@ -11,6 +11,9 @@ by root and writable by root only. A directory writable by others with the
 sticky bit (``/tmp``) is accepted as sudo does: others may not rename or
 remove the root-owned entry inside it, and that entry is checked too.
 
+A component on a FUSE file system is refused whatever it shows: its owner and
+mode are the word of the (possibly unprivileged) process serving it.
+
 Inside a user namespace, a file whose owner is not mapped shows as the
 overflow uid (65534): that is reported as "not mapped", never as root.
 """
@@ -35,6 +38,7 @@ class Problem(str, enum.Enum):
     WRITABLE = "writable"
     UNREADABLE = "unreadable"
     LOOP = "loop"
+    FUSE = "fuse"
 
 
 @dataclass(frozen=True)
@@ -50,13 +54,14 @@ class Unsafe:
         return self.message
 
 
-def check(path: str) -> Unsafe | None:
+def check(path: str, proc: str = "/proc") -> Unsafe | None:
     """Why ``path`` must not be an interpreter with the C flag, or None if it is safe.
 
     Walks the path as the kernel looks it up: every directory from ``/``, each
     symlink itself and then its target (relative or absolute, recursively),
-    and the final file.
+    and the final file. ``proc`` is where this process's mount table is read.
     """
+    fuse = fuse_devices(proc)
     if not path.startswith("/"):
         return Unsafe(
             Problem.RELATIVE,
@@ -65,7 +70,7 @@ def check(path: str) -> Unsafe | None:
             f"{path} is not an absolute path: the kernel would look it up from the "
             "working directory of every program it runs",
         )
-    root = _check_node("/", None, is_last=False)
+    root = _check_node("/", None, fuse)
     if root is not None:
         return root
     pending = [p for p in path.split("/") if p]
@@ -87,7 +92,9 @@ def check(path: str) -> Unsafe | None:
                 Problem.UNREADABLE, node, via, f"cannot check {node}{_via(via)}: {err.strerror}"
             )
         if stat.S_ISLNK(info.st_mode):
-            owner = _owner_problem(node, via, info.st_uid, what="the symlink ")
+            owner = _fuse_problem(node, via, info, fuse) or _owner_problem(
+                node, via, info.st_uid, what="the symlink "
+            )
             if owner is not None:
                 return owner
             links += 1
@@ -109,23 +116,25 @@ def check(path: str) -> Unsafe | None:
             if target.startswith("/"):
                 current = "/"
             continue
-        unsafe = _check_info(node, via, info, is_last=not pending)
+        unsafe = _check_info(node, via, info, fuse, is_last=not pending)
         if unsafe is not None:
             return unsafe
         current = node
     return None
 
 
-def _check_node(node: str, via: str | None, is_last: bool) -> Unsafe | None:
+def _check_node(node: str, via: str | None, fuse: dict[int, str]) -> Unsafe | None:
     try:
         info = os.lstat(node)
     except OSError as err:
         return Unsafe(Problem.UNREADABLE, node, via, f"cannot check {node}: {err.strerror}")
-    return _check_info(node, via, info, is_last)
+    return _check_info(node, via, info, fuse, is_last=False)
 
 
-def _check_info(node: str, via: str | None, info: os.stat_result, is_last: bool) -> Unsafe | None:
-    owner = _owner_problem(node, via, info.st_uid, what="")
+def _check_info(
+    node: str, via: str | None, info: os.stat_result, fuse: dict[int, str], is_last: bool
+) -> Unsafe | None:
+    owner = _fuse_problem(node, via, info, fuse) or _owner_problem(node, via, info.st_uid, "")
     if owner is not None:
         return owner
     writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
@@ -159,6 +168,43 @@ def _owner_problem(node: str, via: str | None, uid: int, what: str) -> Unsafe | 
         via,
         f"{what}{node}{_via(via)} is owned by {describe_uid(uid)}, not root",
     )
+
+
+def _fuse_problem(
+    node: str, via: str | None, info: os.stat_result, fuse: dict[int, str]
+) -> Unsafe | None:
+    fstype = fuse.get(info.st_dev)
+    if fstype is None:
+        return None
+    return Unsafe(
+        Problem.FUSE,
+        node,
+        via,
+        f"{node}{_via(via)} is on a FUSE file system ({fstype}): its owner and mode are "
+        "whatever the process serving it says, so they prove nothing",
+    )
+
+
+def fuse_devices(proc: str = "/proc") -> dict[int, str]:
+    """st_dev -> type of every FUSE mount this process sees (user-mountable via fusermount)."""
+    try:
+        with open(f"{proc}/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return {}
+    found: dict[int, str] = {}
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields, rest = left.split(), right.split()
+        if not sep or len(fields) < 3 or not rest:
+            continue
+        fstype = rest[0]
+        if fstype not in ("fuse", "fuseblk") and not fstype.startswith("fuse."):
+            continue
+        major, colon, minor = fields[2].partition(":")
+        if colon and major.isdigit() and minor.isdigit():
+            found[os.makedev(int(major), int(minor))] = fstype
+    return found
 
 
 def _via(link: str | None) -> str:
