@@ -23,8 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from binfmtctl import credentials, plan, sandbox
+from binfmtctl import credentials, interpreters, plan, sandbox
 from binfmtctl.arch import CATALOG, Profile
 from conftest import cli, qemu
 
@@ -401,3 +403,19 @@ def test_a_component_on_fuse_is_refused(base: Path, fstype: str) -> None:
 def test_other_file_system_types_are_not_fuse(base: Path) -> None:
     proc = fake_proc(base, os.stat(base).st_dev, "fusectl")
     assert credentials.fuse_devices(proc) == {}
+
+
+# -- any path at all: an answer, never a crash --------------------------------
+
+_PIECES = st.sampled_from(
+    ["", ".", "..", "usr", "bin", "tmp", "qemu-aarch64-static", "\0", "\udcff", "a" * 300]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_PIECES | st.text(max_size=8), max_size=8), st.booleans())
+def test_any_path_gets_an_answer(pieces: list[str], absolute: bool) -> None:
+    path = ("/" if absolute else "") + "/".join(pieces)
+    found = credentials.check(path)
+    assert found is None or (found.message and isinstance(found.problem, credentials.Problem))
+    assert isinstance(interpreters.fitness(path, {"i386"}).problems, tuple)

@@ -62,6 +62,8 @@ def check(path: str, proc: str = "/proc") -> Unsafe | None:
     and the final file. ``proc`` is where this process's mount table is read.
     """
     fuse = fuse_devices(proc)
+    if "\0" in path:
+        return Unsafe(Problem.UNREADABLE, path, None, f"{path!r} contains a NUL byte")
     if not path.startswith("/"):
         return Unsafe(
             Problem.RELATIVE,

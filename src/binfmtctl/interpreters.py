@@ -124,6 +124,8 @@ class Fitness:
 
 def fitness(path: str, host_families: Collection[str] | None) -> Fitness:
     """Read ``path`` (never blocking on a FIFO) and :func:`judge` it."""
+    if "\0" in path:
+        return Fitness(b"", ((Problem.UNREADABLE, "cannot read it: its name contains a NUL byte"),))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
