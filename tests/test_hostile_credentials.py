@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from binfmtctl import credentials, interpreters, plan, sandbox
 from binfmtctl.arch import CATALOG, Profile
+from binfmtctl.instance import Instance
 from conftest import cli, qemu
 
 USER = "binfmtctl-test"
@@ -419,3 +420,16 @@ def test_any_path_gets_an_answer(pieces: list[str], absolute: bool) -> None:
     found = credentials.check(path)
     assert found is None or (found.message and isinstance(found.problem, credentials.Problem))
     assert isinstance(interpreters.fitness(path, {"i386"}).problems, tuple)
+
+
+def test_status_flags_a_c_entry_registered_by_another_tool(sb: sandbox.Sandbox, base: Path) -> None:
+    """An entry written to the register file directly (not through binfmtctl) is checked too."""
+    link = attack(base)
+    entry = plan.build_entry(CATALOG["aarch64"], str(link), "OC", Profile.QEMU)
+    sb.run(Instance().register, entry)
+    proc = cli(sb, "status", "--json")
+    (found,) = json.loads(proc.stdout)["data"]["entries"]
+    assert (found["name"], found["problems"]) == (
+        "qemu-aarch64",
+        [f"C flag with an interpreter others can change: {unmapped(link.parent)}"],
+    )

@@ -421,3 +421,29 @@ def test_relative_interpreter_is_refused(sb: sandbox.Sandbox) -> None:
         "give the full path, e.g. /usr/bin/qemu-aarch64-static",
     )
     assert registered(sb) == ["register", "status"]
+
+
+# -- status says so too -----------------------------------------------------------
+
+
+def status_problems(box: sandbox.Sandbox) -> dict[str, list[str]]:
+    proc = cli(box, "status", "--json")
+    entries = json.loads(proc.stdout)["data"]["entries"]
+    return {e["name"]: e["problems"] for e in entries}
+
+
+def test_status_names_unusable_and_mismatched_interpreters(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    arm, empty = qemu("qemu-arm"), tmp_path / "qemu-riscv64-static"
+    _empty(empty)
+    register(sb, "aarch64", arm)
+    register(sb, "riscv64", str(empty), "")
+    register(sb, "s390x", qemu("qemu-s390x"))
+    assert status_problems(sb) == {
+        "qemu-aarch64": [f"interpreter {arm} emulates arm, not aarch64"],
+        "qemu-riscv64": [
+            f"interpreter {empty} cannot run on this machine: an empty file, not an ELF executable"
+        ],
+        "qemu-s390x": [],
+    }

@@ -6,7 +6,8 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import config, elf, host
+from binfmtctl import arch as _arch
+from binfmtctl import config, credentials, elf, host, interpreters
 from binfmtctl.cli.output import Result, table
 from binfmtctl.instance import Instance, Named
 
@@ -59,6 +60,7 @@ def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[s
             f"interpreter {path} is dynamically linked: with F it still needs its "
             "libraries inside chroots and containers"
         )
+    problems.extend(interpreter_problems(entry.interpreter, entry.flags, found))
     if found is not None:
         sample = sample_header(found)
         for other in newer:
@@ -68,6 +70,25 @@ def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[s
                 )
                 break
     return (found.name if found else None), problems
+
+
+def interpreter_problems(path: str, flags: str, found: _arch.Arch | None) -> list[str]:
+    """An interpreter that cannot run here, emulates another arch, or is unsafe with C."""
+    out: list[str] = []
+    if os.path.exists(path):  # a missing one is reported above
+        me = host.host_arch()
+        for code, words in interpreters.fitness(path, {me.family} if me else None).problems:
+            if code is not interpreters.Problem.SCRIPT:  # the kernel runs it by its #! line
+                out.append(f"interpreter {path} cannot run on this machine: {words}")
+        meant = interpreters.targets(path)
+        if found is not None and meant and found not in meant:
+            names = ", ".join(a.name for a in meant)
+            out.append(f"interpreter {path} emulates {names}, not {found.name}")
+    if "C" in flags:
+        unsafe = credentials.check(path)
+        if unsafe is not None:
+            out.append(f"C flag with an interpreter others can change: {unsafe}")
+    return out
 
 
 def collect(instance: Instance) -> dict[str, Any]:
