@@ -134,8 +134,8 @@ def _user_tree() -> Path:
 def program(who: str, debian_arch: str) -> str:
     """Debian's busybox-static for ``debian_arch``, at a path ``who`` can execute."""
     path = foreign_busybox(debian_arch)
-    if who == "user":
-        path = _user_tree() / path.relative_to(ROOT)
+    if who == "user" and _user_tree() != ROOT:
+        path = _user_tree() / ".cache" / "foreign" / path.relative_to(FOREIGN)
     return str(path)
 
 
