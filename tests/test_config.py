@@ -195,12 +195,20 @@ def test_save_warns_when_another_file_wins_and_refuses_foreign_files(tmp_path: P
     )
     assert config.save_systemd(ARM, etc, layout.binfmt_d).action == "unchanged"
     Path(etc, "qemu-aarch64.conf").write_text(str(AARCH64) + "\n")
-    with pytest.raises(
-        RefusedError, match="exists and was not written by binfmtctl; use --replace"
-    ):
+    foreign = f"{etc}/qemu-aarch64.conf was not written by binfmtctl and seems to belong to"
+    with pytest.raises(RefusedError) as refused:
         config.save_systemd(AARCH64, etc, layout.binfmt_d)
-    assert config.forget_systemd("qemu-aarch64", etc).action == "kept"
-    assert Path(etc, "qemu-aarch64.conf").exists()
+    assert refused.value.message == (
+        f"{foreign} an administrator; binfmtctl does not replace it "
+        "(pass --overwrite-foreign to replace it anyway)"
+    )
+    with pytest.raises(RefusedError) as refused:
+        config.forget_systemd("qemu-aarch64", etc)
+    assert refused.value.message == (
+        f"{foreign} an administrator; binfmtctl does not remove it "
+        "(pass --overwrite-foreign to remove it anyway)"
+    )
+    assert Path(etc, "qemu-aarch64.conf").read_text() == str(AARCH64) + "\n"
     assert config.our_conf_files(etc) == ["qemu-arm"]
     assert config.forget_systemd("qemu-arm", etc).action == "removed"
     assert not Path(etc, "qemu-arm.conf").exists()
@@ -244,13 +252,13 @@ import os, signal, sys
 from binfmtctl import config
 point, nth = sys.argv[4], int(sys.argv[5])
 real, calls = getattr(os, point), []
-def die(*args):
+def die(*args, **kwargs):
     calls.append(1)
     if len(calls) == nth:
         if point == "write":  # half of the data reaches the temporary file
             real(args[0], args[1][: len(args[1]) // 2])
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(*args)
+    return real(*args, **kwargs)
 setattr(os, point, die)
 config.write_atomic(sys.argv[1], bytes([int(sys.argv[2])]) * int(sys.argv[3]))
 """

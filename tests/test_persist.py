@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,13 @@ def need(tool: str) -> str:
     if not os.access(tool, os.X_OK):
         pytest.skip(f"{tool} missing: run scripts/test-deps")
     return tool
+
+
+def provide(root: Path, path: str) -> None:
+    """Copy this system's ``path`` into ``root``: with --root, interpreters are looked up there."""
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(os.path.realpath(path), target)
 
 
 def envelope(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -107,11 +115,17 @@ def test_install_persist_binfmt_support_goes_through_its_database(
         sb, UPDATE_BINFMTS, "--admindir", str(admindir), "--find", str(foreign_busybox("arm64"))
     )
     assert found.stdout == f"{interpreter}\n"
-    # Another package's format is left alone; ours is removed through update-binfmts.
+    # Another package's format is refused (left alone); ours is removed through update-binfmts.
     proc = cli(sb, "uninstall", "arm64", "arm", "--persist=binfmt-support", *root, "--json")
-    assert proc.returncode == 0, proc.stderr
-    persisted = {p["name"]: p["action"] for p in envelope(proc)["data"]["persist"]}
-    assert persisted == {"qemu-aarch64": "removed", "qemu-arm": "kept"}
+    assert proc.returncode == 3, proc.stderr
+    data = envelope(proc)
+    persisted = {p["name"]: p["action"] for p in data["data"]["persist"]}
+    assert persisted == {"qemu-aarch64": "removed"}
+    assert [e["message"] for e in data["errors"]] == [
+        f"{admindir}/qemu-arm is not binfmtctl's binfmt-support format and seems to belong "
+        "to package qemu-user-static (binfmt-support's database); binfmtctl does not remove "
+        "it (pass --overwrite-foreign to remove it anyway)"
+    ]
     assert sorted(os.listdir(admindir)) == ["qemu-arm"]
     assert entries(sb) == {}
 
@@ -124,6 +138,8 @@ def test_install_persist_overrides_the_packaged_file_and_status_explains_it(
     packaged.parent.mkdir(parents=True)
     packaged.write_text(PACKAGED_ARM)
     root = ["--root", str(tmp_path)]
+    provide(tmp_path, "/usr/libexec/qemu-binfmt/arm-binfmt-P")  # F: must exist inside the root
+    provide(tmp_path, arm)
 
     # Before: the packaged file wins at boot, and the running entry differs from it.
     assert cli(sb, "install", "arm").returncode == 0
@@ -171,7 +187,15 @@ def test_install_persist_overrides_the_packaged_file_and_status_explains_it(
     (tmp_path / "etc/binfmt.d/qemu-arm.conf").write_text(PACKAGED_ARM)
     proc = cli(sb, "install", "arm", "--persist", *root)
     assert proc.returncode == 1
-    assert "exists and was not written by binfmtctl; use --replace" in proc.stderr
+    assert (
+        f"{tmp_path}/etc/binfmt.d/qemu-arm.conf was not written by binfmtctl and seems to "
+        "belong to an administrator; binfmtctl does not replace it (pass --overwrite-foreign "
+        "to replace it anyway)"
+    ) in proc.stderr
+    assert (tmp_path / "etc/binfmt.d/qemu-arm.conf").read_text() == PACKAGED_ARM
+    proc = cli(sb, "install", "arm", "--persist", "--overwrite-foreign", *root)
+    assert proc.returncode == 0, proc.stderr
+    assert config.read_binfmt_d(tmp_path / "etc/binfmt.d/qemu-arm.conf").ours
 
 
 def test_apply_touches_only_the_names_in_its_files_and_reports_each_line(
@@ -217,6 +241,9 @@ def test_boot_simulation_matches_the_real_systemd_binfmt(
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
+    # The real boot below checks F interpreters on this system; the simulation inside the root.
+    provide(tmp_path, "/usr/libexec/qemu-binfmt/arm-binfmt-P")
+    provide(tmp_path, arm)
     cli(sb, "install", "arm64")  # boot starts by flushing everything
     simulated = envelope(cli(sb, "status", "--boot", "--root", str(tmp_path), "--json"))
     expected = [(b["name"], b["entry"]) for b in simulated["data"]["config"]["boot"]]
@@ -235,7 +262,7 @@ def test_boot_simulation_matches_the_real_systemd_binfmt(
 def test_an_entry_boot_will_not_restore_says_how_to_keep_it(
     sb: sandbox.Sandbox, tmp_path: Path
 ) -> None:
-    qemu("qemu-aarch64")
+    provide(tmp_path, qemu("qemu-aarch64"))  # at boot of the root, F opens it there
     root = ["--root", str(tmp_path)]
     assert cli(sb, "install", "aarch64").returncode == 0
     cfg = json.loads(cli(sb, "status", *root, "--json").stdout)["data"]["config"]

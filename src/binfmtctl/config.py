@@ -22,23 +22,46 @@ detector, credentials, preserve, fix_binary. Its database in /var/lib/binfmts
 holds one file per format: ten lines, in a fixed order.
 
 Every directory is a parameter (:class:`Layout`); nothing here reads a
-module-level path directly. Writes are atomic: a hidden temporary file in the
-same directory, fsync, rename, fsync of the directory -- a reader (or a boot)
-sees the old file or the new one, never a mix. The temporary name starts with
-``.`` and does not end in ``.conf``, so systemd ignores a leftover one.
+module-level path directly. With a root (``--root``) every path is resolved
+inside it, as a chroot would see it (:mod:`binfmtctl.rootpath`). Only regular
+files are read (a FIFO never blocks a reader); one file that cannot be read is
+a problem reported with its name, not the end of the report.
+
+Writes are atomic: a hidden temporary file in the same directory, fsync,
+rename, fsync of the directory -- a reader (or a boot) sees the old file or
+the new one, never a mix. The temporary name starts with ``.`` and does not
+end in ``.conf``, so systemd ignores a leftover one.
+
+One ownership rule (:func:`examine`): binfmtctl replaces or removes only a
+file that carries its marker (binfmt.d: the first line of :data:`HEADER`;
+binfmt-support: ``package binfmtctl``) or that already holds exactly what it
+would write. Anything else -- an administrator's file, a package's, a symlink,
+a FIFO -- is refused, naming who seems to own it, unless the caller passes
+``overwrite_foreign``. A symlink at the target is never followed: it is
+replaced by a regular file only when overriding.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
-from collections.abc import Iterable, Sequence
+import secrets
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from binfmtctl import rootpath
 from binfmtctl.entry import Entry
-from binfmtctl.errors import ConfigError, EntryParseError, config_error
+from binfmtctl.errors import (
+    BinfmtError,
+    ConfigError,
+    EntryParseError,
+    ForeignFileError,
+    config_error,
+)
+from binfmtctl.instance import in_initial_user_namespace
 
 BINFMT_D_DIRS = ("/etc/binfmt.d", "/run/binfmt.d", "/usr/local/lib/binfmt.d", "/usr/lib/binfmt.d")
 ADMIN_BINFMT_D = BINFMT_D_DIRS[0]
@@ -52,6 +75,7 @@ HEADER = (
     OWNER_MARK + b"; `binfmtctl uninstall --persist` removes it.\n"
     b"# systemd-binfmt registers it at boot; see binfmt.d(5).\n"
 )
+MARKER_LINE = HEADER.split(b"\n", 1)[0]  # the exact first line of every binfmt.d file we write
 PACKAGE = "binfmtctl"  # the binfmt-support package name our formats carry
 BINFMTS_KEYS = (
     "package",
@@ -71,16 +95,21 @@ BINFMTS_KEYS = (
 class Layout:
     """Where configuration lives; tests and ``--root`` pass their own."""
 
-    binfmt_d: tuple[str, ...] = BINFMT_D_DIRS  # highest precedence first
+    binfmt_d: tuple[str, ...] = BINFMT_D_DIRS  # highest precedence first, as named on this system
     binfmts_admindir: str = BINFMTS_ADMINDIR
+    root: str = "/"  # every path above is resolved inside it
 
     @classmethod
     def under(cls, root: str | None) -> Layout:
         """The default layout below ``root`` (like systemd's --root)."""
-        if not root or root == "/":
+        if rootpath.is_host(root):
             return cls()
-        base = root.rstrip("/")
-        return cls(tuple(base + d for d in BINFMT_D_DIRS), base + BINFMTS_ADMINDIR)
+        assert root is not None
+        return cls(
+            tuple(rootpath.shown(root, d) for d in BINFMT_D_DIRS),
+            rootpath.shown(root, BINFMTS_ADMINDIR),
+            root,
+        )
 
     @property
     def admin_binfmt_d(self) -> str:
@@ -93,11 +122,28 @@ class Layout:
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` so that nobody ever sees a partial file."""
     target = Path(path)
-    directory = target.parent
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+        with rootpath.open_dir("/", str(target.parent)) as dir_fd:
+            write_at(dir_fd, target.name, data, str(target), mode)
     except OSError as err:
-        raise config_error(err, f"write {target}", str(directory)) from err
+        raise config_error(err, f"write {target}", str(target.parent)) from err
+
+
+def write_at(dir_fd: int, name: str, data: bytes, path: str, mode: int = 0o644) -> None:
+    """Atomically replace ``name`` in ``dir_fd`` (``path`` names it in errors).
+
+    A symlink at ``name`` is replaced, never followed: rename works on names.
+    """
+    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=dir_fd,
+        )
+    except OSError as err:
+        raise config_error(err, f"write {path}", os.path.dirname(path)) from err
     try:
         try:
             view = memoryview(data)
@@ -107,47 +153,186 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, target)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as err:
-        _unlink_quietly(tmp)
-        raise config_error(err, f"write {target}", str(target)) from err
+        _unlink_quietly(tmp, dir_fd)
+        raise config_error(err, f"write {path}", path) from err
     except BaseException:
-        _unlink_quietly(tmp)
+        _unlink_quietly(tmp, dir_fd)
         raise
-    fsync_dir(directory)
+    _fsync_fd(dir_fd, os.path.dirname(path))
 
 
-def remove_file(path: str | os.PathLike[str]) -> None:
-    """Unlink a configuration file and make the removal durable."""
-    target = Path(path)
+def remove_at(dir_fd: int, name: str, path: str) -> None:
+    """Unlink ``name`` in ``dir_fd`` and make the removal durable."""
     try:
-        target.unlink()
+        os.unlink(name, dir_fd=dir_fd)
     except OSError as err:
-        raise config_error(err, f"remove {target}", str(target)) from err
-    fsync_dir(target.parent)
+        raise config_error(err, f"remove {path}", path) from err
+    _fsync_fd(dir_fd, os.path.dirname(path))
 
 
-def fsync_dir(directory: str | os.PathLike[str]) -> None:
+def _fsync_fd(dir_fd: int, shown: str) -> None:
     try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        os.fsync(dir_fd)
     except OSError as err:
-        raise config_error(err, "sync the directory", str(directory)) from err
+        raise config_error(err, "sync the directory", shown) from err
 
 
-def _unlink_quietly(path: str) -> None:
+def _unlink_quietly(name: str, dir_fd: int) -> None:
     with contextlib.suppress(OSError):
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)
 
 
-def _read(path: str | os.PathLike[str]) -> bytes:
+def _read(path: str | os.PathLike[str], root: str = "/") -> bytes:
+    """A configuration file's bytes: regular files only, resolved inside ``root``."""
     try:
-        return Path(path).read_bytes()
+        return rootpath.read_file(root, rootpath.inside(root, str(path)))
+    except rootpath.NotRegularError as err:
+        raise ConfigError(
+            f"cannot read {path}: {err.strerror}; configuration files must be regular "
+            "files (or symlinks to them)",
+            path=str(path),
+            errno="EINVAL",
+        ) from err
     except OSError as err:
         raise config_error(err, "read", str(path)) from err
+
+
+@contextlib.contextmanager
+def _dir(root: str, directory: str, *, create: bool = False) -> Iterator[int]:
+    """An fd of ``directory`` (as named on this system) resolved inside ``root``."""
+    try:
+        with rootpath.open_dir(root, rootpath.inside(root, directory), create=create) as fd:
+            yield fd
+    except OSError as err:
+        if err.errno == errno.ELOOP and not rootpath.is_host(root):
+            raise ConfigError(
+                f"cannot use {directory}: too many levels of symbolic links inside {root} "
+                "(paths there are resolved as a chroot would: an absolute link such as "
+                "etc/binfmt.d -> /etc/binfmt.d names itself)",
+                path=directory,
+                errno="ELOOP",
+            ) from err
+        raise config_error(err, "write into" if create else "open", directory) from err
+
+
+# -- who owns a file -------------------------------------------------------------
+
+ABSENT, SAME, OURS, FOREIGN = "absent", "same", "ours", "foreign"
+
+
+@dataclass(frozen=True)
+class Existing:
+    """What sits where binfmtctl is about to write or remove a file."""
+
+    state: str  # absent, same (exactly what would be written), ours (marked), foreign
+    what: str = ""  # foreign: what it is, as a predicate ("was not written by binfmtctl")
+    owner: str = ""  # foreign: who seems to own it ("package qemu-user-static")
+
+
+def marked_binfmt_d(data: bytes) -> bool:
+    return data.split(b"\n", 1)[0] == MARKER_LINE
+
+
+def marked_binfmts(data: bytes) -> bool:
+    return f"package {PACKAGE}".encode() in (line.strip() for line in data.split(b"\n"))
+
+
+def examine(
+    dir_fd: int,
+    name: str,
+    path: str,
+    *,
+    root: str = "/",
+    content: bytes | None = None,
+    ours: Callable[[bytes], bool] = marked_binfmt_d,
+) -> Existing:
+    """Whether binfmtctl may replace or remove ``name`` in ``dir_fd`` (``path`` on this system)."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return Existing(ABSENT)
+    except OSError as err:
+        raise config_error(err, "inspect", path) from err
+    inner = rootpath.inside(root, path)
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            target = os.readlink(name, dir_fd=dir_fd)
+        except OSError:
+            target = "?"
+        whose = _owner(root, inner, None, info.st_uid)
+        return Existing(FOREIGN, f"is a symbolic link to {target}", whose)
+    if not stat.S_ISREG(info.st_mode):
+        whose = _owner(root, inner, None, info.st_uid)
+        return Existing(FOREIGN, f"is {rootpath.kind(info.st_mode)}", whose)
+    try:
+        data = rootpath.read_at(dir_fd, name, path)
+    except OSError as err:
+        raise config_error(err, "read", path) from err
+    if content is not None and data == content:
+        return Existing(SAME)
+    if ours(data):
+        return Existing(OURS)
+    whose = _owner(root, inner, data, info.st_uid)
+    return Existing(FOREIGN, "was not written by binfmtctl", whose)
+
+
+def refuse(path: str, existing: Existing, verb: str = "replace") -> ForeignFileError:
+    """The refusal for a file binfmtctl does not own: what it is, whose it seems, the override."""
+    return ForeignFileError(
+        f"{path} {existing.what} and seems to belong to {existing.owner}; binfmtctl does "
+        f"not {verb} it (pass --overwrite-foreign to {verb} it anyway)",
+        path=path,
+        owner=existing.owner,
+    )
+
+
+def _owner(root: str, inner: str, data: bytes | None, uid: int) -> str:
+    """Who seems to own the file at ``inner``: a dpkg package, binfmt-support's, a user."""
+    package = dpkg_owner(root, inner)
+    if package:
+        return f"package {package} (dpkg lists it)"
+    if data is not None:
+        for line in data.split(b"\n"):
+            key, _, value = line.strip().partition(b" ")
+            if key == b"package" and value.strip():
+                return f"package {os.fsdecode(value.strip())} (its binfmt-support 'package' line)"
+    if uid == _OVERFLOW_UID and not in_initial_user_namespace():
+        return "a user outside this user namespace (it owns it; unmapped here, shown as 65534)"
+    if uid != 0:
+        import pwd
+
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = f"uid {uid}"
+        return f"the user {user} (who owns it)"
+    return "an administrator"
+
+
+_OVERFLOW_UID = 65534  # what an unmapped owner shows as inside a user namespace
+
+
+DPKG_INFO = "/var/lib/dpkg/info"
+
+
+def dpkg_owner(root: str, inner: str) -> str | None:
+    """The dpkg package whose file list holds ``inner`` (inside ``root``), if any."""
+    wanted = os.fsencode(inner)
+    try:
+        with rootpath.open_dir(root, DPKG_INFO) as fd:
+            names = sorted(n for n in os.listdir(fd) if n.endswith(".list"))
+            for name in names:
+                try:
+                    lines = rootpath.read_at(fd, name, name).split(b"\n")
+                except OSError:
+                    continue
+                if wanted in lines:
+                    return name.removesuffix(".list").split(":", 1)[0]
+    except OSError:
+        return None
+    return None
 
 
 # -- binfmt.d ----------------------------------------------------------------
@@ -184,6 +369,7 @@ class ConfFile:
     path: str
     rules: tuple[Rule, ...]
     ours: bool  # carries binfmtctl's header
+    problem: str | None = None  # why it could not be read (then it has no rules)
 
     @property
     def errors(self) -> list[Rule]:
@@ -214,11 +400,20 @@ def parse_binfmt_d(data: bytes, path: str = "<string>") -> ConfFile:
         except EntryParseError as err:
             entry, error = None, err
         rules.append(Rule(path, number, line, rule_name(line), entry, error))
-    return ConfFile(path, tuple(rules), ours=data.startswith(OWNER_MARK))
+    return ConfFile(path, tuple(rules), ours=marked_binfmt_d(data))
 
 
-def read_binfmt_d(path: str | os.PathLike[str]) -> ConfFile:
-    return parse_binfmt_d(_read(path), str(path))
+def read_binfmt_d(path: str | os.PathLike[str], root: str = "/") -> ConfFile:
+    """Parse the binfmt.d file ``path`` (resolved inside ``root``); raise if unreadable."""
+    return parse_binfmt_d(_read(path, root), str(path))
+
+
+def load_binfmt_d(path: str, root: str = "/") -> ConfFile:
+    """Like :func:`read_binfmt_d`, but a file that cannot be read is a reported problem."""
+    try:
+        return read_binfmt_d(path, root)
+    except BinfmtError as err:
+        return ConfFile(path, (), ours=False, problem=err.message)
 
 
 def check_binfmt_d(conf: ConfFile) -> None:
@@ -264,14 +459,6 @@ def conf_name(entry_name: str) -> str:
     return f"{entry_name}{SUFFIX}"
 
 
-def is_ours(path: str | os.PathLike[str]) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(len(OWNER_MARK)) == OWNER_MARK
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class Candidate:
     """A binfmt.d file and whether a higher-precedence same-named file replaces it."""
@@ -281,27 +468,34 @@ class Candidate:
     overridden_by: str | None
 
 
-def list_binfmt_d(dirs: Sequence[str]) -> list[Candidate]:
+def list_binfmt_d(
+    dirs: Sequence[str], root: str = "/", problems: list[str] | None = None
+) -> list[Candidate]:
     """Every ``*.conf`` in ``dirs`` (highest precedence first), winners and losers.
 
     Sorted the way systemd applies them: by file name, then by directory
-    precedence. A missing directory is simply empty.
+    precedence. A missing directory is simply empty. A directory that cannot
+    be listed is added to ``problems`` (raised without it).
     """
     winner: dict[str, str] = {}
     found: list[Candidate] = []
     for directory in dirs:
         try:
-            names = sorted(os.listdir(directory))
+            with rootpath.open_dir(root, rootpath.inside(root, directory)) as fd:
+                names = sorted(os.listdir(fd))
+                dirs_here = {n for n in names if _is_dir(fd, n, root, directory)}
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as err:
-            raise config_error(err, "list", directory) from err
+            error = config_error(err, "list", directory)
+            if problems is None:
+                raise error from err
+            problems.append(error.message)
+            continue
         for name in names:
-            if name.startswith(".") or not name.endswith(SUFFIX):
+            if name.startswith(".") or not name.endswith(SUFFIX) or name in dirs_here:
                 continue
             path = os.path.join(directory, name)
-            if os.path.isdir(path):
-                continue
             found.append(Candidate(name, path, winner.get(name)))
             winner.setdefault(name, path)
     order = {d: i for i, d in enumerate(dirs)}
@@ -309,19 +503,42 @@ def list_binfmt_d(dirs: Sequence[str]) -> list[Candidate]:
     return found
 
 
-def boot_files(dirs: Sequence[str]) -> list[str]:
+def _is_dir(dir_fd: int, name: str, root: str, directory: str) -> bool:
+    """Whether ``name`` is a directory, symlinks followed inside ``root`` (systemd skips those)."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    if stat.S_ISDIR(info.st_mode):
+        return True
+    if not stat.S_ISLNK(info.st_mode):
+        return False
+    found = rootpath.resolve_in(root, rootpath.inside(root, os.path.join(directory, name)))
+    return found is not None and os.path.isdir(found)
+
+
+def boot_files(
+    dirs: Sequence[str], root: str = "/", problems: list[str] | None = None
+) -> list[str]:
     """The files systemd-binfmt applies at boot, in order."""
-    return [c.path for c in list_binfmt_d(dirs) if c.overridden_by is None]
+    return [c.path for c in list_binfmt_d(dirs, root, problems) if c.overridden_by is None]
 
 
-def find_conf(word: str, dirs: Sequence[str]) -> str:
-    """A FILE argument as systemd-binfmt takes it: a path, or a name searched in ``dirs``."""
+def find_conf(word: str, dirs: Sequence[str], root: str = "/") -> str:
+    """A FILE argument as systemd-binfmt takes it: a path, or a name searched in ``dirs``.
+
+    With a root, a path is inside it too.
+    """
     if "/" in word:
-        return word
+        return word if rootpath.is_host(root) else rootpath.shown(root, word)
     for directory in dirs:
         path = os.path.join(directory, word)
-        if os.path.exists(path):
-            return path
+        try:
+            with rootpath.locate(root, rootpath.inside(root, path), follow=False) as (fd, name):
+                os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            continue
+        return path
     raise ConfigError(
         f"no {word} in {', '.join(dirs)}; give a path or a file name from those directories",
         path=word,
@@ -341,15 +558,16 @@ class BootState:
         return list(reversed(self.entries))
 
 
-def simulate(paths: Sequence[str], check_interpreter: bool = True) -> BootState:
+def simulate(paths: Sequence[str], check_interpreter: bool = True, root: str = "/") -> BootState:
     """Apply ``paths`` in order the way systemd-binfmt does, without a kernel.
 
-    A line the kernel would refuse (bad syntax; with F, a missing interpreter)
-    still removes the same-named entry first, so the name ends up unregistered.
+    A line the kernel would refuse (bad syntax; with F, a missing interpreter
+    inside ``root``) still removes the same-named entry first, so the name ends
+    up unregistered. A file that cannot be read registers nothing.
     """
     state = BootState()
     for path in paths:
-        conf = read_binfmt_d(path)
+        conf = load_binfmt_d(path, root)
         state.files.append(conf)
         for rule in conf.rules:
             state.rules.append(rule)
@@ -359,7 +577,8 @@ def simulate(paths: Sequence[str], check_interpreter: bool = True) -> BootState:
             state.dropped.pop(rule.name, None)
             ok = rule.entry is not None
             if ok and check_interpreter and rule.entry is not None and "F" in rule.entry.flags:
-                ok = os.access(rule.entry.interpreter, os.X_OK)
+                found = rootpath.resolve_in(root, rule.entry.interpreter)
+                ok = found is not None and os.access(found, os.X_OK)
             if ok:
                 state.entries[rule.name] = rule
             else:
@@ -367,14 +586,15 @@ def simulate(paths: Sequence[str], check_interpreter: bool = True) -> BootState:
     return state
 
 
-def boot_problem(rule: Rule) -> str:
+def boot_problem(rule: Rule, root: str = "/") -> str:
     """Why a line registers nothing at boot."""
     if rule.error is not None:
         return f"{rule.where}: {rule.error.reason} (in the {rule.error.field})"
     assert rule.entry is not None
+    inside = "" if rootpath.is_host(root) else f" inside {root}"
     return (
         f"{rule.where}: the interpreter {rule.entry.interpreter} is missing or not "
-        "executable, and with F the kernel refuses the entry"
+        f"executable{inside}, and with F the kernel refuses the entry"
     )
 
 
@@ -537,23 +757,34 @@ def parse_binfmts_admin(data: bytes, name: str, path: str = "<string>") -> Binfm
     return BinfmtsFormat(name, values["package"], entry, values.get("detector", ""), path)
 
 
-def read_binfmts_admin(admindir: str) -> list[BinfmtsFormat]:
-    """Every format in binfmt-support's database; unreadable ones are skipped."""
+def read_binfmts_admin(
+    admindir: str, root: str = "/", problems: list[str] | None = None
+) -> list[BinfmtsFormat]:
+    """Every format in binfmt-support's database (inside ``root``).
+
+    One that cannot be read or parsed is added to ``problems`` (skipped without it).
+    """
     try:
-        names = sorted(os.listdir(admindir))
+        with rootpath.open_dir(root, rootpath.inside(root, admindir)) as fd:
+            names = sorted(os.listdir(fd))
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as err:
-        raise config_error(err, "list", admindir) from err
+        error = config_error(err, "list", admindir)
+        if problems is None:
+            raise error from err
+        problems.append(error.message)
+        return []
     out = []
     for name in names:
+        if name.startswith("."):
+            continue
         path = os.path.join(admindir, name)
-        if name.startswith(".") or not os.path.isfile(path):
-            continue
         try:
-            out.append(parse_binfmts_admin(_read(path), name, path))
-        except ConfigError:
-            continue
+            out.append(parse_binfmts_admin(_read(path, root), name, path))
+        except ConfigError as err:
+            if problems is not None:
+                problems.append(err.message)
     return out
 
 
@@ -580,12 +811,14 @@ class Saved:
         }
 
 
-def boot_definers(name: str, dirs: Sequence[str], extra: str | None = None) -> list[Rule]:
+def boot_definers(
+    name: str, dirs: Sequence[str], extra: str | None = None, root: str = "/"
+) -> list[Rule]:
     """Every line that registers ``name`` at boot, in the order systemd applies them.
 
     ``extra`` is a file to count as present (what a dry run would write).
     """
-    paths = boot_files(dirs)
+    paths = boot_files(dirs, root, problems=[])
     if extra is not None and extra not in paths:
         base = os.path.basename(extra)
         shadow = [p for p in paths if os.path.basename(p) == base]
@@ -594,9 +827,7 @@ def boot_definers(name: str, dirs: Sequence[str], extra: str | None = None) -> l
             paths.sort(key=lambda p: os.fsencode(os.path.basename(p)))
     out: list[Rule] = []
     for path in paths:
-        if path == extra and not os.path.exists(path):
-            continue
-        out.extend(r for r in read_binfmt_d(path).rules if r.name == name)
+        out.extend(r for r in load_binfmt_d(path, root).rules if r.name == name)
     return out
 
 
@@ -605,14 +836,14 @@ def _precedence(path: str, dirs: Sequence[str]) -> int:
     return list(dirs).index(parent) if parent in dirs else len(dirs)
 
 
-def override_warnings(name: str, path: str, dirs: Sequence[str]) -> list[str]:
+def override_warnings(name: str, path: str, dirs: Sequence[str], root: str = "/") -> list[str]:
     """Why ``path`` will not be what registers ``name`` at boot, if it won't."""
     directory = os.path.dirname(path)
     if directory not in dirs:
         return [f"{directory} is not read by systemd-binfmt at boot (it reads {', '.join(dirs)})"]
     shadow = [
         c.path
-        for c in list_binfmt_d(dirs)
+        for c in list_binfmt_d(dirs, root, problems=[])
         if c.name == os.path.basename(path) and _precedence(c.path, dirs) < _precedence(path, dirs)
     ]
     if shadow:
@@ -620,7 +851,7 @@ def override_warnings(name: str, path: str, dirs: Sequence[str]) -> list[str]:
             f"{shadow[0]} has the same file name in a directory that takes precedence: "
             f"{path} is ignored at boot"
         ]
-    rules = boot_definers(name, dirs, extra=path)
+    rules = boot_definers(name, dirs, extra=path, root=root)
     others = [r for r in rules if r.path != path]
     last = rules[-1] if rules else None
     if last is not None and last.path != path:
@@ -641,83 +872,136 @@ def save_systemd(
     directory: str,
     dirs: Sequence[str],
     *,
-    replace: bool = False,
+    root: str = "/",
+    overwrite_foreign: bool = False,
     dry_run: bool = False,
 ) -> Saved:
-    """Write ``directory/NAME.conf`` registering ``entry`` at boot."""
-    from binfmtctl.errors import RefusedError
+    """Write ``directory/NAME.conf`` registering ``entry`` at boot (inside ``root``).
 
-    path = os.path.join(directory, conf_name(entry.name))
-    content = format_binfmt_d([entry])
-    action = "would write" if dry_run else "written"
-    if os.path.lexists(path):
-        if os.path.isfile(path) and _read(path) == content:
-            action = "unchanged"
-        elif not is_ours(path) and not replace:
-            raise RefusedError(
-                f"{path} exists and was not written by binfmtctl; use --replace to "
-                "overwrite it, or choose another directory with --binfmt-d",
-                path=path,
-                entry=entry.name,
-            )
-    if action == "written":
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as err:
-            raise config_error(err, "create", directory) from err
-        write_atomic(path, content)
-    return Saved(
-        entry.name, path, action, warnings=tuple(override_warnings(entry.name, path, dirs))
+    The directory is made if missing; a same-named file binfmtctl did not write
+    is refused unless ``overwrite_foreign``.
+    """
+    saved = put(
+        directory,
+        conf_name(entry.name),
+        format_binfmt_d([entry]),
+        root=root,
+        overwrite_foreign=overwrite_foreign,
+        dry_run=dry_run,
+        entry_name=entry.name,
     )
+    warnings = override_warnings(entry.name, saved.target, dirs, root)
+    return Saved(entry.name, saved.target, saved.action, warnings=tuple(warnings))
 
 
-def forget_systemd(name: str, directory: str, *, dry_run: bool = False) -> Saved:
-    """Remove ``directory/NAME.conf`` if binfmtctl wrote it; leave anything else alone."""
-    path = os.path.join(directory, conf_name(name))
-    if not os.path.lexists(path):
-        return Saved(name, path, "absent")
-    if not is_ours(path):
-        return Saved(name, path, "kept", reason="not written by binfmtctl; left as it is")
-    if dry_run:
-        return Saved(name, path, "would remove")
-    remove_file(path)
+def put(
+    directory: str,
+    name: str,
+    content: bytes,
+    *,
+    ours: Callable[[bytes], bool] = marked_binfmt_d,
+    root: str = "/",
+    overwrite_foreign: bool = False,
+    dry_run: bool = False,
+    entry_name: str | None = None,
+) -> Saved:
+    """Write ``directory/name`` (inside ``root``, the directory made if missing) atomically,
+    under the ownership rule: a file that is not ``ours`` is refused unless
+    ``overwrite_foreign``. Every configuration file binfmtctl writes goes through here.
+    """
+    path = os.path.join(directory, name)
+    try:
+        with _dir(root, directory, create=not dry_run) as fd:
+            have = examine(fd, name, path, root=root, content=content, ours=ours)
+            if have.state == FOREIGN and not overwrite_foreign:
+                raise refuse(path, have)
+            action = "unchanged" if have.state == SAME else "would write" if dry_run else "written"
+            if action == "written":
+                write_at(fd, name, content, path)
+    except ConfigError as err:
+        if not dry_run or err.context.get("errno") != "ENOENT":
+            raise
+        action = "would write"  # the directory is missing: it would be made
+    return Saved(entry_name or name, path, action)
+
+
+def forget_systemd(
+    name: str,
+    directory: str,
+    *,
+    root: str = "/",
+    overwrite_foreign: bool = False,
+    dry_run: bool = False,
+) -> Saved:
+    """Remove ``directory/NAME.conf`` if binfmtctl wrote it; refuse anything else."""
+    conf = conf_name(name)
+    path = os.path.join(directory, conf)
+    try:
+        with _dir(root, directory) as fd:
+            have = examine(fd, conf, path, root=root)
+            if have.state == ABSENT:
+                return Saved(name, path, "absent")
+            if have.state == FOREIGN and not overwrite_foreign:
+                raise refuse(path, have, "remove")
+            if dry_run:
+                return Saved(name, path, "would remove")
+            remove_at(fd, conf, path)
+    except ConfigError as err:
+        if err.context.get("errno") != "ENOENT":
+            raise
+        return Saved(name, path, "absent")  # no directory, no file
     return Saved(name, path, "removed")
 
 
-def our_conf_files(directory: str) -> list[str]:
+def our_conf_files(directory: str, root: str = "/") -> list[str]:
     """Entry names of every binfmt.d file binfmtctl wrote in ``directory``."""
     try:
-        names = sorted(os.listdir(directory))
+        with rootpath.open_dir(root, rootpath.inside(root, directory)) as fd:
+            names = sorted(n for n in os.listdir(fd) if n.endswith(SUFFIX))
+            ours = []
+            for n in names:
+                try:
+                    data = rootpath.read_at(fd, n, os.path.join(directory, n))
+                except OSError:
+                    continue  # not ours to remove: not a regular file we can read
+                if marked_binfmt_d(data):
+                    ours.append(n.removesuffix(SUFFIX))
+            return ours
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as err:
         raise config_error(err, "list", directory) from err
-    return [
-        n.removesuffix(SUFFIX)
-        for n in names
-        if n.endswith(SUFFIX) and is_ours(os.path.join(directory, n))
-    ]
 
 
 UPDATE_BINFMTS = "update-binfmts"
 
 
-def _update_binfmts(admindir: str | None, *args: str) -> None:
+def _update_binfmts(admindir: tuple[int, str], *args: str) -> None:
+    """Run update-binfmts on the database directory held open as ``admindir`` (fd, name).
+
+    It gets the directory as /proc/self/fd/N: the one binfmtctl resolved inside
+    the root, whatever links are swapped in meanwhile.
+    """
     import subprocess
 
-    cmd = [UPDATE_BINFMTS, *(["--admindir", admindir] if admindir else []), *args]
+    fd, shown = admindir
+    handle = f"/proc/self/fd/{fd}"
+    cmd = [UPDATE_BINFMTS, "--admindir", handle, *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, pass_fds=(fd,))
     except FileNotFoundError as err:
         raise ConfigError(
             "update-binfmts is not installed; install binfmt-support "
             "(`apt-get install binfmt-support`) or use --persist=systemd",
         ) from err
     if proc.returncode != 0:
-        said = " ".join(line.removeprefix("update-binfmts: ") for line in proc.stderr.splitlines())
+        said = " ".join(
+            line.removeprefix("update-binfmts: ").replace(handle, shown)
+            for line in proc.stderr.splitlines()
+        )
         raise ConfigError(
             f"update-binfmts {' '.join(args[:4])} failed: {said or f'exit {proc.returncode}'}",
-            command=cmd,
+            command=[UPDATE_BINFMTS, "--admindir", shown, *args],
         )
 
 
@@ -742,50 +1026,112 @@ def _binfmts_install_args(entry: Entry) -> list[str]:
     ]
 
 
-def _admin_format(name: str, admindir: str) -> BinfmtsFormat | None:
-    path = os.path.join(admindir, name)
-    if not os.path.isfile(path):
-        return None
-    return parse_binfmts_admin(_read(path), name, path)
+def _admin_state(fd: int, name: str, path: str, root: str) -> tuple[Existing, BinfmtsFormat | None]:
+    """Who owns binfmt-support's database entry ``name``, and the format, if readable."""
+    have = examine(
+        fd,
+        name,
+        path,
+        root=root,
+        ours=lambda data: data.split(b"\n", 1)[0].strip() == PACKAGE.encode(),
+    )
+    if have.state == ABSENT:
+        return have, None
+    try:
+        fmt = parse_binfmts_admin(rootpath.read_at(fd, name, path), name, path)
+    except (OSError, ConfigError) as err:
+        if have.state == FOREIGN:
+            return have, None
+        if isinstance(err, OSError):
+            raise config_error(err, "read", path) from err
+        raise
+    if have.state == FOREIGN:
+        owner = f"package {fmt.package} (binfmt-support's database)" if fmt.package else have.owner
+        return Existing(FOREIGN, "is not binfmtctl's binfmt-support format", owner), fmt
+    return have, fmt
 
 
-def save_binfmts(entry: Entry, admindir: str, *, dry_run: bool = False) -> Saved:
-    """Record ``entry`` in binfmt-support's database through update-binfmts itself."""
-    from binfmtctl.errors import RefusedError
+def _drop_foreign(
+    admindir: tuple[int, str], name: str, path: str, fmt: BinfmtsFormat | None
+) -> None:
+    """Remove another owner's database entry (only when told to overwrite foreign files)."""
+    if fmt is not None and fmt.package:
+        _update_binfmts(admindir, "--package", fmt.package, "--remove", name, fmt.entry.interpreter)
+    else:
+        remove_at(admindir[0], name, path)
 
+
+def save_binfmts(
+    entry: Entry,
+    admindir: str,
+    *,
+    root: str = "/",
+    overwrite_foreign: bool = False,
+    dry_run: bool = False,
+) -> Saved:
+    """Record ``entry`` in binfmt-support's database through update-binfmts itself.
+
+    The database directory is resolved inside ``root`` and made if missing.
+    """
     target = os.path.join(admindir, entry.name)
-    have = _admin_format(entry.name, admindir)
-    if have is not None and have.package != PACKAGE:
-        raise RefusedError(
-            f"binfmt-support already has {entry.name} from package {have.package or '?'}; "
-            "binfmtctl leaves it alone (remove it with update-binfmts first if you mean to)",
-            path=target,
-            entry=entry.name,
-        )
-    if have is not None and have.entry == entry:
-        return Saved(entry.name, target, "unchanged")
     args = _binfmts_install_args(entry)
-    if dry_run:
+    try:
+        with _dir(root, admindir, create=not dry_run) as fd:
+            have, fmt = _admin_state(fd, entry.name, target, root)
+            if have.state == FOREIGN and not overwrite_foreign:
+                raise refuse(target, have)
+            if have.state == OURS and fmt is not None and fmt.entry == entry:
+                return Saved(entry.name, target, "unchanged")
+            if dry_run:
+                return Saved(entry.name, target, "would write")
+            if have.state == FOREIGN:
+                _drop_foreign((fd, admindir), entry.name, target, fmt)
+            elif fmt is not None:
+                _update_binfmts(
+                    (fd, admindir),
+                    "--package",
+                    PACKAGE,
+                    "--remove",
+                    entry.name,
+                    fmt.entry.interpreter,
+                )
+            _update_binfmts((fd, admindir), *args)
+    except ConfigError as err:
+        if not dry_run or err.context.get("errno") != "ENOENT":
+            raise
         return Saved(entry.name, target, "would write")
-    if have is not None:
-        _update_binfmts(
-            admindir, "--package", PACKAGE, "--remove", entry.name, have.entry.interpreter
-        )
-    _update_binfmts(admindir, *args)
     return Saved(entry.name, target, "written")
 
 
-def forget_binfmts(name: str, admindir: str, *, dry_run: bool = False) -> Saved:
+def forget_binfmts(
+    name: str,
+    admindir: str,
+    *,
+    root: str = "/",
+    overwrite_foreign: bool = False,
+    dry_run: bool = False,
+) -> Saved:
     """Remove ``name`` from binfmt-support's database if binfmtctl put it there."""
     target = os.path.join(admindir, name)
-    have = _admin_format(name, admindir)
-    if have is None:
+    try:
+        with _dir(root, admindir) as fd:
+            have, fmt = _admin_state(fd, name, target, root)
+            if have.state == ABSENT:
+                return Saved(name, target, "absent")
+            if have.state == FOREIGN and not overwrite_foreign:
+                raise refuse(target, have, "remove")
+            if dry_run:
+                return Saved(name, target, "would remove")
+            if have.state == FOREIGN:
+                _drop_foreign((fd, admindir), name, target, fmt)
+            elif fmt is not None:
+                _update_binfmts(
+                    (fd, admindir), "--package", PACKAGE, "--remove", name, fmt.entry.interpreter
+                )
+    except ConfigError as err:
+        if err.context.get("errno") != "ENOENT":
+            raise
         return Saved(name, target, "absent")
-    if have.package != PACKAGE:
-        return Saved(name, target, "kept", reason=f"belongs to package {have.package}")
-    if dry_run:
-        return Saved(name, target, "would remove")
-    _update_binfmts(admindir, "--package", PACKAGE, "--remove", name, have.entry.interpreter)
     return Saved(name, target, "removed")
 
 
@@ -825,10 +1171,14 @@ def describe(
 
     ``running`` maps a registered name to its entry and whether it is enabled.
     """
-    candidates = list_binfmt_d(layout.binfmt_d)
-    parsed = {c.path: read_binfmt_d(c.path) for c in candidates}
-    boot = simulate([c.path for c in candidates if c.overridden_by is None], check_interpreter)
-    binfmts = {f.name: f for f in read_binfmts_admin(layout.binfmts_admindir)}
+    root = layout.root
+    unreadable: list[str] = []  # directories and database entries that could not be read
+    candidates = list_binfmt_d(layout.binfmt_d, root, unreadable)
+    parsed = {c.path: load_binfmt_d(c.path, root) for c in candidates}
+    boot = simulate(
+        [c.path for c in candidates if c.overridden_by is None], check_interpreter, root
+    )
+    binfmts = {f.name: f for f in read_binfmts_admin(layout.binfmts_admindir, root, unreadable)}
     names: dict[str, None] = {}
     for c in candidates:
         names.update((r.name, None) for r in parsed[c.path].rules if r.name)
@@ -877,7 +1227,7 @@ def describe(
                 problems.append(diff)
         elif now is not None:
             why = (
-                f"at boot {boot_problem(dropped)}"
+                f"at boot {boot_problem(dropped, root)}"
                 if dropped is not None
                 else "no binfmt.d file registers it at boot: it will be gone after a reboot"
                 + (
@@ -898,7 +1248,7 @@ def describe(
                 f"(`binfmtctl apply {winner.path}` does it now)"
             )
         elif dropped is not None:
-            problems.append(f"{name}: registers nothing at boot: {boot_problem(dropped)}")
+            problems.append(f"{name}: registers nothing at boot: {boot_problem(dropped, root)}")
         out.append(
             {
                 "name": name,
@@ -925,9 +1275,11 @@ def describe(
                 "overridden_by": c.overridden_by,
                 "ours": parsed[c.path].ours,
                 "errors": [r.to_dict() for r in parsed[c.path].errors],
+                "problem": parsed[c.path].problem,
             }
             for c in candidates
         ],
+        "unreadable": unreadable,
         "names": out,
         "boot": [
             {

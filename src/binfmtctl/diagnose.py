@@ -16,13 +16,12 @@ from __future__ import annotations
 import operator
 import os
 import shlex
-import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import elf, interpreters
+from binfmtctl import elf, interpreters, rootpath
 from binfmtctl.instance import Handler, Instance, Snapshot, in_initial_user_namespace
 
 # Cause codes, in the order they are checked.
@@ -57,6 +56,10 @@ KNOWN_LOADERS: dict[int, tuple[str, ...]] = {
     elf.EM_ARM: ("/lib/ld-linux-armhf.so.3", "/lib/ld-linux.so.3"),
     elf.EM_MIPS: ("/lib/ld.so.1", "/lib32/ld.so.1", "/lib64/ld.so.1"),
 }
+# Paths inside a root: one lookup, shared (rootpath), named here for its users.
+resolve_in = rootpath.resolve_in
+where = rootpath.where
+
 _ABI_WORDS = {
     "armhf": "armhf (hard-float)",
     "armel": "armel (soft-float)",
@@ -64,46 +67,6 @@ _ABI_WORDS = {
     "n32": "MIPS n32",
     "n64": "MIPS n64",
 }
-
-
-# -- paths inside a root ---------------------------------------------------------
-
-
-def resolve_in(root: str, path: str) -> str | None:
-    """The host path of ``path`` as seen inside ``root`` (symlinks followed there), or None."""
-    if os.path.abspath(root) == "/":
-        return path if os.path.exists(path) else None
-    parts = [p for p in path.split("/") if p]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = os.path.join(root, *done, part)
-        try:
-            info = os.lstat(here)
-        except OSError:
-            return None
-        if stat.S_ISLNK(info.st_mode):
-            hops += 1
-            if hops > 40:  # the kernel's ELOOP limit
-                return None
-            target = os.readlink(here)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
-
-
-def where(root: str) -> str:
-    return "this system" if os.path.abspath(root) == "/" else root
 
 
 # -- the instance, as data -------------------------------------------------------

@@ -111,6 +111,12 @@ class RefusedError(BinfmtError):
     code = "refused"
 
 
+class ForeignFileError(RefusedError):
+    """A file binfmtctl would replace or remove is not its own (no marker)."""
+
+    code = "foreign_file"
+
+
 class SandboxError(BinfmtError):
     code = "sandbox"
 

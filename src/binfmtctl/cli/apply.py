@@ -37,13 +37,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--dry-run", action="store_true", help="check the files; register nothing")
     p.add_argument(
-        "--root", metavar="DIR", help="look FILE names up (and list files) below DIR instead of /"
+        "--root",
+        metavar="DIR",
+        help="look FILE names up (and list files) below DIR instead of /; every path, FILE "
+        "paths too, is resolved inside DIR as a chroot would (symlinks never lead out)",
     )
     p.set_defaults(handler=handle)
 
 
-def apply_files(instance: Instance, paths: list[str], dry_run: bool = False) -> Result:
-    """Register every line of ``paths``; the library form of the verb."""
+def apply_files(
+    instance: Instance, paths: list[str], dry_run: bool = False, root: str = "/"
+) -> Result:
+    """Register every line of ``paths`` (resolved inside ``root``); the library form of the verb.
+
+    Only regular files are read: a FIFO, device or dangling link is a failed row.
+    """
     result = Result("apply", human=human)
     if not dry_run:
         instance.mount()
@@ -51,7 +59,7 @@ def apply_files(instance: Instance, paths: list[str], dry_run: bool = False) -> 
     done = failed = 0
     for path in paths:
         try:
-            conf = config.read_binfmt_d(path)
+            conf = config.read_binfmt_d(path, root)
         except BinfmtError as err:
             failed += 1
             result.fail(err)
@@ -120,8 +128,12 @@ def human(data: dict[str, Any]) -> str:
 
 def handle(args: argparse.Namespace) -> Result:
     layout = config.Layout.under(args.root)
+    unreadable: list[str] = []
     if args.files:
-        paths = [config.find_conf(word, layout.binfmt_d) for word in args.files]
+        paths = [config.find_conf(word, layout.binfmt_d, layout.root) for word in args.files]
     else:
-        paths = config.boot_files(layout.binfmt_d)
-    return apply_files(Instance(args.mountpoint), paths, args.dry_run)
+        paths = config.boot_files(layout.binfmt_d, layout.root, unreadable)
+    result = apply_files(Instance(args.mountpoint), paths, args.dry_run, layout.root)
+    for problem in unreadable:  # a directory boot would read that cannot be listed
+        result.fail(ConfigError(problem))
+    return result

@@ -14,7 +14,7 @@ from typing import Any
 from binfmtctl import arch as _arch
 from binfmtctl import config, plan
 from binfmtctl.cli.install import add_force_interpreter, options_from
-from binfmtctl.cli.output import Result
+from binfmtctl.cli.output import Result, outcome_code
 from binfmtctl.entry import Entry
 from binfmtctl.errors import BinfmtError, UsageError
 
@@ -49,8 +49,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "-o",
         "--output-dir",
         metavar="DIR",
-        help="write one file per entry into DIR (atomically) instead of printing: "
-        "NAME.conf (systemd), NAME (binfmt-support, register), NAME.json (json)",
+        help="write one file per entry into DIR (atomically; DIR and its parents are "
+        "created if missing) instead of printing: NAME.conf (systemd), NAME "
+        "(binfmt-support, register), NAME.json (json). An existing file is replaced only "
+        "if binfmtctl wrote it (binfmt.d: its marker line; binfmt-support: 'package "
+        "binfmtctl') or it already holds the same bytes (register, json)",
+    )
+    p.add_argument(
+        "--overwrite-foreign",
+        action="store_true",
+        help="with -o, also replace files binfmtctl did not write (an administrator's, a "
+        "package's, a symlink); without it they are left alone and export fails naming them",
     )
     p.add_argument("--flags", default=plan.DEFAULT_FLAGS)
     p.add_argument("--interpreter-dir", action="append", metavar="DIR")
@@ -83,23 +92,41 @@ def handle(args: argparse.Namespace) -> Result:
     built = [step.entry for step in steps if step.entry is not None]
     files = render_files(built, args.format)
     if args.output_dir:
-        written = []
+        written, refused = [], 0
+        ours = OWNER_MARKS.get(args.format, _nothing_ours)
         for name, content in files.items():
-            path = f"{args.output_dir.rstrip('/') or '/'}/{name}"
             try:
-                config.write_atomic(path, content)
+                saved = config.put(
+                    args.output_dir.rstrip("/") or "/",
+                    name,
+                    content,
+                    ours=ours,
+                    overwrite_foreign=args.overwrite_foreign,
+                )
             except BinfmtError as err:
-                result.fail(err)
+                result.errors.append(err.to_dict())
+                refused += 1
                 continue
-            written.append(path)
+            written.append(saved.target)
         result.data["files"] = written
         result.human = lambda d: "\n".join(f"wrote {p}" for p in d["files"])
+        if refused:
+            result.exit_code = outcome_code(len(written), refused)
     elif args.format != "register":
         text = printout(files, args.format)
         result.human = lambda d: text
     if result.errors and result.exit_code == 0:
         result.exit_code = 3
     return result
+
+
+# Files that carry binfmtctl's mark, per format; register lines and JSON cannot carry one,
+# so an existing file of those is replaced only when it already holds the same bytes.
+OWNER_MARKS = {"systemd": config.marked_binfmt_d, "binfmt-support": config.marked_binfmts}
+
+
+def _nothing_ours(data: bytes) -> bool:
+    return False
 
 
 def render_files(entries: list[Entry], fmt: str) -> dict[str, bytes]:

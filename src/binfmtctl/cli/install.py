@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import config, interpreters, plan
+from binfmtctl import config, interpreters, plan, rootpath
 from binfmtctl.cli.output import Result, outcome_code, table
 from binfmtctl.entry import Entry
 from binfmtctl.errors import BinfmtError, UnknownArchError, UsageError
@@ -107,12 +107,22 @@ def _persist_options(p: argparse.ArgumentParser, what: str) -> None:
         "through update-binfmts' own database (package binfmtctl)",
     )
     g.add_argument(
-        "--binfmt-d", metavar="DIR", help="write/remove NAME.conf here instead of /etc/binfmt.d"
+        "--binfmt-d",
+        metavar="DIR",
+        help="write/remove NAME.conf here instead of /etc/binfmt.d (inside --root when given)",
     )
     g.add_argument(
         "--root",
         metavar="DIR",
-        help="configuration root: DIR/etc/binfmt.d, DIR/usr/lib/binfmt.d, DIR/var/lib/binfmts",
+        help="configuration root: DIR/etc/binfmt.d, DIR/usr/lib/binfmt.d, DIR/var/lib/binfmts; "
+        "every path is resolved inside DIR as a chroot would (symlinks never lead out)",
+    )
+    g.add_argument(
+        "--overwrite-foreign",
+        action="store_true",
+        help="also replace or remove a NAME.conf (or binfmt-support format) that binfmtctl "
+        "did not write: an administrator's file, a package's, a symlink. Without it such "
+        "files are left alone and the command fails naming who seems to own them",
     )
 
 
@@ -135,11 +145,18 @@ class Persist:
     kind: str = "systemd"  # or "binfmt-support"
     layout: config.Layout = field(default_factory=config.Layout)
     binfmt_d: str | None = None  # default: the layout's admin directory (/etc/binfmt.d)
-    replace: bool = False  # overwrite a same-named file binfmtctl did not write
+    overwrite_foreign: bool = False  # replace/remove a same-named file binfmtctl did not write
 
     @property
     def directory(self) -> str:
-        return self.binfmt_d or self.layout.admin_binfmt_d
+        """The binfmt.d directory written, as named on this system (inside the layout's root)."""
+        if self.binfmt_d is None:
+            return self.layout.admin_binfmt_d
+        return (
+            self.binfmt_d
+            if rootpath.is_host(self.layout.root)
+            else rootpath.shown(self.layout.root, self.binfmt_d)
+        )
 
 
 def persist_from(args: argparse.Namespace) -> Persist | None:
@@ -151,29 +168,50 @@ def persist_from(args: argparse.Namespace) -> Persist | None:
         args.persist,
         config.Layout.under(args.root),
         args.binfmt_d,
-        replace=getattr(args, "replace", False),
+        overwrite_foreign=args.overwrite_foreign,
     )
 
 
 def _forget_one(persist: Persist, name: str, dry_run: bool) -> config.Saved:
+    root, force = persist.layout.root, persist.overwrite_foreign
     if persist.kind == "binfmt-support":
-        return config.forget_binfmts(name, persist.layout.binfmts_admindir, dry_run=dry_run)
-    return config.forget_systemd(name, persist.directory, dry_run=dry_run)
+        return config.forget_binfmts(
+            name,
+            persist.layout.binfmts_admindir,
+            root=root,
+            overwrite_foreign=force,
+            dry_run=dry_run,
+        )
+    return config.forget_systemd(
+        name, persist.directory, root=root, overwrite_foreign=force, dry_run=dry_run
+    )
 
 
 def _ours_persisted(persist: Persist) -> list[str]:
     """Names binfmtctl persisted: its marked files, or its binfmt-support formats."""
     if persist.kind == "binfmt-support":
-        formats = config.read_binfmts_admin(persist.layout.binfmts_admindir)
+        formats = config.read_binfmts_admin(persist.layout.binfmts_admindir, persist.layout.root)
         return [f.name for f in formats if f.package == config.PACKAGE]
-    return config.our_conf_files(persist.directory)
+    return config.our_conf_files(persist.directory, persist.layout.root)
 
 
 def _persist_one(persist: Persist, entry: Entry, dry_run: bool) -> config.Saved:
+    root, force = persist.layout.root, persist.overwrite_foreign
     if persist.kind == "binfmt-support":
-        return config.save_binfmts(entry, persist.layout.binfmts_admindir, dry_run=dry_run)
+        return config.save_binfmts(
+            entry,
+            persist.layout.binfmts_admindir,
+            root=root,
+            overwrite_foreign=force,
+            dry_run=dry_run,
+        )
     return config.save_systemd(
-        entry, persist.directory, persist.layout.binfmt_d, replace=persist.replace, dry_run=dry_run
+        entry,
+        persist.directory,
+        persist.layout.binfmt_d,
+        root=root,
+        overwrite_foreign=force,
+        dry_run=dry_run,
     )
 
 
@@ -350,6 +388,7 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
     rows, done, failed = [], 0, 0
     for name in dict.fromkeys(names):
         if persist is not None:
+            was_present = name in present
             try:
                 saved = _forget_one(persist, name, args.dry_run)
                 result.data.setdefault("persist", []).append(saved.to_dict())
@@ -357,6 +396,10 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
                 failed += 1
                 result.fail(err)
             present = set(instance.names())  # update-binfmts --remove also unregisters
+            if was_present and name not in present:
+                rows.append({"name": name, "action": "removed"})  # by update-binfmts
+                done += 1
+                continue
         if name not in present:
             rows.append({"name": name, "action": "absent"})
             continue

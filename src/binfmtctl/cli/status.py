@@ -32,7 +32,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--root",
         metavar="DIR",
-        help="read the configuration (binfmt.d, binfmt-support's database) below DIR",
+        help="read the configuration (binfmt.d, binfmt-support's database) below DIR, "
+        "every path resolved inside DIR as a chroot would (interpreters too)",
     )
     p.set_defaults(handler=handle)
 
@@ -203,10 +204,11 @@ def config_human(data: dict[str, Any]) -> str:
         if not where:
             continue
         lines.append(f"  {name['name']}: {'; '.join(where)}")
-    if len(lines) == 2:
+    if len(lines) == 2 and not file_problems(cfg):
         lines.append(f"  no binfmt.d files in {', '.join(cfg['dirs'])}")
     for f in cfg["files"]:
         lines.extend(f"  {e['path']}:{e['line']}: {e['error']['message']}" for e in f["errors"])
+    lines.extend(f"  {p}" for p in file_problems(cfg))
     problems = [p for name in cfg["names"] for p in name["problems"]]
     if not data["instance"]["mounted"]:
         # Every configured name is "not registered now": say it once.
@@ -225,8 +227,9 @@ def config_human(data: dict[str, Any]) -> str:
 
 def boot_human(data: dict[str, Any]) -> str:
     cfg = data["config"]
+    unread = file_problems(cfg)
     if not cfg["boot"]:
-        return f"at boot nothing is registered from {', '.join(cfg['dirs'])}"
+        return "\n".join([f"at boot nothing is registered from {', '.join(cfg['dirs'])}", *unread])
     rows = [
         [
             b["name"],
@@ -238,4 +241,12 @@ def boot_human(data: dict[str, Any]) -> str:
     ]
     head = "at boot systemd-binfmt registers (newest first, the order the kernel tries them):"
     dropped = [p for n in cfg["names"] for p in n["problems"] if "registers nothing" in p]
-    return "\n".join([head, table(rows, ["ENTRY", "FLAGS", "INTERPRETER", "FROM"]), *dropped])
+    return "\n".join(
+        [head, table(rows, ["ENTRY", "FLAGS", "INTERPRETER", "FROM"]), *dropped, *unread]
+    )
+
+
+def file_problems(cfg: dict[str, Any]) -> list[str]:
+    """Files and directories that could not be read (each registers nothing at boot)."""
+    out: list[str] = [f["problem"] for f in cfg["files"] if f.get("problem")]
+    return out + list(cfg.get("unreadable", []))
