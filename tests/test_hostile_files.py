@@ -372,3 +372,55 @@ def test_an_unreadable_file_is_one_problem_for_an_ordinary_user(world: Path) -> 
         f"cannot read {etc}/c-fifo.conf: not a regular file but a FIFO; configuration files "
         "must be regular files (or symlinks to them)",
     ]
+
+
+def test_binfmt_support_database_entry_of_a_package_is_refused_then_taken_over(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    if not os.access("/usr/sbin/update-binfmts", os.X_OK):
+        pytest.skip("/usr/sbin/update-binfmts missing: run scripts/test-deps")
+    arm = qemu("qemu-arm")
+    admindir = tmp_path / "var/lib/binfmts"
+    admindir.mkdir(parents=True)
+    theirs = "qemu-user-static\nmagic\n0\nMZ\n\n/usr/bin/qemu-arm-static\n\nno\nno\nno\n"
+    (admindir / "qemu-arm").write_text(theirs)
+    root = ["--persist=binfmt-support", "--root", str(tmp_path)]
+    proc = run(sb, "install", "arm", *root)
+    assert proc.returncode == 1, proc.stderr
+    assert last_error(proc) == (
+        f"binfmtctl: error: {admindir}/qemu-arm is not binfmtctl's binfmt-support format and "
+        "seems to belong to package qemu-user-static (binfmt-support's database); binfmtctl "
+        "does not replace it (pass --overwrite-foreign to replace it anyway)"
+    )
+    assert (admindir / "qemu-arm").read_text() == theirs
+    proc = run(sb, "install", "arm", *root, "--overwrite-foreign")
+    assert proc.returncode == 0, proc.stderr
+    fmt = config.parse_binfmts_admin((admindir / "qemu-arm").read_bytes(), "qemu-arm")
+    assert (fmt.package, fmt.entry.interpreter) == ("binfmtctl", arm)
+
+
+def test_an_unlistable_directory_is_a_problem_for_status_and_stops_apply(world: Path) -> None:
+    etc = world / "etc/binfmt.d"
+    etc.mkdir(parents=True)
+    (etc / "a.conf").write_text(":good:E::good::/bin/true:\n")
+    etc.chmod(0o000)
+    admindir = world / "var/lib/binfmts"
+    admindir.mkdir(parents=True)
+    os.mkfifo(admindir / "qemu-arm")
+    nowhere = world / "no-binfmt_misc"
+    nowhere.mkdir()
+    common = ["--root", str(world), "--mountpoint", str(nowhere)]
+    denied = (
+        f"cannot list: Permission denied ({etc}); run as root, or choose another directory "
+        "(--binfmt-d, --root, -o)"
+    )
+    proc = as_test_user("status", "--boot", *common)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1:] == [
+        denied,
+        f"cannot read {admindir}/qemu-arm: not a regular file but a FIFO; configuration "
+        "files must be regular files (or symlinks to them)",
+    ]
+    # apply cannot know what boot would register: it stops before touching anything.
+    proc = as_test_user("apply", "--dry-run", *common)
+    assert (proc.returncode, proc.stderr) == (4, f"binfmtctl: error: {denied}\n")

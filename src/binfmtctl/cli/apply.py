@@ -128,12 +128,9 @@ def human(data: dict[str, Any]) -> str:
 
 def handle(args: argparse.Namespace) -> Result:
     layout = config.Layout.under(args.root)
-    unreadable: list[str] = []
     if args.files:
         paths = [config.find_conf(word, layout.binfmt_d, layout.root) for word in args.files]
     else:
-        paths = config.boot_files(layout.binfmt_d, layout.root, unreadable)
-    result = apply_files(Instance(args.mountpoint), paths, args.dry_run, layout.root)
-    for problem in unreadable:  # a directory boot would read that cannot be listed
-        result.fail(ConfigError(problem))
-    return result
+        # A directory boot reads that cannot be listed: stop before touching the kernel.
+        paths = config.boot_files(layout.binfmt_d, layout.root)
+    return apply_files(Instance(args.mountpoint), paths, args.dry_run, layout.root)
