@@ -152,11 +152,7 @@ class Persist:
         """The binfmt.d directory written, as named on this system (inside the layout's root)."""
         if self.binfmt_d is None:
             return self.layout.admin_binfmt_d
-        return (
-            self.binfmt_d
-            if rootpath.is_host(self.layout.root)
-            else rootpath.shown(self.layout.root, self.binfmt_d)
-        )
+        return rootpath.shown(self.layout.root, self.binfmt_d)
 
 
 def persist_from(args: argparse.Namespace) -> Persist | None:
