@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import config, sandbox
+from binfmtctl import config, rootpath, sandbox
+from binfmtctl.errors import ForeignFileError
 from binfmtctl.instance import Instance
 from binfmtctl.sandbox import MS_BIND
 from conftest import ROOT, qemu
@@ -424,3 +425,20 @@ def test_an_unlistable_directory_is_a_problem_for_status_and_stops_apply(world: 
     # apply cannot know what boot would register: it stops before touching anything.
     proc = as_test_user("apply", "--dry-run", *common)
     assert (proc.returncode, proc.stderr) == (4, f"binfmtctl: error: {denied}\n")
+
+
+def test_a_huge_file_at_the_target_is_judged_from_its_start(tmp_path: Path) -> None:
+    # A sparse 8 GiB file where binfmtctl would write: refused after reading its start only.
+    huge = tmp_path / "qemu-arm.conf"
+    with open(huge, "wb") as fh:
+        fh.truncate(8 << 30)
+    with pytest.raises(ForeignFileError):
+        config.put(str(tmp_path), "qemu-arm.conf", config.HEADER)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert len(rootpath.read_at(fd, "qemu-arm.conf", str(huge), limit=100)) == 100
+        have = config.examine(fd, "qemu-arm.conf", str(huge), content=config.HEADER)
+    finally:
+        os.close(fd)
+    assert (have.state, have.what) == ("foreign", "was not written by binfmtctl")
+    assert huge.stat().st_size == 8 << 30

@@ -220,6 +220,7 @@ def _dir(root: str, directory: str, *, create: bool = False) -> Iterator[int]:
 # -- who owns a file -------------------------------------------------------------
 
 ABSENT, SAME, OURS, FOREIGN = "absent", "same", "ours", "foreign"
+EXAMINE_BYTES = 1 << 16  # what examine reads of a file at most (beyond what would be written)
 
 
 @dataclass(frozen=True)
@@ -266,8 +267,10 @@ def examine(
     if not stat.S_ISREG(info.st_mode):
         whose = _owner(root, inner, None, info.st_uid)
         return Existing(FOREIGN, f"is {rootpath.kind(info.st_mode)}", whose)
+    # Enough to see the marker, or that it differs: a huge file is never read whole.
+    cap = max(len(content or b""), EXAMINE_BYTES) + 1
     try:
-        data = rootpath.read_at(dir_fd, name, path)
+        data = rootpath.read_at(dir_fd, name, path, limit=cap)
     except OSError as err:
         raise config_error(err, "read", path) from err
     if content is not None and data == content:

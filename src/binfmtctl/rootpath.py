@@ -177,10 +177,11 @@ def resolve_in(root: str, path: str) -> str | None:
     return os.path.join(root, *names, *([name] if name else []))
 
 
-def read_at(dir_fd: int, name: str, path: str) -> bytes:
+def read_at(dir_fd: int, name: str, path: str, limit: int | None = None) -> bytes:
     """Read the regular file ``name`` in ``dir_fd`` without following a link or blocking.
 
     ``path`` names it in errors. The null device reads as empty (systemd's mask).
+    With ``limit``, at most that many bytes are read.
     """
     info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     if stat.S_ISCHR(info.st_mode) and info.st_rdev == NULL_DEVICE:
@@ -192,9 +193,13 @@ def read_at(dir_fd: int, name: str, path: str) -> bytes:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat above
             raise NotRegularError(errno.EINVAL, "not a regular file", path)
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
+        chunks, left = [], limit
+        while left is None or left > 0:
+            chunk = os.read(fd, 1 << 16 if left is None else min(left, 1 << 16))
+            if not chunk:
+                break
             chunks.append(chunk)
+            left = None if left is None else left - len(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)
