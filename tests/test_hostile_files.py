@@ -442,3 +442,21 @@ def test_a_huge_file_at_the_target_is_judged_from_its_start(tmp_path: Path) -> N
         os.close(fd)
     assert (have.state, have.what) == ("foreign", "was not written by binfmtctl")
     assert huge.stat().st_size == 8 << 30
+
+
+def test_a_fifo_where_a_directory_should_be_is_skipped_not_opened(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    qemu("qemu-aarch64")
+    (tmp_path / "etc").mkdir()
+    os.mkfifo(tmp_path / "etc/binfmt.d")
+    (tmp_path / "usr/lib/binfmt.d").mkdir(parents=True)
+    (tmp_path / "usr/lib/binfmt.d/good.conf").write_text(":good:E::good::/bin/true:\n")
+    proc = run(sb, "status", "--boot", "--root", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [b["name"] for b in envelope(proc)["data"]["config"]["boot"]] == ["good"]
+    proc = run(sb, "install", "arm64", "--persist", "--root", str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    assert last_error(proc) == (
+        f"binfmtctl: error: cannot write into: Not a directory ({tmp_path}/etc/binfmt.d)"
+    )

@@ -119,6 +119,10 @@ def _walk(
                 continue
             if last and not want_dir:
                 return os.dup(here), part, names
+            if not stat.S_ISDIR(info.st_mode) and not stat.S_ISLNK(info.st_mode):
+                raise NotADirectoryError(
+                    errno.ENOTDIR, os.strerror(errno.ENOTDIR), shown(root, path)
+                )
             try:
                 stack.append(os.open(part, _DIR_FLAGS, dir_fd=here))
             except OSError as err:
