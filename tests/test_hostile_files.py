@@ -460,3 +460,19 @@ def test_a_fifo_where_a_directory_should_be_is_skipped_not_opened(
     assert last_error(proc) == (
         f"binfmtctl: error: cannot write into: Not a directory ({tmp_path}/etc/binfmt.d)"
     )
+
+
+def test_a_link_to_dev_null_masks_a_file_even_in_a_root_without_dev(tmp_path: Path) -> None:
+    (tmp_path / "etc/binfmt.d").mkdir(parents=True)
+    (tmp_path / "usr/lib/binfmt.d").mkdir(parents=True)
+    (tmp_path / "usr/lib/binfmt.d/qemu-arm.conf").write_text(":qemu-arm:E::arm::/bin/true:\n")
+    (tmp_path / "etc/binfmt.d/qemu-arm.conf").symlink_to("/dev/null")
+    layout = config.Layout.under(str(tmp_path))
+    report = config.describe(layout, {}, check_interpreter=False)
+    assert report["boot"] == []
+    files = report["files"]
+    assert isinstance(files, list)
+    assert [(f["path"], f["problem"]) for f in files] == [
+        (f"{tmp_path}/etc/binfmt.d/qemu-arm.conf", None),
+        (f"{tmp_path}/usr/lib/binfmt.d/qemu-arm.conf", None),
+    ]

@@ -210,11 +210,25 @@ def read_at(dir_fd: int, name: str, path: str, limit: int | None = None) -> byte
 
 
 def read_file(root: str | None, path: str) -> bytes:
-    """Read the regular file ``path`` inside ``root`` (symlinks followed there)."""
+    """Read the regular file ``path`` inside ``root`` (symlinks followed there).
+
+    A link to /dev/null reads as empty even when the root has no /dev (an image):
+    that is how systemd masks a configuration file.
+    """
+    with locate(root, path, follow=False) as (fd, name):
+        if name and _is_null_link(fd, name):
+            return b""
     with locate(root, path) as (fd, name):
         if not name:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown(root, path))
         return read_at(fd, name, shown(root, path))
+
+
+def _is_null_link(dir_fd: int, name: str) -> bool:
+    try:
+        return os.readlink(name, dir_fd=dir_fd) == "/dev/null"
+    except OSError:
+        return False
 
 
 def kind(mode: int) -> str:
