@@ -77,7 +77,7 @@ def _walk(
     stack = [os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
     names: list[str] = []
     parts = _parts(path)
-    links = 0
+    links = made = 0
     try:
         while parts:
             part = parts.pop(0)
@@ -93,8 +93,9 @@ def _walk(
             except FileNotFoundError:
                 if last and not want_dir:
                     return os.dup(here), part, names
-                if not create:
+                if not create or made > MAX_LINKS:  # bounded: something keeps removing it
                     raise
+                made += 1
                 with contextlib.suppress(FileExistsError):  # made meanwhile: look again
                     os.mkdir(part, mode, dir_fd=here)
                 parts.insert(0, part)
