@@ -111,6 +111,24 @@ class RefusedError(BinfmtError):
     code = "refused"
 
 
+class NotBinfmtMiscError(RefusedError):
+    """A --mountpoint that holds another file system: nothing is written there."""
+
+    code = "not_binfmt_misc"
+
+
+class InvalidNameError(UsageError, RefusedError):
+    """A name the kernel could never have given an entry (``..``, ``a/b``, ``status``)."""
+
+    code = "invalid_name"
+
+
+class ReadOnlyError(BinfmtError):
+    """A read-only mount: privileges would not help, so not exit 4."""
+
+    code = "read_only"
+
+
 class SandboxError(BinfmtError):
     code = "sandbox"
 
@@ -220,7 +238,10 @@ def from_oserror(err: OSError, action: str, path: str | None = None, **context: 
                 "outside it)"
             )
         else:
-            hint = "run as root, or use `binfmtctl run` for a private instance that needs no root"
+            hint = (
+                "this needs privileges: run it as root (`sudo binfmtctl ...`), or use "
+                "`binfmtctl run` for a private instance that needs no root"
+            )
         return PermissionDeniedError(f"cannot {action}: permission denied{where}; {hint}", **ctx)
     if code == _errno.EEXIST:
         return EntryExistsError(
@@ -231,9 +252,10 @@ def from_oserror(err: OSError, action: str, path: str | None = None, **context: 
     if code == _errno.ENOENT:
         return NoSuchEntryError(f"cannot {action}: no such file{where}", **ctx)
     if code == _errno.EROFS:
-        return PermissionDeniedError(
-            f"cannot {action}: read-only file system{where}; in a container, run it "
-            "privileged or on the host",
+        # Not exit 4: no privilege makes a read-only mount writable.
+        return ReadOnlyError(
+            f"cannot {action}: read-only file system{where}; remount it read-write "
+            "(in a container: run it privileged, or on the host)",
             **ctx,
         )
     return KernelRejectedError(

@@ -181,7 +181,12 @@ def handle(args: argparse.Namespace) -> Result:
     data = collect(instance)
     data["engines"] = engines.diagnose(args.mountpoint)
     data["config"] = config_of(instance, layout)
-    return Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
+    result = Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
+    if data["instance"]["enabled"] is False:
+        from binfmtctl.cli.install import DISABLED_WARNING
+
+        result.warnings.append(DISABLED_WARNING.format(instance.mountpoint))
+    return result
 
 
 def config_of(instance: Instance, layout: config.Layout) -> dict[str, Any]:
