@@ -8,6 +8,7 @@ what every one of them reports must hold whatever the order.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -15,8 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from binfmtctl import sandbox
 from binfmtctl.arch import Profile, resolve
+from binfmtctl.cli import entries
 from binfmtctl.entry import EntryState
 from binfmtctl.instance import Instance
 from binfmtctl.plan import REGISTER, UNCHANGED, Step, apply, build_entry
@@ -29,6 +33,11 @@ GATED = "import sys; from binfmtctl.cli import run; sys.stdin.read(1); run()"
 
 def together(argv: list[str], count: int = COUNT) -> list[tuple[int, str, str]]:
     """Start ``count`` binfmtctl processes, release them at once; (exit, stdout, stderr)."""
+    return mixed([argv] * count)
+
+
+def mixed(argvs: list[list[str]]) -> list[tuple[int, str, str]]:
+    """One binfmtctl process per argv, released at once; (exit, stdout, stderr) each."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", GATED, *argv],
@@ -37,7 +46,7 @@ def together(argv: list[str], count: int = COUNT) -> list[tuple[int, str, str]]:
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(count)
+        for argv in argvs
     ]
     for proc in procs:
         assert proc.stdin is not None
@@ -163,3 +172,33 @@ def test_a_replace_whose_old_entry_vanished_meanwhile_succeeds(sb: sandbox.Sandb
     replaced, names = sb.run(scenario)
     assert replaced == old
     assert names == ["qemu-aarch64", "register", "status"]
+
+
+class RemovedJustBefore(Instance):
+    """An Instance where another process removes the entry between this one's
+    listing and its write (the removal and the write's ENOENT are real)."""
+
+    def _control(self, name: str, value: bytes, action: str) -> None:
+        if name != "status":
+            Instance(self.mountpoint).remove(name)  # the other process
+        super()._control(name, value, action)
+
+
+@pytest.mark.parametrize("verb", ["enable", "disable"])
+def test_an_entry_removed_meanwhile_is_already_absent(sb: sandbox.Sandbox, verb: str) -> None:
+    entry = build_entry(resolve("arm64"), qemu("qemu-aarch64"), "F", Profile.QEMU)
+
+    def scenario() -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+        Instance().register(entry)
+        args = argparse.Namespace(
+            names=["arm64"], instance=False, on=verb == "enable", mountpoint=MP
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(entries, "Instance", RemovedJustBefore)
+            result = entries.handle(args)
+        return result.exit_code, result.data, result.errors
+
+    code, data, errors = sb.run(scenario)
+    assert (code, data, errors) == (0, {"changed": [], "absent": ["qemu-aarch64"]}, [])
+    human = entries._lines(data, verb)
+    assert human == ["qemu-aarch64: already absent (removed meanwhile)"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import os
 import platform
 from collections.abc import Iterator
@@ -80,19 +81,32 @@ def check_name(name: str) -> str:
     return name
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def fs_type(fd: int) -> int:
     """The statfs ``f_type`` of the file system ``fd`` is on (os.statvfs lacks it).
 
     ``f_type`` is the first member of struct statfs on every Linux ABI: a
     long, except on s390x where it is an unsigned int.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     buf = ctypes.create_string_buffer(256)  # larger than any struct statfs
     if libc.fstatfs(fd, buf) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     kind = ctypes.c_uint if platform.machine() == "s390x" else ctypes.c_ulong
     return int(kind.from_buffer(buf).value) & 0xFFFFFFFF
+
+
+def disabled_warning(mountpoint: str) -> str:
+    """What install and status say when the whole instance is switched off."""
+    return (
+        f"binfmt_misc at {mountpoint} is disabled as a whole: no handler runs until "
+        "`binfmtctl enable --instance`"
+    )
 
 
 def in_initial_user_namespace(proc: str = "/proc") -> bool:

@@ -11,7 +11,7 @@ from binfmtctl import config, interpreters, plan
 from binfmtctl.cli.output import Result, outcome_code, table
 from binfmtctl.entry import Entry
 from binfmtctl.errors import BinfmtError, NoSuchEntryError, UnknownArchError, UsageError
-from binfmtctl.instance import Instance, check_name
+from binfmtctl.instance import Instance, check_name, disabled_warning
 
 PERSIST_KINDS = ("systemd", "binfmt-support")
 # Steps after which the entry is ours and registered: those are persisted.
@@ -20,11 +20,6 @@ PERSISTED = frozenset({plan.REGISTER, plan.REPLACE, plan.ENABLE, plan.UNCHANGED}
 PRIVATE_WARNING = (
     "this process is not in the host's user namespace: the binfmt_misc it changes is "
     "a private one, and the host's handlers stay as they were"
-)
-
-
-DISABLED_WARNING = (
-    "binfmt_misc at {} is disabled as a whole: no handler runs until `binfmtctl enable --instance`"
 )
 
 
@@ -241,7 +236,7 @@ def install(
     if not instance.is_host:
         result.warnings.append(PRIVATE_WARNING)
     if instance.mounted and not instance.enabled():
-        result.warnings.append(DISABLED_WARNING.format(instance.mountpoint))
+        result.warnings.append(disabled_warning(instance.mountpoint))
     result.data = {"dry_run": dry_run, "mountpoint": instance.mountpoint, "steps": rows}
     result.exit_code = outcome_code(done, failed)
     if failed and not done and all(e.get("code") == "permission_denied" for e in result.errors):

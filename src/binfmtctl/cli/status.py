@@ -9,7 +9,7 @@ from typing import Any
 from binfmtctl import arch as _arch
 from binfmtctl import config, credentials, elf, host, interpreters
 from binfmtctl.cli.output import Result, table
-from binfmtctl.instance import Instance, Named
+from binfmtctl.instance import Instance, Named, disabled_warning
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -183,9 +183,7 @@ def handle(args: argparse.Namespace) -> Result:
     data["config"] = config_of(instance, layout)
     result = Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
     if data["instance"]["enabled"] is False:
-        from binfmtctl.cli.install import DISABLED_WARNING
-
-        result.warnings.append(DISABLED_WARNING.format(instance.mountpoint))
+        result.warnings.append(disabled_warning(instance.mountpoint))
     return result
 
 
