@@ -237,3 +237,21 @@ def test_no_caller_can_bypass_the_rule(sb: sandbox.Sandbox, tmp_path: Path) -> N
     refused = f"{name!r} is not an entry name: entry names never contain '/'"
     assert sb.run(scenario) == [refused] * 4 + [STATUS_MESSAGE, "enabled"]
     assert victim.read_text() == "precious\n"
+
+
+def test_apply_refuses_a_control_file_name_in_a_binfmt_d_line(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    conf = tmp_path / "x.conf"
+    conf.write_text(
+        ":status:M::abc::/bin/true:\n:register:M::abd::/bin/true:\n:ok:M::abe::/bin/true:\n"
+    )
+    proc = cli(sb, "apply", str(conf), "--json")
+    assert proc.returncode == 3
+    data = json.loads(proc.stdout)
+    assert [(e["line"], e["message"]) for e in data["errors"]] == [
+        (1, f"{conf}:1: {STATUS_MESSAGE}"),
+        (2, f"{conf}:2: {name_problem('register')}"),
+    ]
+    assert [r["action"] for r in data["data"]["lines"]] == ["invalid", "invalid", "registered"]
+    assert _statuses(sb) == (["ok", "register", "status"], "enabled")

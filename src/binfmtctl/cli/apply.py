@@ -15,7 +15,7 @@ from binfmtctl import config, plan
 from binfmtctl.cli.output import Result, outcome_code, table
 from binfmtctl.entry import Entry, EntryState
 from binfmtctl.errors import BinfmtError, ConfigError, RefusedError
-from binfmtctl.instance import Instance
+from binfmtctl.instance import Instance, name_problem
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -88,6 +88,11 @@ def apply_files(instance: Instance, paths: list[str], dry_run: bool = False) -> 
                 codes.add(bad.exit_code)
                 result.errors.append(bad.to_dict())
                 row.update(action="invalid", reason=f"{rule.error.field}: {rule.error.reason}")
+            elif (problem := name_problem(rule.entry.name)) is not None:
+                bad = ConfigError(f"{rule.where}: {problem}", path=path, line=rule.line)
+                codes.add(bad.exit_code)
+                result.errors.append(bad.to_dict())
+                row.update(action="invalid", reason=problem)
             elif "C" in rule.entry.flags and (
                 unsafe := plan.credentials_problem(rule.entry.interpreter)
             ):
@@ -102,8 +107,9 @@ def apply_files(instance: Instance, paths: list[str], dry_run: bool = False) -> 
     if work:
         instance.mount()
     for row, entry in work:
-        before = instance.find(entry.name)
+        before: EntryState | None = None
         try:
+            before = instance.find(entry.name)
             old = instance.replace(entry)
         except BinfmtError as err:
             codes.add(err.exit_code)
