@@ -208,3 +208,27 @@ def test_status_and_install_warn_when_the_instance_is_disabled(box: sandbox.Sand
     install = cli(box, "install", "arm64")
     assert install.returncode == 0
     assert warning in install.stderr.splitlines()
+
+
+def _read_only_dir(where: Path) -> str:
+    where.mkdir()
+    for argv in (["mount", "--bind", str(where), str(where)],
+                 ["mount", "-o", "remount,bind,ro", str(where)]):  # fmt: skip
+        subprocess.run(argv, check=True, capture_output=True)
+    return str(where)
+
+
+def test_persisting_to_a_read_only_directory_is_partly_done_not_privileges(
+    box: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    qemu("qemu-aarch64")
+    ro = box.run(_read_only_dir, tmp_path / "binfmt.d")
+    proc = cli(box, "install", "arm64", "--persist", "--binfmt-d", ro)
+    assert proc.returncode == 3, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1
+    assert f": read-only file system ({ro}); " in errors[0]
+    assert errors[0].endswith(
+        "; remount it read-write, or choose another directory (--binfmt-d, --root, -o)"
+    )
+    assert entry_state(box) == "enabled"

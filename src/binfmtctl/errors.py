@@ -205,7 +205,15 @@ def config_error(err: OSError, action: str, path: str) -> BinfmtError:
     """An OSError on a configuration file or directory, in words."""
     if err.errno == _errno.ENOENT:
         return ConfigError(f"cannot {action}: {path} does not exist", path=path, errno="ENOENT")
-    if err.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
+    if err.errno == _errno.EROFS:
+        # Not exit 4: no privilege makes a read-only mount writable.
+        return ReadOnlyError(
+            f"cannot {action}: read-only file system ({path}); remount it read-write, or "
+            "choose another directory (--binfmt-d, --root, -o)",
+            path=path,
+            errno="EROFS",
+        )
+    if err.errno in (_errno.EACCES, _errno.EPERM):
         return PermissionDeniedError(
             f"cannot {action}: {err.strerror} ({path}); run as root, or choose "
             "another directory (--binfmt-d, --root, -o)",
