@@ -23,7 +23,7 @@ from binfmtctl.arch import Profile, resolve
 from binfmtctl.cli import entries
 from binfmtctl.entry import EntryState
 from binfmtctl.instance import Instance
-from binfmtctl.plan import REGISTER, UNCHANGED, Step, apply, build_entry
+from binfmtctl.plan import ENABLE, REGISTER, UNCHANGED, Step, apply, build_entry
 from conftest import cli, foreign_busybox, qemu, run_in
 
 MP = "/proc/sys/fs/binfmt_misc"
@@ -202,3 +202,16 @@ def test_an_entry_removed_meanwhile_is_already_absent(sb: sandbox.Sandbox, verb:
     assert (code, data, errors) == (0, {"changed": [], "absent": ["qemu-aarch64"]}, [])
     human = entries._lines(data, verb)
     assert human == ["qemu-aarch64: already absent (removed meanwhile)"]
+
+
+def test_an_entry_to_enable_that_was_removed_meanwhile_is_registered(
+    sb: sandbox.Sandbox,
+) -> None:
+    entry = build_entry(resolve("arm64"), qemu("qemu-aarch64"), "F", Profile.QEMU)
+
+    def scenario() -> tuple[str, bool]:
+        step = Step(resolve("arm64"), ENABLE, entry)  # planned when it was there, disabled
+        done = apply(Instance(), step)  # but another process removed it meanwhile
+        return done, Instance().get("qemu-aarch64").enabled
+
+    assert sb.run(scenario) == (REGISTER, True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from binfmtctl import credentials, host, interpreters
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry, EntryState, normalize_flags
-from binfmtctl.errors import RefusedError, UsageError
+from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
 from binfmtctl.instance import Instance
 
 DEFAULT_FLAGS = "F"
@@ -232,7 +232,10 @@ def apply(instance: Instance, step: Step) -> str:
     if entry is None or step.action in (UNCHANGED, KEPT, *FAILURES):
         return step.action
     if step.action == ENABLE:
-        instance.enable(entry.name)
+        try:
+            instance.enable(entry.name)
+        except NoSuchEntryError:  # removed meanwhile: register it again
+            return REGISTER if instance.ensure(entry) else UNCHANGED
     elif step.action == REGISTER:
         if not instance.ensure(entry):
             return UNCHANGED
