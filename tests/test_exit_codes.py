@@ -232,3 +232,18 @@ def test_persisting_to_a_read_only_directory_is_partly_done_not_privileges(
         "; remount it read-write, or choose another directory (--binfmt-d, --root, -o)"
     )
     assert entry_state(box) == "enabled"
+
+
+def test_the_instance_switch_needs_privileges_too(box: sandbox.Sandbox, tmp_path: Path) -> None:
+    user = as_user(box, "disable", "--instance")
+    assert user.returncode == 4
+    assert user.stderr.splitlines()[-1] == (
+        f"binfmtctl: error: cannot change status: permission denied ({MP}/status); {NEEDS}"
+    )
+    ro = box.run(_read_only_mount, tmp_path / "ro")
+    root = cli(box, "disable", "--instance", "--mountpoint", ro)
+    assert root.returncode == 1
+    assert root.stderr.splitlines()[-1] == (
+        f"binfmtctl: error: cannot change status: read-only file system ({ro}/status); {READ_ONLY}"
+    )
+    assert box.run(Path(f"{MP}/status").read_text) == "enabled\n"
