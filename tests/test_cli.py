@@ -28,7 +28,7 @@ def run(*args: str, stdin: bytes | None = None) -> tuple[int, dict[str, Any] | N
     [
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["install", "--profile", "loose"], "invalid choice: 'loose'"),
-        (["enable"], "the following arguments are required: NAME|ARCH"),
+        (["enable"], "name the entries or ARCHes to enable, or use --instance"),
         (["explain", "nonsense"], "unknown architecture 'nonsense'"),
         (["uninstall"], "name the ARCHes or entries to remove, or use --all"),
     ],

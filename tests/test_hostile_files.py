@@ -323,7 +323,7 @@ def test_install_persist_next_to_a_fifo_does_not_block(sb: sandbox.Sandbox, tmp_
     root = ["--root", str(tmp_path)]
     # The FIFO sits where the file would go: refused as not ours, never opened.
     proc = run(sb, "install", "arm64", "--persist", *root)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # registered; not persisted
     assert last_error(proc) == (
         f"binfmtctl: error: {etc}/qemu-aarch64.conf is not a regular file but a FIFO and "
         "seems to belong to an administrator; binfmtctl does not replace it (pass "
@@ -387,7 +387,7 @@ def test_binfmt_support_database_entry_of_a_package_is_refused_then_taken_over(
     (admindir / "qemu-arm").write_text(theirs)
     root = ["--persist=binfmt-support", "--root", str(tmp_path)]
     proc = run(sb, "install", "arm", *root)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # registered; not persisted
     assert last_error(proc) == (
         f"binfmtctl: error: {admindir}/qemu-arm is not binfmtctl's binfmt-support format and "
         "seems to belong to package qemu-user-static (binfmt-support's database); binfmtctl "
@@ -456,7 +456,7 @@ def test_a_fifo_where_a_directory_should_be_is_skipped_not_opened(
     assert proc.returncode == 0, proc.stderr
     assert [b["name"] for b in envelope(proc)["data"]["config"]["boot"]] == ["good"]
     proc = run(sb, "install", "arm64", "--persist", "--root", str(tmp_path))
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # registered; not persisted
     assert last_error(proc) == (
         f"binfmtctl: error: cannot write into: Not a directory ({tmp_path}/etc/binfmt.d)"
     )

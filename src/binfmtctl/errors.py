@@ -117,6 +117,24 @@ class ForeignFileError(RefusedError):
     code = "foreign_file"
 
 
+class NotBinfmtMiscError(RefusedError):
+    """A --mountpoint that holds another file system: nothing is written there."""
+
+    code = "not_binfmt_misc"
+
+
+class InvalidNameError(UsageError, RefusedError):
+    """A name the kernel could never have given an entry (``..``, ``a/b``, ``status``)."""
+
+    code = "invalid_name"
+
+
+class ReadOnlyError(BinfmtError):
+    """A read-only mount: privileges would not help, so not exit 4."""
+
+    code = "read_only"
+
+
 class SandboxError(BinfmtError):
     code = "sandbox"
 
@@ -193,7 +211,15 @@ def config_error(err: OSError, action: str, path: str) -> BinfmtError:
     """An OSError on a configuration file or directory, in words."""
     if err.errno == _errno.ENOENT:
         return ConfigError(f"cannot {action}: {path} does not exist", path=path, errno="ENOENT")
-    if err.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
+    if err.errno == _errno.EROFS:
+        # Not exit 4: no privilege makes a read-only mount writable.
+        return ReadOnlyError(
+            f"cannot {action}: read-only file system ({path}); remount it read-write, or "
+            "choose another directory (--binfmt-d, --root, -o)",
+            path=path,
+            errno="EROFS",
+        )
+    if err.errno in (_errno.EACCES, _errno.EPERM):
         return PermissionDeniedError(
             f"cannot {action}: {err.strerror} ({path}); run as root, or choose "
             "another directory (--binfmt-d, --root, -o)",
@@ -226,7 +252,10 @@ def from_oserror(err: OSError, action: str, path: str | None = None, **context: 
                 "outside it)"
             )
         else:
-            hint = "run as root, or use `binfmtctl run` for a private instance that needs no root"
+            hint = (
+                "this needs privileges: run it as root (`sudo binfmtctl ...`), or use "
+                "`binfmtctl run` for a private instance that needs no root"
+            )
         return PermissionDeniedError(f"cannot {action}: permission denied{where}; {hint}", **ctx)
     if code == _errno.EEXIST:
         return EntryExistsError(
@@ -237,9 +266,10 @@ def from_oserror(err: OSError, action: str, path: str | None = None, **context: 
     if code == _errno.ENOENT:
         return NoSuchEntryError(f"cannot {action}: no such file{where}", **ctx)
     if code == _errno.EROFS:
-        return PermissionDeniedError(
-            f"cannot {action}: read-only file system{where}; in a container, run it "
-            "privileged or on the host",
+        # Not exit 4: no privilege makes a read-only mount writable.
+        return ReadOnlyError(
+            f"cannot {action}: read-only file system{where}; remount it read-write "
+            "(in a container: run it privileged, or on the host)",
             **ctx,
         )
     return KernelRejectedError(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from binfmtctl import credentials, host, interpreters
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry, EntryState, normalize_flags
-from binfmtctl.errors import RefusedError, UsageError
+from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
 from binfmtctl.instance import Instance
 
 DEFAULT_FLAGS = "F"
@@ -220,16 +220,27 @@ def credentials_problem(interpreter: str) -> str | None:
     )
 
 
-def apply(instance: Instance, step: Step) -> None:
-    """Carry out one step; a failed replace puts the old entry back."""
+def apply(instance: Instance, step: Step) -> str:
+    """Carry out one step; return what was really done (an action above).
+
+    Another process may change the instance between planning and now: an
+    identical entry registered meanwhile is UNCHANGED (installs racing with
+    one definition all succeed), and a replace never loses a working handler
+    (see :meth:`Instance.replace`).
+    """
     entry = step.entry
     if entry is None or step.action in (UNCHANGED, KEPT, *FAILURES):
-        return
+        return step.action
     if step.action == ENABLE:
-        instance.enable(entry.name)
+        try:
+            instance.enable(entry.name)
+        except NoSuchEntryError:  # removed meanwhile: register it again
+            return REGISTER if instance.ensure(entry) else UNCHANGED
     elif step.action == REGISTER:
-        instance.register(entry)
+        if not instance.ensure(entry):
+            return UNCHANGED
     elif step.action == REPLACE:
         instance.replace(entry)
     else:  # pragma: no cover - every action is handled above
         raise RefusedError(f"unknown step {step.action}")
+    return step.action

@@ -2,8 +2,8 @@
 
 Unlike ``systemd-binfmt`` at boot, nothing is flushed: only the names the
 files define are touched. Each line replaces a same-named entry; if the kernel
-refuses the new line, the old entry is put back (systemd-binfmt would leave
-the name unregistered).
+refuses the new line, the old entry stays registered (systemd-binfmt would
+leave the name unregistered).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 from binfmtctl import config, plan
 from binfmtctl.cli.output import Result, outcome_code, table
+from binfmtctl.entry import Entry, EntryState
 from binfmtctl.errors import BinfmtError, ConfigError, RefusedError
-from binfmtctl.instance import Instance
+from binfmtctl.instance import Instance, name_problem
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -51,17 +52,22 @@ def apply_files(
     """Register every line of ``paths`` (resolved inside ``root``); the library form of the verb.
 
     Only regular files are read: a FIFO, device or dangling link is a failed row.
+    Every file is read and every line parsed before the kernel is touched, so
+    an unreadable file or a bad line is known up front (and never half-applied
+    after a register). Each valid line then goes through
+    :meth:`Instance.replace`: the kernel proves the new definition before the
+    old entry is removed, so a line it refuses leaves the working handler as
+    it was, and the error names the file and line.
     """
     result = Result("apply", human=human)
-    if not dry_run:
-        instance.mount()
     rows: list[dict[str, Any]] = []
-    done = failed = 0
+    work: list[tuple[dict[str, Any], Entry]] = []
+    codes: set[int] = set()
     for path in paths:
         try:
             conf = config.read_binfmt_d(path, root)
         except BinfmtError as err:
-            failed += 1
+            codes.add(err.exit_code)
             result.fail(err)
             rows.append(
                 {
@@ -75,9 +81,9 @@ def apply_files(
             continue
         for rule in conf.rules:
             row: dict[str, Any] = {"path": path, "line": rule.line, "name": rule.name}
+            rows.append(row)
             if rule.entry is None:
                 assert rule.error is not None
-                failed += 1
                 bad = ConfigError(
                     f"{rule.where}: {rule.error.message}",
                     path=path,
@@ -85,35 +91,67 @@ def apply_files(
                     field=rule.error.field,
                     position=rule.error.position,
                 )
+                codes.add(bad.exit_code)
                 result.errors.append(bad.to_dict())
                 row.update(action="invalid", reason=f"{rule.error.field}: {rule.error.reason}")
+            elif (problem := name_problem(rule.entry.name)) is not None:
+                bad = ConfigError(f"{rule.where}: {problem}", path=path, line=rule.line)
+                codes.add(bad.exit_code)
+                result.errors.append(bad.to_dict())
+                row.update(action="invalid", reason=problem)
             elif "C" in rule.entry.flags and (
                 unsafe := plan.credentials_problem(rule.entry.interpreter)
             ):
-                failed += 1
                 refused = RefusedError(f"{rule.where}: {unsafe}", path=path, line=rule.line)
+                codes.add(refused.exit_code)
                 result.errors.append(refused.to_dict())
                 row.update(action="refused", reason=unsafe)
             elif dry_run:
-                done += 1
                 row.update(action="would register", reason=None)
             else:
-                try:
-                    old = instance.replace(rule.entry)
-                except BinfmtError as err:
-                    failed += 1
-                    result.errors.append({**err.to_dict(), "path": path, "line": rule.line})
-                    row.update(action="failed", reason=err.message)
-                else:
-                    done += 1
-                    action = "registered" if old is None else "replaced"
-                    if old is not None and old.entry == rule.entry:
-                        action = "re-registered"
-                    row.update(action=action, reason=None)
-            rows.append(row)
+                work.append((row, rule.entry))
+    if work:
+        instance.mount()
+    for row, entry in work:
+        before: EntryState | None = None
+        try:
+            before = instance.find(entry.name)
+            old = instance.replace(entry)
+        except BinfmtError as err:
+            codes.add(err.exit_code)
+            message = f"{row['path']}:{row['line']}: {err.message}{_kept(instance, before)}"
+            result.errors.append({**err.to_dict(), "message": message, **_at(row)})
+            row.update(action="failed", reason=err.message)
+            continue
+        action = "registered" if old is None else "replaced"
+        if old is not None and old.entry == entry:
+            action = "re-registered"
+        row.update(action=action, reason=None)
+    done = sum(r["action"] in DONE for r in rows)
     result.data = {"dry_run": dry_run, "mountpoint": instance.mountpoint, "lines": rows}
-    result.exit_code = outcome_code(done, failed)
+    result.exit_code = outcome_code(done, len(rows) - done)
+    if codes and not done and len(codes) == 1:
+        result.exit_code = codes.pop()  # one reason for everything, e.g. 4: privileges
     return result
+
+
+DONE = frozenset({"registered", "replaced", "re-registered", "would register"})
+
+
+def _at(row: dict[str, Any]) -> dict[str, Any]:
+    return {"path": row["path"], "line": row["line"]}
+
+
+def _kept(instance: Instance, before: EntryState | None) -> str:
+    """Say so when the entry a refused line would have replaced is still there, unchanged."""
+    if before is None:
+        return ""
+    try:
+        still = instance.find(before.entry.name) == before
+    except BinfmtError:
+        return ""
+    state = "enabled" if before.enabled else "disabled"
+    return f"; {before.entry.name} stays registered as it was ({state})" if still else ""
 
 
 def human(data: dict[str, Any]) -> str:

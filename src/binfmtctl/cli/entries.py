@@ -1,4 +1,4 @@
-"""``binfmtctl enable`` / ``binfmtctl disable``: switch entries on and off."""
+"""``binfmtctl enable`` / ``disable``: switch entries, or the whole instance, on and off."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ from typing import Any
 
 from binfmtctl import arch as _arch
 from binfmtctl.cli.output import Result, outcome_code
-from binfmtctl.errors import BinfmtError, UnknownArchError
-from binfmtctl.instance import Instance
+from binfmtctl.errors import (
+    EXIT_FAILED,
+    BinfmtError,
+    NoSuchEntryError,
+    UnknownArchError,
+    UsageError,
+)
+from binfmtctl.instance import Instance, check_name
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -18,9 +24,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             parents=[common],
             help=what,
             description=f"{what.capitalize()} by entry NAME or ARCH (its qemu-ARCH entry). "
-            "A disabled entry stays registered but the kernel skips it.",
+            "A disabled entry stays registered but the kernel skips it. "
+            f"`binfmtctl {verb} --instance` switches the whole binfmt_misc instance "
+            "(its status file) instead: "
+            + (
+                "every enabled entry runs again."
+                if verb == "enable"
+                else "no entry runs until `binfmtctl enable --instance`."
+            ),
         )
-        p.add_argument("names", nargs="+", metavar="NAME|ARCH")
+        p.add_argument("names", nargs="*", metavar="NAME|ARCH")
+        p.add_argument(
+            "--instance",
+            action="store_true",
+            help=f"{verb} the whole instance (binfmt_misc's status file), not entries",
+        )
         p.set_defaults(handler=handle, on=verb == "enable")
 
 
@@ -35,20 +53,54 @@ def entry_name(instance: Instance, word: str) -> str:
 
 
 def handle(args: argparse.Namespace) -> Result:
+    verb = "enable" if args.on else "disable"
+    if args.instance and args.names:
+        raise UsageError(f"`{verb} --instance` switches the whole instance: name no entries")
+    if not args.instance and not args.names:
+        raise UsageError(f"name the entries or ARCHes to {verb}, or use --instance")
     instance = Instance(args.mountpoint)
     instance.require_mounted()
-    verb = "enable" if args.on else "disable"
-    result = Result(verb, human=lambda d: "\n".join(f"{n}: {verb}d" for n in d["changed"]))
+    if args.instance:
+        instance.set_enabled(args.on)
+        return Result(
+            verb,
+            {"changed": [], "instance": f"{verb}d"},
+            human=lambda d: f"binfmt_misc at {instance.mountpoint}: {d['instance']}",
+        )
+    # Every name is checked before anything is switched: one bad word changes nothing.
+    names = [check_name(entry_name(instance, word)) for word in args.names]
+    present = set(instance.names())
+    result = Result(verb, human=lambda d: "\n".join(_lines(d, verb)))
     changed: list[str] = []
-    failed = 0
-    for word in args.names:
-        name = entry_name(instance, word)
+    absent: list[str] = []
+    codes: set[int] = set()
+    for name in dict.fromkeys(names):
         try:
             (instance.enable if args.on else instance.disable)(name)
             changed.append(name)
+        except NoSuchEntryError as err:
+            if name in present:
+                absent.append(name)  # removed by another process meanwhile
+            else:
+                codes.add(err.exit_code)
+                result.fail(err)
         except BinfmtError as err:
-            failed += 1
+            codes.add(err.exit_code)
             result.fail(err)
-    result.data = {"changed": changed}
-    result.exit_code = outcome_code(len(changed), failed)
+    result.data = {"changed": changed, "absent": absent}
+    result.exit_code = failure_code(len(changed) + len(absent), codes)
     return result
+
+
+def failure_code(done: int, codes: set[int]) -> int:
+    """outcome_code, except that when nothing was done for one reason (4: privileges), say it."""
+    code = outcome_code(done, len(codes))
+    if code == EXIT_FAILED and len(codes) == 1:
+        return codes.pop()
+    return code
+
+
+def _lines(data: dict[str, Any], verb: str) -> list[str]:
+    return [f"{n}: {verb}d" for n in data["changed"]] + [
+        f"{n}: already absent (removed meanwhile)" for n in data["absent"]
+    ]

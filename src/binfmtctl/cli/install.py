@@ -10,8 +10,8 @@ from binfmtctl import arch as _arch
 from binfmtctl import config, interpreters, plan, rootpath
 from binfmtctl.cli.output import Result, outcome_code, table
 from binfmtctl.entry import Entry
-from binfmtctl.errors import BinfmtError, UnknownArchError, UsageError
-from binfmtctl.instance import Instance
+from binfmtctl.errors import BinfmtError, NoSuchEntryError, UnknownArchError, UsageError
+from binfmtctl.instance import Instance, check_name, disabled_warning
 
 PERSIST_KINDS = ("systemd", "binfmt-support")
 # Steps after which the entry is ours and registered: those are persisted.
@@ -241,7 +241,7 @@ def install(
             failed += 1
         elif not dry_run:
             try:
-                plan.apply(instance, step)
+                row["action"] = plan.apply(instance, step)
             except BinfmtError as err:
                 failed += 1
                 row["action"] = "failed"
@@ -263,13 +263,14 @@ def install(
                 row["persist"] = saved.to_dict()
                 result.warnings.extend(f"{step.arch.name}: {w}" for w in saved.warnings)
             except BinfmtError as err:
-                failed += 1
-                done -= 1
+                failed += 1  # registered, not persisted: partly done (3)
                 row["persist"] = {"action": "failed", "target": None, "reason": err.message}
                 result.errors.append({**err.to_dict(), "arch": step.arch.name})
         rows.append(row)
     if not instance.is_host:
         result.warnings.append(PRIVATE_WARNING)
+    if instance.mounted and not instance.enabled():
+        result.warnings.append(disabled_warning(instance.mountpoint))
     result.data = {"dry_run": dry_run, "mountpoint": instance.mountpoint, "steps": rows}
     result.exit_code = outcome_code(done, failed)
     if failed and not done and all(e.get("code") == "permission_denied" for e in result.errors):
@@ -380,8 +381,9 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
         try:
             names.append(_arch.resolve(word).entry_name)
         except UnknownArchError:
-            names.append(word)
+            names.append(check_name(word))  # before anything is removed: exit 2
     rows, done, failed = [], 0, 0
+    codes: set[int] = set()
     for name in dict.fromkeys(names):
         if persist is not None:
             was_present = name in present
@@ -390,6 +392,7 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
                 result.data.setdefault("persist", []).append(saved.to_dict())
             except BinfmtError as err:
                 failed += 1
+                codes.add(err.exit_code)
                 result.fail(err)
             present = set(instance.names())  # update-binfmts --remove also unregisters
             if was_present and name not in present:
@@ -404,12 +407,17 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
                 instance.remove(name)
             rows.append({"name": name, "action": "removed"})
             done += 1
+        except NoSuchEntryError:
+            rows.append({"name": name, "action": "absent"})  # another process removed it
         except BinfmtError as err:
             failed += 1
+            codes.add(err.exit_code)
             result.fail(err)
             rows.append({"name": name, "action": "failed", "reason": err.message})
     result.data = {"dry_run": args.dry_run, "removed": rows, **result.data}
     result.exit_code = outcome_code(done, failed) if failed else 0
+    if failed and not done and len(codes) == 1:
+        result.exit_code = codes.pop()  # one reason for everything, e.g. 4: privileges
     return result
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from binfmtctl import arch as _arch
 from binfmtctl import config, credentials, elf, host, interpreters
 from binfmtctl.cli.output import Result, table
-from binfmtctl.instance import Instance, Named
+from binfmtctl.instance import Instance, Named, disabled_warning
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -182,7 +182,10 @@ def handle(args: argparse.Namespace) -> Result:
     data = collect(instance)
     data["engines"] = engines.diagnose(args.mountpoint)
     data["config"] = config_of(instance, layout)
-    return Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
+    result = Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
+    if data["instance"]["enabled"] is False:
+        result.warnings.append(disabled_warning(instance.mountpoint))
+    return result
 
 
 def config_of(instance: Instance, layout: config.Layout) -> dict[str, Any]:
