@@ -31,7 +31,7 @@ created in it. PATH is the standard one of a Linux root.
 
 examples:
   binfmtctl run -- ./hello-arm64                  every foreign arch with an emulator
-  binfmtctl run --arch arm64 -- ./busybox uname -m
+  binfmtctl run --arch arm64 -- arm64/busybox uname -m
   binfmtctl run --rootfs ./arm64-rootfs -- /bin/sh -c 'uname -m'
   binfmtctl run --rootfs ./debian-armhf --uid-map auto -- apt-get install -y hello
 """

@@ -24,7 +24,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "by architecture and ABI with what would run them now: a binfmt_misc entry, the "
         "native loader, or nothing. Files no handler covers are listed. Exit status 1 "
         "when some ELF file has no handler.",
-        epilog="example:\n  binfmtctl scan /srv/arm64-root   "
+        epilog="example:\n  binfmtctl scan ./arm64-rootfs   "
         "# 'this aarch64 tree contains 3 x86_64 files'",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
