@@ -19,7 +19,7 @@ import shlex
 import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from binfmtctl import arch as _arch
 from binfmtctl import elf, interpreters
@@ -709,7 +709,32 @@ def default_context(instance: Instance, root: str = "/") -> Context:
 
 # -- scan: every ELF file of a tree ---------------------------------------------
 
-SCAN_READ = 64  # enough for the ELF identity and e_flags of both classes
+SCAN_READ = 64  # enough for the ELF identity, e_entry and e_flags of both classes
+
+# What an ELF file is, for scan: only programs are ever exec'd, so only they need a
+# handler. Objects (ET_REL, e.g. crt1.o), core dumps, shared libraries without an
+# entry point (e_entry 0) and other types are reported apart and never fail a scan.
+PROGRAM, OBJECT, CORE, LIBRARY, OTHER_TYPE = "program", "object", "core", "library", "other"
+ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4  # e_type (elf.ET_NAMES names them)
+# Verdict of a group of files the kernel never executes.
+NOT_EXECUTABLE_VERDICT = "not_executable"
+
+
+def elf_kind(head: bytes) -> str:
+    """PROGRAM for ET_EXEC and ET_DYN with an entry point, else what the file is.
+
+    ``head`` is at least SCAN_READ bytes of a file that starts with the ELF magic.
+    A PIE program and a shared library are both ET_DYN; a library without an
+    entry point (e_entry 0) cannot be run, one with it (libc.so.6, ld.so) can.
+    """
+    order: Literal["big", "little"] = "big" if head[5] == _arch.ELFDATA2MSB else "little"
+    e_type = int.from_bytes(head[16:18], order)
+    if e_type == ET_EXEC:
+        return PROGRAM
+    if e_type == ET_DYN:
+        width = 8 if head[4] == _arch.ELFCLASS64 else 4
+        return PROGRAM if any(head[24 : 24 + width]) else LIBRARY
+    return {ET_REL: OBJECT, ET_CORE: CORE}.get(e_type, OTHER_TYPE)
 
 
 @dataclass
@@ -722,6 +747,7 @@ class Group:
     verdict: str
     handler: Handler | None
     files: list[str] = field(default_factory=list)
+    kind: str = PROGRAM
 
     def to_dict(self, limit: int | None = None) -> dict[str, Any]:
         return {
@@ -730,6 +756,7 @@ class Group:
             "class": self.bits,
             "endian": self.endian,
             "machine": self.machine,
+            "kind": self.kind,
             "count": len(self.files),
             "verdict": self.verdict,
             "match": self.handler.to_dict() if self.handler else None,
@@ -749,7 +776,12 @@ class ScanReport:
         return sum(len(g.files) for g in self.groups)
 
     def uncovered(self) -> list[Group]:
-        return [g for g in self.groups if g.verdict not in (HANDLED, NATIVE)]
+        """Programs nothing runs (objects, cores and libraries never count)."""
+        return [g for g in self.groups if g.kind == PROGRAM and g.verdict not in (HANDLED, NATIVE)]
+
+    def not_executable(self) -> list[Group]:
+        """Groups of files the kernel never executes (objects, cores, plain libraries)."""
+        return [g for g in self.groups if g.kind != PROGRAM]
 
 
 def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
@@ -807,7 +839,7 @@ def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
                     continue
                 if len(head) < need:
                     head = head.ljust(need, b"\0")
-                key: tuple[Any, ...] = pick(head)
+                key: tuple[Any, ...] = (pick(head), elf_kind(head))
                 if by_extension:
                     key = (key, os.path.splitext(item.name)[1])
                 group = decided.get(key)
@@ -830,8 +862,11 @@ def _decide(
     if ident is None:
         return None
     found = ident.arch
-    winner = state.winner(head, path)
-    if winner is not None:
+    kind = elf_kind(head)
+    winner = state.winner(head, path) if kind == PROGRAM else None
+    if kind != PROGRAM:
+        verdict = NOT_EXECUTABLE_VERDICT
+    elif winner is not None:
         verdict = HANDLED
     elif found is not None and found.name in native:
         verdict = NATIVE
@@ -845,6 +880,7 @@ def _decide(
             and g.abi == ident.abi
             and g.verdict == verdict
             and g.handler == winner
+            and g.kind == kind
         ):
             return g
     group = Group(
@@ -855,6 +891,7 @@ def _decide(
         ident.machine,
         verdict,
         winner,
+        kind=kind,
     )
     report.groups.append(group)
     return group
