@@ -66,6 +66,7 @@ def installed() -> Iterator[Path]:
     )
     shutil.copytree(ROOT / "scripts", source / "scripts")
     before = _host_binfmt_state()
+    tree = sorted(str(p.relative_to(source)) for p in source.rglob("*"))
     try:
         proc = subprocess.run(
             [str(source / "scripts" / "setup"), "--prefix", str(top / "opt"),
@@ -78,6 +79,8 @@ def installed() -> Iterator[Path]:
         assert proc.stdout == (
             f"binfmtctl installed: {top / 'bin' / 'binfmtctl'} (binfmtctl {__version__})\n"
         )
+        # Nothing written into the checkout it was run from (pip builds from a copy).
+        assert sorted(str(p.relative_to(source)) for p in source.rglob("*")) == tree
         yield top
     finally:
         shutil.rmtree(top)
