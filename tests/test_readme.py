@@ -366,6 +366,55 @@ def test_readme_python_names_exist() -> None:
     assert all(callable(getattr(sandbox, name, None)) for name in names), names
 
 
+# -- the mask comparison table ------------------------------------------------------
+
+
+def _debian_differences() -> tuple[int, dict[str, tuple[set[str], str, str]]]:
+    """Debian's entry count, and field -> (arches, our mask, Debian's mask) where they differ."""
+    from binfmtctl.arch import CATALOG
+    from binfmtctl.entry import Entry
+    from binfmtctl.explain import diff
+
+    entries = []
+    for conf in sorted(Path("/usr/lib/binfmt.d").glob("qemu-*.conf")):
+        entries += [Entry.parse(x) for x in conf.read_text().splitlines() if x.startswith(":")]
+    if not entries:
+        pytest.skip("no /usr/lib/binfmt.d/qemu-*.conf (Debian's qemu-user-static) here")
+    fields: dict[str, tuple[set[str], str, str]] = {}
+    for theirs in entries:
+        name = theirs.name.removeprefix("qemu-")
+        magic, mask = CATALOG[name].magic_mask()
+        ours = Entry(theirs.name, "M", "/x", magic=magic, mask=mask)
+        masks: dict[str, tuple[list[str], list[str]]] = {}
+        for a, b in diff(ours, theirs):
+            row = a or b
+            assert row is not None
+            mine, other = masks.setdefault(row.field.split()[0], ([], []))
+            mine.append(f"{a.mask:02x}" if a else "00")
+            other.append(f"{b.mask:02x}" if b else "00")
+        for field, (mine, other) in masks.items():
+            arches, *_ = fields.setdefault(field, (set(), " ".join(mine), " ".join(other)))
+            assert fields[field][1:] == (" ".join(mine), " ".join(other)), (name, field)
+            arches.add(name)
+    return len(entries), fields
+
+
+def test_readme_mask_table_is_what_debians_files_say() -> None:
+    total, fields = _debian_differences()
+    text = README.read_text()
+    said = re.search(r"(\d+) of its (\d+) entries differ", text)
+    assert said is not None
+    differing = set().union(*(arches for arches, _, _ in fields.values()))
+    assert (int(said[1]), int(said[2])) == (len(differing), total)
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and re.match(r"(EI_|e_)\w+ \(byte", cells[0]):
+            masks = [re.findall(r"`([0-9a-f ]+)`", c) for c in cells[2:]]
+            rows[cells[0].split()[0]] = ({a.strip() for a in cells[1].split(",")}, *masks)
+    assert rows == {f: (arches, [mine], [other]) for f, (arches, mine, other) in fields.items()}
+
+
 def test_matcher() -> None:
     assert matches(("a", "b...d"), "a\nbcd\n")
     assert matches(("a", "...", "z"), "a\nb\nc\nz\n")
