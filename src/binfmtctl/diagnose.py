@@ -19,6 +19,7 @@ import shlex
 import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Literal
 
 from binfmtctl import arch as _arch
@@ -711,16 +712,25 @@ def default_context(instance: Instance, root: str = "/") -> Context:
 
 SCAN_READ = 64  # enough for the ELF identity, e_entry and e_flags of both classes
 
+
 # What an ELF file is, for scan: only programs are ever exec'd, so only they need a
 # handler. Objects (ET_REL, e.g. crt1.o), core dumps, shared libraries without an
 # entry point (e_entry 0) and other types are reported apart and never fail a scan.
-PROGRAM, OBJECT, CORE, LIBRARY, OTHER_TYPE = "program", "object", "core", "library", "other"
+class ElfKind(str, Enum):
+    PROGRAM = "program"  # ET_EXEC, or ET_DYN with an entry point
+    OBJECT = "object"  # ET_REL
+    CORE = "core"  # ET_CORE
+    LIBRARY = "library"  # ET_DYN without an entry point
+    OTHER = "other"  # ET_NONE and processor/OS-specific types
+
+
+PROGRAM = ElfKind.PROGRAM
 ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4  # e_type (elf.ET_NAMES names them)
 # Verdict of a group of files the kernel never executes.
 NOT_EXECUTABLE_VERDICT = "not_executable"
 
 
-def elf_kind(head: bytes) -> str:
+def elf_kind(head: bytes) -> ElfKind:
     """PROGRAM for ET_EXEC and ET_DYN with an entry point, else what the file is.
 
     ``head`` is at least SCAN_READ bytes of a file that starts with the ELF magic.
@@ -733,8 +743,8 @@ def elf_kind(head: bytes) -> str:
         return PROGRAM
     if e_type == ET_DYN:
         width = 8 if head[4] == _arch.ELFCLASS64 else 4
-        return PROGRAM if any(head[24 : 24 + width]) else LIBRARY
-    return {ET_REL: OBJECT, ET_CORE: CORE}.get(e_type, OTHER_TYPE)
+        return PROGRAM if any(head[24 : 24 + width]) else ElfKind.LIBRARY
+    return {ET_REL: ElfKind.OBJECT, ET_CORE: ElfKind.CORE}.get(e_type, ElfKind.OTHER)
 
 
 @dataclass
@@ -747,7 +757,7 @@ class Group:
     verdict: str
     handler: Handler | None
     files: list[str] = field(default_factory=list)
-    kind: str = PROGRAM
+    kind: ElfKind = PROGRAM
 
     def to_dict(self, limit: int | None = None) -> dict[str, Any]:
         return {
@@ -756,7 +766,7 @@ class Group:
             "class": self.bits,
             "endian": self.endian,
             "machine": self.machine,
-            "kind": self.kind,
+            "kind": self.kind.value,
             "count": len(self.files),
             "verdict": self.verdict,
             "match": self.handler.to_dict() if self.handler else None,
