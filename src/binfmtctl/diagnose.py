@@ -713,10 +713,10 @@ def default_context(instance: Instance, root: str = "/") -> Context:
 SCAN_READ = 64  # enough for the ELF identity, e_entry and e_flags of both classes
 
 
-# What an ELF file is, for scan: only programs are ever exec'd, so only they need a
-# handler. Objects (ET_REL, e.g. crt1.o), core dumps, shared libraries without an
-# entry point (e_entry 0) and other types are reported apart and never fail a scan.
 class ElfKind(str, Enum):
+    """What an ELF file is, for scan: only programs are ever exec'd, so only they
+    need a handler; the others are reported apart and never fail a scan."""
+
     PROGRAM = "program"  # ET_EXEC, or ET_DYN with an entry point
     OBJECT = "object"  # ET_REL
     CORE = "core"  # ET_CORE
