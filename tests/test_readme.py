@@ -297,16 +297,19 @@ def test_help_examples_run(box: sandbox.Sandbox, workdir: Path, verb: str) -> No
     if verb:
         code, output = run_example(box, workdir, "binfmtctl install")
         assert code == 0, output
+    host_dirs = ("/etc/binfmt.d", "/usr/share/binfmts")
+    host_before = {t: sorted(os.listdir(t)) for t in host_dirs}
     if verb == "export":
         # Its examples write to /etc/binfmt.d and /usr/share/binfmts: over both, an
         # empty tmpfs in the sandbox's own mount namespace (the host's stay as they are).
-        for target in ("/etc/binfmt.d", "/usr/share/binfmts"):
+        for target in host_dirs:
             box.run(sandbox.mount, "tmpfs", target, "tmpfs", 0, "mode=0755")
     for command in examples:
         _check(box, workdir, Example(f"`binfmtctl {verb} --help`", command, None))
     if verb == "export":
         written = box.run(os.listdir, "/etc/binfmt.d") + box.run(os.listdir, "/usr/share/binfmts")
         assert sorted(written) == ["qemu-aarch64", "qemu-aarch64.conf"]
+        assert {t: sorted(os.listdir(t)) for t in host_dirs} == host_before
 
 
 def test_every_help_page_is_looked_at() -> None:
