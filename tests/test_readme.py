@@ -23,6 +23,10 @@ empty). Every example must exit 0. The one normalisation: binfmtctl's warning
 that it changes a private instance (all of these do) is dropped, except in the
 example that shows it.
 
+The examples README says any user can run (``binfmtctl run``, ``unshare
+--user``) are also run as the unprivileged user ``binfmtctl-test``, with the
+distro's python3, outside any sandbox (they make their own).
+
 An example that cannot run here is listed in NOT_RUN with the reason; a stale
 entry there fails too. ```python examples with ``# -> VALUE`` are evaluated in
 the same working directory and their value compared.
@@ -33,10 +37,12 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import pwd
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -428,3 +434,75 @@ def test_matcher() -> None:
     assert matches(("x      ok  21 ms", "all in 0.03 s"), "x  ok      105 ms\nall in 1.5 s\n")
     assert not matches(("x  ok  21 ms",), "x  failed  21 ms\n")
     assert not matches(("ab",), "a b\n")  # one space is not padding
+
+
+# -- as an ordinary user ------------------------------------------------------------
+
+USER = "binfmtctl-test"
+ROOTLESS = ("binfmtctl run ", "unshare --user ")  # what the README says any user can do
+
+
+def _user_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to switch to the test user"
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        return f"no user {USER}: run scripts/test-deps as root"
+    check = subprocess.run(["/usr/bin/python3", "-c", "import elftools"], check=False)
+    return None if check.returncode == 0 else "the distro's python3 lacks pyelftools"
+
+
+@pytest.fixture(scope="module")
+def user_workdir(workdir: Path) -> Iterator[Path]:
+    """The examples' directory and binfmtctl's source, owned by the test user.
+
+    binfmtctl runs with the distro's python3: the test's own interpreter may sit
+    where the user cannot read it (pyenv under /root).
+    """
+    top = Path(tempfile.mkdtemp(prefix="binfmtctl-readme-"))
+    top.chmod(0o755)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(workdir, top / "work", symlinks=True, ignore=shutil.ignore_patterns(".bin"))
+    shutil.copytree(ROOT / "src", top / "src", ignore=ignore)
+    bindir = top / "work" / ".bin"
+    bindir.mkdir()
+    (bindir / "binfmtctl").write_text('#!/bin/sh\nexec /usr/bin/python3 -m binfmtctl "$@"\n')
+    (bindir / "binfmtctl").chmod(0o755)
+    entry = pwd.getpwnam(USER)
+    for path in [top, *top.rglob("*")]:
+        os.lchown(path, entry.pw_uid, entry.pw_gid)
+    yield top / "work"
+    shutil.rmtree(top)
+
+
+def run_as_user(workdir: Path, command: str) -> tuple[int, str]:
+    entry = pwd.getpwnam(USER)
+    env = {**_env(workdir), "PYTHONPATH": str(workdir.parent / "src")}
+    proc = subprocess.run(
+        ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups",
+         "sh", "-c", command],
+        cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout
+
+
+@needs_sandbox
+def test_rootless_examples_work_for_an_ordinary_user(user_workdir: Path) -> None:
+    if problem := _user_problem():
+        pytest.skip(problem)
+    checked = 0
+    for lang, examples in BLOCKS:
+        for example in examples:
+            if lang != "console" or not example.command.startswith(ROOTLESS):
+                continue
+            if example.command in NOT_RUN:
+                continue
+            code, output = run_as_user(user_workdir, example.command)
+            shown = f"{example.where}: $ {example.command}\n--- got (exit {code}):\n{output}"
+            assert code == 0, shown
+            if example.expected is not None:
+                assert matches(example.expected, output), shown
+            checked += 1
+    assert checked >= 5
