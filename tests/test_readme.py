@@ -250,12 +250,6 @@ def run_example(box: sandbox.Sandbox, workdir: Path, command: str) -> tuple[int,
     return proc.returncode, output
 
 
-@pytest.fixture
-def box() -> Iterator[sandbox.Sandbox]:
-    with sandbox.Sandbox() as opened:
-        yield opened
-
-
 def _check(box: sandbox.Sandbox, workdir: Path, example: Example) -> None:
     code, output = run_example(box, workdir, example.command)
     shown = f"{example.where}: $ {example.command}\n--- got (exit {code}):\n{output}"
@@ -276,11 +270,11 @@ CONSOLE = [(n, ex) for n, (lang, ex) in enumerate(BLOCKS) if lang == "console"]
 @pytest.mark.parametrize(
     "examples", [ex for _, ex in CONSOLE], ids=[ex[0].where for _, ex in CONSOLE]
 )
-def test_readme_console_block(box: sandbox.Sandbox, workdir: Path, examples: list[Example]) -> None:
+def test_readme_console_block(sb: sandbox.Sandbox, workdir: Path, examples: list[Example]) -> None:
     for example in examples:
         if example.command in NOT_RUN:
             continue
-        _check(box, workdir, example)
+        _check(sb, workdir, example)
 
 
 def test_readme_sh_blocks_are_all_accounted_for() -> None:
@@ -298,10 +292,10 @@ PAGES_WITH_EXAMPLES = [v for v in HELP_PAGES if help_examples(v)]
 @pytest.mark.parametrize(
     "verb", PAGES_WITH_EXAMPLES, ids=[v or "binfmtctl" for v in PAGES_WITH_EXAMPLES]
 )
-def test_help_examples_run(box: sandbox.Sandbox, workdir: Path, verb: str) -> None:
+def test_help_examples_run(sb: sandbox.Sandbox, workdir: Path, verb: str) -> None:
     examples = [c for c in help_examples(verb) if c not in NOT_RUN]
     if verb:
-        code, output = run_example(box, workdir, "binfmtctl install")
+        code, output = run_example(sb, workdir, "binfmtctl install")
         assert code == 0, output
     host_dirs = ("/etc/binfmt.d", "/usr/share/binfmts")
     host_before = {t: sorted(os.listdir(t)) for t in host_dirs}
@@ -309,11 +303,11 @@ def test_help_examples_run(box: sandbox.Sandbox, workdir: Path, verb: str) -> No
         # Its examples write to /etc/binfmt.d and /usr/share/binfmts: over both, an
         # empty tmpfs in the sandbox's own mount namespace (the host's stay as they are).
         for target in host_dirs:
-            box.run(sandbox.mount, "tmpfs", target, "tmpfs", 0, "mode=0755")
+            sb.run(sandbox.mount, "tmpfs", target, "tmpfs", 0, "mode=0755")
     for command in examples:
-        _check(box, workdir, Example(f"`binfmtctl {verb} --help`", command, None))
+        _check(sb, workdir, Example(f"`binfmtctl {verb} --help`", command, None))
     if verb == "export":
-        written = box.run(os.listdir, "/etc/binfmt.d") + box.run(os.listdir, "/usr/share/binfmts")
+        written = sb.run(os.listdir, "/etc/binfmt.d") + sb.run(os.listdir, "/usr/share/binfmts")
         assert sorted(written) == ["qemu-aarch64", "qemu-aarch64.conf"]
         assert {t: sorted(os.listdir(t)) for t in host_dirs} == host_before
 
