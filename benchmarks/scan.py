@@ -6,6 +6,10 @@ run), then times both on the same tree, checks they count the same ELF files
 per architecture, and prints the ratio. Goal: scan at least 10x faster.
 
     .venv/bin/python benchmarks/scan.py [--rootfs DIR] [--runs N]
+
+``--quick`` is the smoke run the test suite does (tests/test_benchmarks.py): one
+run over a copy of the foreign test binaries (scripts/test-deps fetched them into
+$BINFMTCTL_TEST_CACHE/foreign), no download, no root; its timings mean nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOTFS = ROOT / ".cache" / "bench" / "rootfs-arm64"
+CACHE = Path(os.environ.get("BINFMTCTL_TEST_CACHE", ROOT / ".cache"))
 MIRROR = "http://deb.debian.org/debian"
 # `file`'s machine words for the arches a Debian tree may hold.
 FILE_MACHINE = {
@@ -91,29 +96,42 @@ def run_file(tree: Path) -> tuple[float, Counter[tuple[int, str, str]]]:
     return elapsed, counts
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rootfs", type=Path, default=DEFAULT_ROOTFS)
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run over the test binaries (for the tests)"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp) / "tree"
+            shutil.copytree(CACHE / "foreign", tree, symlinks=True)
+            return compare(tree, 1)
     if not args.rootfs.is_dir():
         build_rootfs(args.rootfs)
+    return compare(args.rootfs, args.runs)
+
+
+def compare(rootfs: Path, runs: int) -> int:
+    """Time both on ``rootfs``; 0 when they count the same ELF files per arch."""
     os.environ["PYTHONPATH"] = str(ROOT / "src")
-    paths = [Path(d, n) for d, _, names in os.walk(args.rootfs) for n in names]
+    paths = [Path(d, n) for d, _, names in os.walk(rootfs) for n in names]
     files = sum(1 for p in paths if p.is_file() and not p.is_symlink())
-    run_scan(args.rootfs)  # warm the page cache for both
+    run_scan(rootfs)  # warm the page cache for both
     scans, baselines = [], []
-    for _ in range(args.runs):  # interleaved, so a busy machine slows both alike
-        scans.append(run_scan(args.rootfs))
-        baselines.append(run_file(args.rootfs))
+    for _ in range(runs):  # interleaved, so a busy machine slows both alike
+        scans.append(run_scan(rootfs))
+        baselines.append(run_file(rootfs))
     with tempfile.TemporaryDirectory() as empty:
-        startup_s = statistics.median(run_scan(Path(empty))[0] for _ in range(args.runs))
+        startup_s = statistics.median(run_scan(Path(empty))[0] for _ in range(runs))
     scan_s = statistics.median(t for t, _ in scans)
     file_s = statistics.median(t for t, _ in baselines)
     ours, theirs = scans[0][1], baselines[0][1]
-    print(f"tree: {args.rootfs} ({files} files)")
-    print(f"binfmtctl scan:            {scan_s:7.3f} s  (median of {args.runs})")
-    print(f"find -type f -exec file:   {file_s:7.3f} s  (median of {args.runs})")
+    print(f"tree: {rootfs} ({files} files)")
+    print(f"binfmtctl scan:            {scan_s:7.3f} s  (median of {runs})")
+    print(f"find -type f -exec file:   {file_s:7.3f} s  (median of {runs})")
     print(f"  of which start-up (scan of an empty dir): {startup_s:.3f} s")
     print(f"ratio: {file_s / scan_s:.1f}x faster")
     for key in sorted(set(ours) | set(theirs)):

@@ -12,6 +12,9 @@ foreign arch whose QEMU is installed (``binfmtctl install``), then measures:
 * the whole ``binfmtctl test`` command (Python start-up included).
 
 Wall times are the median of N runs; the ratio is wall / floor.
+
+``--quick`` is the smoke run the test suite does (tests/test_benchmarks.py):
+two arches, one run each, so the script cannot rot; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from binfmtctl import probes, sandbox
@@ -40,12 +45,22 @@ def _timed(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def measure(repeat: int) -> dict[str, object]:
-    """Runs inside the private instance."""
-    install = [sys.executable, "-m", "binfmtctl", "install"]
+@dataclass(frozen=True)
+class Measured:
+    arches: int
+    floor: float  # the slowest single QEMU start, seconds
+    floor_arch: str
+    serial: float  # every QEMU start back to back
+    run: float  # probes.run over every arch, median wall
+    command: float  # the binfmtctl test command, median wall
+
+
+def measure(repeat: int, only: Sequence[str] | None = None) -> Measured:
+    """Runs inside the private instance; ``only`` limits the arches (quick mode)."""
+    install = [sys.executable, "-m", "binfmtctl", "install", *(only or ())]
     subprocess.run(install, capture_output=True, check=True)
-    handlers = probes.Handlers.of(Instance())
-    arches = handlers.registered_arches()
+    handlers = Instance().snapshot()
+    arches = probes.claimed(handlers)
     with tempfile.TemporaryDirectory() as where:
         best: dict[str, float] = {}
         for name in arches:  # back to back, one QEMU at a time
@@ -56,34 +71,45 @@ def measure(repeat: int) -> dict[str, object]:
         start = time.perf_counter()
         outcomes = probes.run(arches, handlers)
         walls.append(time.perf_counter() - start)
-        assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            raise RuntimeError(f"probes failed: {failed}")
     command = [sys.executable, "-m", "binfmtctl", "test"]
     cli = [_timed(command) for _ in range(repeat)]
     slowest = max(best, key=best.__getitem__)
-    return {
-        "arches": len(arches),
-        "floor": best[slowest],
-        "floor_arch": slowest,
-        "serial": sum(best.values()),
-        "run": statistics.median(walls),
-        "command": statistics.median(cli),
-    }
+    return Measured(
+        arches=len(arches),
+        floor=best[slowest],
+        floor_arch=slowest,
+        serial=sum(best.values()),
+        run=statistics.median(walls),
+        command=statistics.median(cli),
+    )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+QUICK_ARCHES = ("aarch64", "arm")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement")
-    args = parser.parse_args()
-    m = sandbox.run(measure, args.repeat)
-    floor = float(m["floor"])  # type: ignore[arg-type]
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: two arches, one run (for the tests)"
+    )
+    args = parser.parse_args(argv)
+    repeat, only = (1, QUICK_ARCHES) if args.quick else (args.repeat, None)
+    m = sandbox.run(measure, repeat, only)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"arches tested:                    {m['arches']} (load average {load})")
-    print(f"floor (slowest single QEMU start): {floor * 1000:6.1f} ms ({m['floor_arch']})")
-    print(f"all QEMU starts back to back:      {float(m['serial']) * 1000:6.1f} ms")  # type: ignore[arg-type]
-    for label, key in (("probes.run (in-process)", "run"), ("binfmtctl test (command)", "command")):
-        wall = float(m[key])  # type: ignore[arg-type]
-        print(f"{label:33} {wall * 1000:6.1f} ms wall, {wall / floor:4.1f} x floor")
+    print(f"arches tested:                    {m.arches} (load average {load})")
+    print(f"floor (slowest single QEMU start): {m.floor * 1000:6.1f} ms ({m.floor_arch})")
+    print(f"all QEMU starts back to back:      {m.serial * 1000:6.1f} ms")
+    for label, wall in (
+        ("probes.run (in-process)", m.run),
+        ("binfmtctl test (command)", m.command),
+    ):
+        print(f"{label:33} {wall * 1000:6.1f} ms wall, {wall / m.floor:4.1f} x floor")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

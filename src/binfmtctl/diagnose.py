@@ -18,7 +18,8 @@ import os
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 from binfmtctl import arch as _arch
 from binfmtctl import elf, interpreters, rootpath
@@ -672,7 +673,41 @@ def default_context(instance: Instance, root: str = "/") -> Context:
 
 # -- scan: every ELF file of a tree ---------------------------------------------
 
-SCAN_READ = 64  # enough for the ELF identity and e_flags of both classes
+SCAN_READ = 64  # enough for the ELF identity, e_entry and e_flags of both classes
+
+
+class ElfKind(str, Enum):
+    """What an ELF file is, for scan: only programs are ever exec'd, so only they
+    need a handler; the others are reported apart and never fail a scan."""
+
+    PROGRAM = "program"  # ET_EXEC, or ET_DYN with an entry point
+    OBJECT = "object"  # ET_REL
+    CORE = "core"  # ET_CORE
+    LIBRARY = "library"  # ET_DYN without an entry point
+    OTHER = "other"  # ET_NONE and processor/OS-specific types
+
+
+PROGRAM = ElfKind.PROGRAM
+ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4  # e_type (elf.ET_NAMES names them)
+# Verdict of a group of files the kernel never executes.
+NOT_EXECUTABLE_VERDICT = "not_executable"
+
+
+def elf_kind(head: bytes) -> ElfKind:
+    """PROGRAM for ET_EXEC and ET_DYN with an entry point, else what the file is.
+
+    ``head`` is at least SCAN_READ bytes of a file that starts with the ELF magic.
+    A PIE program and a shared library are both ET_DYN; a library without an
+    entry point (e_entry 0) cannot be run, one with it (libc.so.6, ld.so) can.
+    """
+    order: Literal["big", "little"] = "big" if head[5] == _arch.ELFDATA2MSB else "little"
+    e_type = int.from_bytes(head[16:18], order)
+    if e_type == ET_EXEC:
+        return PROGRAM
+    if e_type == ET_DYN:
+        width = 8 if head[4] == _arch.ELFCLASS64 else 4
+        return PROGRAM if any(head[24 : 24 + width]) else ElfKind.LIBRARY
+    return {ET_REL: ElfKind.OBJECT, ET_CORE: ElfKind.CORE}.get(e_type, ElfKind.OTHER)
 
 
 @dataclass
@@ -685,6 +720,7 @@ class Group:
     verdict: str
     handler: Handler | None
     files: list[str] = field(default_factory=list)
+    kind: ElfKind = PROGRAM
 
     def to_dict(self, limit: int | None = None) -> dict[str, Any]:
         return {
@@ -693,6 +729,7 @@ class Group:
             "class": self.bits,
             "endian": self.endian,
             "machine": self.machine,
+            "kind": self.kind.value,
             "count": len(self.files),
             "verdict": self.verdict,
             "match": self.handler.to_dict() if self.handler else None,
@@ -712,7 +749,12 @@ class ScanReport:
         return sum(len(g.files) for g in self.groups)
 
     def uncovered(self) -> list[Group]:
-        return [g for g in self.groups if g.verdict not in (HANDLED, NATIVE)]
+        """Programs nothing runs (objects, cores and libraries never count)."""
+        return [g for g in self.groups if g.kind == PROGRAM and g.verdict not in (HANDLED, NATIVE)]
+
+    def not_executable(self) -> list[Group]:
+        """Groups of files the kernel never executes (objects, cores, plain libraries)."""
+        return [g for g in self.groups if g.kind != PROGRAM]
 
 
 def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
@@ -770,7 +812,7 @@ def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
                     continue
                 if len(head) < need:
                     head = head.ljust(need, b"\0")
-                key: tuple[Any, ...] = pick(head)
+                key: tuple[Any, ...] = (pick(head), elf_kind(head))
                 if by_extension:
                     key = (key, os.path.splitext(item.name)[1])
                 group = decided.get(key)
@@ -793,8 +835,11 @@ def _decide(
     if ident is None:
         return None
     found = ident.arch
-    winner = state.winner(head, path)
-    if winner is not None:
+    kind = elf_kind(head)
+    winner = state.winner(head, path) if kind == PROGRAM else None
+    if kind != PROGRAM:
+        verdict = NOT_EXECUTABLE_VERDICT
+    elif winner is not None:
         verdict = HANDLED
     elif found is not None and found.name in native:
         verdict = NATIVE
@@ -808,6 +853,7 @@ def _decide(
             and g.abi == ident.abi
             and g.verdict == verdict
             and g.handler == winner
+            and g.kind == kind
         ):
             return g
     group = Group(
@@ -818,6 +864,7 @@ def _decide(
         ident.machine,
         verdict,
         winner,
+        kind=kind,
     )
     report.groups.append(group)
     return group

@@ -29,12 +29,29 @@ class BinfmtError(Exception):
         self.message = message
         self.context = context
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as built, not by calling ``__init__`` again with the finished message.
+
+        Errors cross process boundaries (``sandbox.call``, ``sandbox.run``); the
+        default reduction re-ran ``__init__(message)``, so subclasses whose
+        ``__init__`` composes the message wrapped it a second time.
+        """
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
         for key, value in self.context.items():
             if value is not None:
                 out[key] = value
         return out
+
+
+def _rebuild(cls: type[BinfmtError], args: tuple[Any, ...], state: dict[str, Any]) -> BinfmtError:
+    """An unpickled error exactly as it was raised (see ``BinfmtError.__reduce__``)."""
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class UsageError(BinfmtError):

@@ -31,7 +31,7 @@ host's mounts are allowed in a user namespace and keep the private binfmt_misc
 visible at /proc/sys/fs/binfmt_misc inside the root.
 
 >>> from binfmtctl import sandbox                          # doctest: +SKIP
->>> sandbox.call(["./arm64-busybox", "uname", "-m"], arches=["arm64"])
+>>> sandbox.call(["arm64/busybox", "uname", "-m"], arches=["arm64"])
 aarch64
 0
 """
@@ -706,7 +706,7 @@ def call(argv: Sequence[str], **options: Any) -> int:
     :func:`exec_command`; a failure before the command starts (no namespace,
     no emulator, exec failed) is raised here as the same BinfmtError.
 
-    >>> sandbox.call(["./arm64-busybox", "false"], arches=["aarch64"])   # doctest: +SKIP
+    >>> sandbox.call(["arm64/busybox", "false"], arches=["aarch64"])   # doctest: +SKIP
     1
     """
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from binfmtctl import __version__
 from binfmtctl.cli.output import Result, render
 from binfmtctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, BinfmtError, UsageError
 from binfmtctl.instance import DEFAULT_MOUNTPOINT
@@ -97,6 +98,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"binfmtctl {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     for module in _verbs(argv):
         module.register(sub, common)

@@ -25,7 +25,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "A disabled instance (status 0) runs no entry at all, and says so. Exit status "
         "1 when a FILE does not exist.",
         epilog="examples:\n  binfmtctl find ./hello-arm64 /usr/bin/ls\n"
-        "  binfmtctl find --rootfs /srv/arm64 /bin/busybox   (path inside the rootfs)",
+        "  binfmtctl find --rootfs ./arm64-rootfs /bin/busybox   (path inside the rootfs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE")

@@ -18,12 +18,15 @@ from binfmtctl.errors import UsageError
 
 RUN_EPILOG = """\
 The command replaces binfmtctl (no fork): its exit status is binfmtctl's, and a
-command killed by signal N looks to your shell exactly like it (128+N). On
-success nothing is printed and --json has no envelope; errors before the
-command starts get one. binfmtctl's own failures: 1 failed (no emulator,
-bad root), 2 usage, 4 no rootless mode here (kernel older than 6.7, or user
-namespaces disabled: the message names the setting), 126 cannot execute,
-127 command not found.
+command killed by signal N looks to your shell exactly like it (128+N); binfmtctl
+itself prints nothing. With --json (before --) the command runs as a child
+instead, its stdout and stderr are captured (as UTF-8, undecodable bytes
+replaced) and one envelope is printed: data.argv, data.exit_status (or
+data.signal), data.stdout, data.stderr; the exit status is still the command's.
+binfmtctl's own failures: 1 failed (no emulator for an arch: the message names
+the package), 2 usage (also a --rootfs that is not a directory), 4 no rootless
+mode here (kernel older than 6.7, or user namespaces disabled: the message
+names the setting), 126 cannot execute, 127 command not found.
 
 With --rootfs the root gets the host's /proc, /dev and /sys (recursive binds),
 a fresh /tmp and the host's /etc/resolv.conf; empty mountpoints it lacks are
@@ -31,7 +34,7 @@ created in it. PATH is the standard one of a Linux root.
 
 examples:
   binfmtctl run -- ./hello-arm64                  every foreign arch with an emulator
-  binfmtctl run --arch arm64 -- ./busybox uname -m
+  binfmtctl run --arch arm64 -- arm64/busybox uname -m
   binfmtctl run --rootfs ./arm64-rootfs -- /bin/sh -c 'uname -m'
   binfmtctl run --rootfs ./debian-armhf --uid-map auto -- apt-get install -y hello
 """
@@ -86,7 +89,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=RUN_EPILOG,
         usage="%(prog)s [--arch ARCH ...] [--rootfs DIR] [--flags FLAGS] "
-        "[--uid-map auto] -- CMD [ARG ...]",
+        "[--interpreter-dir DIR ...] [--uid-map auto] [--json] [--mountpoint PATH] "
+        "-- CMD [ARG ...]",
     )
     _namespace_options(p)
     p.add_argument("--rootfs", metavar="DIR", help="chroot into DIR (working directory /)")
@@ -125,7 +129,55 @@ def handle_run(args: argparse.Namespace) -> Result:
         raise UsageError("no command given: `binfmtctl run [OPTIONS] -- CMD [ARG ...]`")
     if args.rootfs is not None and not os.path.isdir(args.rootfs):
         raise UsageError(f"--rootfs {args.rootfs}: not a directory")
+    if args.json:
+        return run_captured(command, args)
     sandbox.exec_command(command, rootfs=args.rootfs, **_options(args))
+
+
+def run_captured(command: list[str], args: argparse.Namespace) -> Result:
+    """``run --json``: the command in a child with its stdout and stderr captured.
+
+    An exec'd command would leave nothing to print the envelope, so with --json
+    it runs through ``sandbox.call`` instead; file descriptors 1 and 2 point at
+    temporary files for the call's duration (the child inherits them), then come
+    back. stdin stays the command's own.
+    """
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            status = sandbox.call(command, rootfs=args.rootfs, **_options(args))
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        out.seek(0)
+        err.seek(0)
+        data: dict[str, Any] = {
+            "argv": command,
+            "rootfs": args.rootfs,
+            "exit_status": status if status >= 0 else None,
+            "signal": _signal_name(-status) if status < 0 else None,
+            "stdout": out.read().decode("utf-8", "replace"),
+            "stderr": err.read().decode("utf-8", "replace"),
+        }
+    return Result("run", data, exit_code=status if status >= 0 else 128 - status)
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def shell_for(rootfs: str, user_shell: str | None) -> str:

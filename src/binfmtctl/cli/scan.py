@@ -12,6 +12,9 @@ from binfmtctl.errors import EXIT_FAILED, EXIT_OK, UsageError
 from binfmtctl.instance import Instance
 
 SHOWN = 10  # files listed per uncovered group in the text view
+NEVER_EXECUTED = (
+    "never executed, so no handler needed (objects, cores, libraries without an entry point):"
+)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -22,9 +25,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Walk DIR (a root filesystem, an unpacked image; symlinks are not "
         "followed), read the first bytes of every regular file, and group the ELF files "
         "by architecture and ABI with what would run them now: a binfmt_misc entry, the "
-        "native loader, or nothing. Files no handler covers are listed. Exit status 1 "
-        "when some ELF file has no handler.",
-        epilog="example:\n  binfmtctl scan /srv/arm64-root   "
+        "native loader, or nothing. Files no handler covers are listed. Only programs "
+        "(ET_EXEC, and ET_DYN with an entry point) need a handler: objects (crt1.o), "
+        "core dumps and libraries without an entry point are listed apart. Exit status "
+        "1 when some program has no handler.",
+        epilog="example:\n  binfmtctl scan ./arm64-rootfs   "
         "# 'this aarch64 tree contains 3 x86_64 files'",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -54,18 +59,27 @@ def human(data: dict[str, Any]) -> str:
     lines = [f"{data['dir']}: {data['files']} files, {data['elf_files']} ELF"]
     if not data["groups"]:
         return "\n".join(lines)
+    programs = [g for g in data["groups"] if g.get("kind", diagnose.PROGRAM) == diagnose.PROGRAM]
+    others = [g for g in data["groups"] if g not in programs]
     rows = []
-    for g in data["groups"]:
+    for g in programs:
         if g["match"]:
             runner = f"{g['match']['entry']} ({g['match']['interpreter']})"
         else:
             runner = {"native": "native"}.get(g["verdict"], "NO HANDLER")
         rows.append([_label(g), f"{g['class']}-bit {g['endian']}", str(g["count"]), runner])
-    lines += ["", table(rows, ["ARCH", "CLASS", "FILES", "RUN BY"])]
+    if rows:
+        lines += ["", table(rows, ["ARCH", "CLASS", "FILES", "RUN BY"])]
+    if others:
+        rows = [
+            [_label(g), f"{g['class']}-bit {g['endian']}", g["kind"], str(g["count"])]
+            for g in others
+        ]
+        lines += ["", NEVER_EXECUTED, table(rows, ["ARCH", "CLASS", "KIND", "FILES"])]
     said = summary(data["groups"])
     if said:
         lines += ["", said]
-    for g in data["groups"]:
+    for g in programs:
         if g["verdict"] in ("handled", "native"):
             continue
         lines.append(f"no handler for {g['count']} {_label(g)} file(s):")

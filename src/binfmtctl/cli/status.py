@@ -11,6 +11,24 @@ from binfmtctl import config, credentials, elf, host, interpreters
 from binfmtctl.cli.output import Result, table
 from binfmtctl.instance import Instance, Named, disabled_warning
 
+STATUS_SECTIONS = """\
+sections of the output, in order:
+  host:               this machine's architecture and the ones it runs natively
+                      (those need no handler)
+  binfmt_misc:        the instance: where it is mounted (or how to mount it),
+                      enabled or DISABLED, the host's or a private one
+  entry table         ENTRY ARCH ENABLED FLAGS INTERPRETER, one row per entry
+                      (ARCH is recognised from the magic; - when none fits)
+  NAME: problem       what is wrong with an entry: disabled, interpreter missing,
+                      dynamically linked with F, shadowed by a newer entry
+  container engines:  per engine found, which instance its containers consult:
+                      the same as binfmtctl's, inherited, or a private one
+  boot configuration: per entry name, the binfmt.d files and binfmt-support
+                      records that define it and which wins at boot; then how
+                      the running entries differ from what boot would register
+With --boot only what boot would register is shown.
+"""
+
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
@@ -22,6 +40,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "ours and foreign — with the architecture recognised from its magic, the "
         "interpreter, the flags and any problem: interpreter missing, not static "
         "while F is set, shadowed by a newer entry.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=STATUS_SECTIONS,
     )
     p.add_argument(
         "--boot",
@@ -126,11 +146,23 @@ def collect(instance: Instance) -> dict[str, Any]:
     return data
 
 
+def not_mounted_text(mountpoint: str) -> str:
+    """What "not mounted" means and how to mount it (containers included)."""
+    return (
+        f"binfmt_misc: not mounted at {mountpoint}; mount it as root with\n"
+        f"  mount -t binfmt_misc binfmt_misc {mountpoint}\n"
+        "(systemd mounts it at boot; `binfmtctl install` and `apply` mount it themselves).\n"
+        "In a container run with --privileged that is the\n"
+        "host's instance: what is registered there runs on the host too. Without\n"
+        "--privileged the mount is refused; `binfmtctl run` needs no mount at all."
+    )
+
+
 def human(data: dict[str, Any]) -> str:
     h, inst = data["host"], data["instance"]
     lines = [f"host: {h['machine']} (runs natively: {', '.join(h['native']) or '-'})"]
     if not inst["mounted"]:
-        lines.append(f"binfmt_misc: not mounted at {inst['mountpoint']}")
+        lines.append(not_mounted_text(inst["mountpoint"]))
         return "\n".join(lines)
     scope = "the host's" if inst["host"] else "a private instance (user namespace)"
     state = "enabled" if inst["enabled"] else "DISABLED (no handler runs)"

@@ -31,7 +31,7 @@ exit status: 0 it will run, 1 it will not.
 
 examples:
   binfmtctl why ./hello-arm64
-  binfmtctl why --rootfs /srv/arm64-root ls -l      (as `chroot /srv/arm64-root ls -l`)
+  binfmtctl why --rootfs ./arm64-rootfs ls -l      (as `chroot ./arm64-rootfs ls -l`)
 """
 
 
