@@ -1,4 +1,26 @@
-"""Command results and the one renderer that prints them (human or --json)."""
+"""Command results and the one renderer that prints them (human or --json).
+
+Names and paths come from outside binfmtctl: entries registered by other
+tools (any bytes but ``/`` and NUL), files in a scanned tree, command-line
+words. They are decoded with ``surrogateescape`` (each undecodable byte is a
+lone surrogate U+DC80..U+DCFF) and reach this module unchanged. Here, and only
+here, they are made safe to print:
+
+- Text output (stdout and stderr): every character that is not printable
+  (control characters such as ESC, newline, tab; format characters such as
+  bidi overrides; undecodable bytes) is shown escaped, C style: ``\\n``,
+  ``\\t``, ``\\r``, ``\\xHH`` (control characters and undecodable bytes, HH the
+  byte), ``\\uXXXX`` (other code points). A string that needs any escape has
+  its backslashes doubled too, so it reads back exactly; strings without such
+  characters print unchanged (register strings keep their ``\\x7fELF``).
+  Every string of a result's data is escaped before its human view is built,
+  so no verb can print a foreign name raw, and no name can start a line.
+- ``--json``: lossless. A string that is valid UTF-8 is an ordinary JSON
+  string (JSON's own escapes carry control characters, the output is ASCII).
+  A string that is not (it holds undecodable bytes) is written as an array of
+  its byte values, 0..255, as ``journalctl -o json`` does: strict JSON
+  parsers accept it, and the bytes are exactly the name the kernel holds.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +63,109 @@ def outcome_code(succeeded: int, failed: int) -> int:
     return EXIT_PARTIAL if succeeded else EXIT_FAILED
 
 
+# -- text: escape what a terminal would act on -----------------------------------
+
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+
+
+def escape(text: str) -> str:
+    """``text`` with every non-printable character escaped (see the module docstring).
+
+    Printable text is returned unchanged, so escaping twice is escaping once.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch in _NAMED:
+            out.append(_NAMED[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape)
+                out.append(f"\\x{code - 0xDC00:02x}")
+            elif code < 0x80:
+                out.append(f"\\x{code:02x}")
+            elif code <= 0xFFFF:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+def escape_lines(text: str) -> str:
+    """Each line of ``text`` escaped; its own line breaks kept."""
+    return "\n".join(escape(line) for line in text.split("\n"))
+
+
+def escape_message(text: str) -> str:
+    """An error or warning on one line, except continuation lines (indented by us).
+
+    Messages such as a register-string error show the input and a caret on
+    lines of their own, indented; any other line break (one inside a name) is
+    escaped, so a message cannot forge a ``binfmtctl: error:`` line.
+    """
+    groups: list[str] = []
+    for line in text.split("\n"):
+        if groups and not line.startswith(" "):
+            groups[-1] += "\n" + line
+        else:
+            groups.append(line)
+    return "\n".join(escape(g) for g in groups)
+
+
+def escape_data(value: Any) -> Any:
+    """A copy of result data with every string (and string key) escaped."""
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, dict):
+        return {escape(k) if isinstance(k, str) else k: escape_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_data(v) for v in value]
+    return value
+
+
+# -- JSON: lossless, strict ------------------------------------------------------
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` in which a string that is not valid UTF-8 is its byte values.
+
+    Object keys must stay strings: an undecodable key keeps its bytes as
+    ``\\xHH`` escapes (no key is a name today; this only keeps the output valid).
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return list(value.encode("utf-8", "surrogateescape"))
+        return value
+    if isinstance(value, dict):
+        return {_json_key(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _json_key(key: Any) -> Any:
+    if not isinstance(key, str):
+        return key
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = key.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace")
+    return key
+
+
+def from_json(value: str | list[int]) -> bytes:
+    """The bytes a JSON string-or-byte-array field stands for (the inverse of json_safe)."""
+    if isinstance(value, list):
+        return bytes(value)
+    return value.encode("utf-8")
+
+
 def envelope(result: Result) -> dict[str, Any]:
     return {
         "version": JSON_VERSION,
@@ -52,27 +177,41 @@ def envelope(result: Result) -> dict[str, Any]:
     }
 
 
+def _tolerant(stream: TextIO) -> None:
+    """No traceback for a character the locale's encoding lacks (LANG=C on an old
+    Python, an ISO-8859 locale): such a character is written as a backslash escape."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+        reconfigure(errors="backslashreplace")
+
+
 def render(
     result: Result, as_json: bool, out: TextIO | None = None, err: TextIO | None = None
 ) -> None:
     out = out or sys.stdout
     err = err or sys.stderr
+    _tolerant(out)
+    _tolerant(err)
     if as_json:
-        json.dump(envelope(result), out, indent=2, sort_keys=False)
+        json.dump(json_safe(envelope(result)), out, indent=2, sort_keys=False)
         out.write("\n")
         return
     if result.human is not None:
-        text = result.human(result.data)
+        text = result.human(escape_data(result.data))
         if text:
+            # Text a view built from anything but its data (a closure) is escaped
+            # line by line as well: no control character reaches the terminal.
+            text = escape_lines(text)
             out.write(text if text.endswith("\n") else text + "\n")
     for warning in result.warnings:
-        err.write(f"binfmtctl: warning: {warning}\n")
+        err.write(f"binfmtctl: warning: {escape_message(warning)}\n")
     for error in result.errors:
-        err.write(f"binfmtctl: error: {error['message']}\n")
+        err.write(f"binfmtctl: error: {escape_message(str(error['message']))}\n")
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
-    """A plain left-aligned text table."""
+    """A plain left-aligned text table; cells are escaped, so a cell is one line."""
+    rows = [[escape(c) for c in row] for row in rows]
     widths = [len(h) for h in header]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
