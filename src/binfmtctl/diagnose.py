@@ -28,6 +28,7 @@ from binfmtctl.instance import Handler, Instance, Snapshot, in_initial_user_name
 # Cause codes, in the order they are checked.
 NOT_FOUND = "not_found"
 NOT_EXECUTABLE = "not_executable"
+NOT_READABLE = "not_readable"
 TOO_MANY_LEVELS = "too_many_levels"
 NOT_MOUNTED = "not_mounted"
 INSTANCE_DISABLED = "instance_disabled"
@@ -48,6 +49,7 @@ SCRIPT_INTERPRETER_MISSING = "script_interpreter_missing"
 HANDLED, NATIVE, SCRIPT = "handled", "native", "script"
 NO_HANDLER_VERDICT, DISABLED_VERDICT, UNMOUNTED_VERDICT = "no_handler", "disabled", "not_mounted"
 UNKNOWN_VERDICT, MISSING_VERDICT = "unknown", "missing"
+NOT_REGULAR_VERDICT = "not_regular"  # a FIFO, socket, device or directory: never read
 
 MAX_DEPTH = 5  # the kernel gives up (ELOOP) after this many interpreter rewrites
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -115,10 +117,15 @@ def describe_ident(ident: elf.ElfIdentity, loader: str | None) -> str:
 
 
 def inspect(host_path: str, path: str | None = None) -> Facts:
-    """Read a file's header (raises OSError) and what it says."""
-    header = elf.read_header(host_path)
-    ident = elf.identity(header)
-    loader = elf.program_interpreter(host_path) if ident is not None else None
+    """Read a file's header and what it says, from one non-blocking open.
+
+    Raises OSError; elf.NotRegularFileError for a FIFO, socket, device or
+    directory (nothing is read from those: a FIFO would block).
+    """
+    with elf.open_regular(host_path) as fh:
+        header = elf.header_of(fh)
+        ident = elf.identity(header)
+        loader = elf.program_interpreter(fh) if ident is not None else None
     script = elf.shebang(header) if ident is None else None
     return Facts(path or host_path, host_path, header, ident, loader, script)
 
@@ -293,13 +300,24 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
     host_path = resolve_in(ctx.root, path)
     if host_path is None:
         return Cause(NOT_FOUND, f"{path} does not exist in {where(ctx.root)}.")
-    if not os.access(host_path, os.X_OK) or not os.path.isfile(host_path):
+    try:
+        mode = os.stat(host_path).st_mode
+    except OSError as err:
+        return _unreadable(path, err)
+    if not stat.S_ISREG(mode):
+        return _not_regular(path, elf.file_kind(mode))
+    if not os.access(host_path, os.X_OK):
         return Cause(
             NOT_EXECUTABLE,
             f"{path} is not an executable file, so exec fails with 'permission denied'.",
             f"chmod +x {shlex.quote(host_path)}",
         )
-    facts = inspect(host_path, path)
+    try:
+        facts = inspect(host_path, path)
+    except elf.NotRegularFileError as err:  # replaced since the stat above
+        return _not_regular(path, err.kind)
+    except OSError as err:
+        return _unreadable(path, err)
     ident = facts.ident
     winner = ctx.state.winner(facts.header, path)
     if winner is not None:
@@ -322,6 +340,24 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
         return _examine(ctx, interp, chain, depth + 1)
     chain.append(Link(path, facts.summary(), "nothing"))
     return _no_runner(ctx, facts)
+
+
+def _not_regular(path: str, kind: str) -> Cause:
+    """The kernel execs only regular files; a FIFO is never opened (it would block)."""
+    return Cause(
+        NOT_EXECUTABLE,
+        f"{path} is not a regular file (a {kind}), so exec fails with 'permission denied'.",
+        "run a regular executable file",
+    )
+
+
+def _unreadable(path: str, err: OSError) -> Cause:
+    return Cause(
+        NOT_READABLE,
+        f"{path} cannot be read ({err.strerror}), so which handler the kernel would "
+        "choose for it cannot be told.",
+        "run `binfmtctl why` as a user who can read it",
+    )
 
 
 def _no_runner(ctx: Context, facts: Facts) -> Cause:
@@ -737,12 +773,29 @@ class Group:
         }
 
 
+@dataclass(frozen=True)
+class ScanProblem:
+    """A file or directory of the tree that could not be read, and why."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
 @dataclass
 class ScanReport:
     top: str
     files: int = 0
     unreadable: int = 0
     groups: list[Group] = field(default_factory=list)
+    problems: list[ScanProblem] = field(default_factory=list)
+
+    def cannot_read(self, path: str, err: OSError) -> None:
+        """One unreadable file or directory: counted and reported; the walk goes on."""
+        self.unreadable += 1
+        self.problems.append(ScanProblem(path, str(err.strerror or err)))
 
     @property
     def elf_files(self) -> int:
@@ -780,13 +833,12 @@ def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
     decided: dict[tuple[Any, ...], Group] = {}
     report = ScanReport(top)
     stack = [top]
-    o_flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
     while stack:
         directory = stack.pop()
         try:
             it = os.scandir(directory)
-        except OSError:
-            report.unreadable += 1
+        except OSError as err:
+            report.cannot_read(directory, err)
             continue
         with it:
             for item in it:
@@ -795,18 +847,21 @@ def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
                         stack.append(item.path)
                         continue
                     if not item.is_file(follow_symlinks=False):
-                        continue
-                except OSError:
+                        continue  # symlinks, FIFOs, sockets, devices: never opened
+                except OSError as err:
+                    report.cannot_read(item.path, err)
                     continue
                 report.files += 1
                 try:
-                    fd = os.open(item.path, o_flags)
+                    # Non-blocking and fstat-checked: a file replaced by a FIFO since
+                    # the directory was read is refused, not waited on.
+                    fd = elf.open_regular_fd(item.path, follow=False, seen_regular=True)
                     try:
                         head = os.read(fd, need)
                     finally:
                         os.close(fd)
-                except OSError:
-                    report.unreadable += 1
+                except OSError as err:
+                    report.cannot_read(item.path, err)
                     continue
                 if head[:4] != _arch.ELF_MAGIC:
                     continue
@@ -824,6 +879,7 @@ def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
                 group.files.append(item.path)
     for g in report.groups:
         g.files.sort()
+    report.problems.sort(key=lambda p: p.path)
     report.groups.sort(key=lambda g: (-len(g.files), g.arch or "", g.abi or ""))
     return report
 

@@ -7,10 +7,12 @@ pyelftools, imported only when asked for.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from binfmtctl import arch as _arch
 
@@ -107,36 +109,119 @@ def identity(header: bytes) -> ElfIdentity | None:
     )
 
 
-def read_header(path: str | Path, size: int = HEADER_SIZE) -> bytes:
-    """The first ``size`` bytes, zero-filled past end of file (what the kernel sees)."""
-    with open(path, "rb") as fh:
-        data = fh.read(size)
+class NotRegularFileError(OSError):
+    """The path is a FIFO, socket, device or directory: only regular files are read.
+
+    Reading one could block for ever (a FIFO without a writer, a terminal) or
+    have effects (opening some devices does); the kernel itself execs only
+    regular files.
+    """
+
+    def __init__(self, path: str | Path, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"not a regular file (a {kind})", os.fspath(path))
+        self.kind = kind
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISLNK, "symbolic link"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("FIFO", "socket", ...)."""
+    return next((kind for test, kind in _KINDS if test(mode)), "special file")
+
+
+def open_regular(path: str | Path, follow: bool = True) -> BinaryIO:
+    """Open a regular file for reading without ever blocking or opening anything else.
+
+    The path is first opened with O_PATH (which opens no device and waits for no
+    FIFO writer) and checked with fstat; only a regular file is then reopened for
+    reading, through /proc/self/fd, so what is read is the inode that was
+    checked. ``follow=False`` refuses a symlink as the last component.
+    Raises NotRegularFileError (an OSError) for anything but a regular file.
+    """
+    return os.fdopen(open_regular_fd(path, follow), "rb")
+
+
+def open_regular_fd(path: str | Path, follow: bool = True, seen_regular: bool = False) -> int:
+    """:func:`open_regular` as a file descriptor.
+
+    ``seen_regular``: the caller has just seen a regular file there (scandir's
+    d_type, for a tree of thousands of files); the O_PATH step is skipped, the
+    open is still non-blocking and the result still checked with fstat.
+    """
+    base = os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    reading = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | base
+    if seen_regular:
+        return _checked(path, os.open(path, reading))
+    handle = os.open(path, os.O_PATH | base)
+    try:
+        mode = os.fstat(handle).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(path, file_kind(mode))
+        try:
+            return os.open(f"/proc/self/fd/{handle}", reading & ~os.O_NOFOLLOW)
+        except FileNotFoundError:  # no /proc: open the path itself, still non-blocking
+            return _checked(path, os.open(path, reading))
+    finally:
+        os.close(handle)
+
+
+def _checked(path: str | Path, fd: int) -> int:
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        return fd
+    os.close(fd)
+    raise NotRegularFileError(path, file_kind(mode))
+
+
+def read_header(path: str | Path, size: int = HEADER_SIZE, follow: bool = True) -> bytes:
+    """The first ``size`` bytes, zero-filled past end of file (what the kernel sees).
+
+    Only a regular file is read (see :func:`open_regular`): never blocks.
+    """
+    with open_regular(path, follow) as fh:
+        return header_of(fh, size)
+
+
+def header_of(fh: BinaryIO, size: int = HEADER_SIZE) -> bytes:
+    data = fh.read(size)
     return data + bytes(size - len(data))
 
 
-def program_interpreter(path: str | Path) -> str | None:
+def program_interpreter(path: str | Path | BinaryIO) -> str | None:
     """PT_INTERP of an ELF file (its dynamic loader), or None if it is static.
 
-    Only the program headers are parsed: building pyelftools' segment objects
-    would also read the section headers (PT_DYNAMIC), several times slower,
-    and ``status`` calls this once per entry.
+    ``path`` may be a file already opened (with :func:`open_regular`); a path is
+    opened with it. Only the program headers are parsed: building pyelftools'
+    segment objects would also read the section headers (PT_DYNAMIC), several
+    times slower, and ``status`` calls this once per entry.
     """
+    if isinstance(path, str | Path):
+        with open_regular(path) as fh:
+            return program_interpreter(fh)
     from elftools.common.exceptions import ELFError
     from elftools.common.utils import struct_parse
     from elftools.elf.elffile import ELFFile
 
-    with open(path, "rb") as fh:
-        try:
-            elf = ELFFile(fh)
-            for index in range(elf.num_segments()):
-                at = elf["e_phoff"] + index * elf["e_phentsize"]
-                phdr = struct_parse(elf.structs.Elf_Phdr, fh, stream_pos=at)
-                if phdr["p_type"] == "PT_INTERP":
-                    fh.seek(phdr["p_offset"])
-                    name = fh.read(phdr["p_filesz"]).split(b"\0", 1)[0]
-                    return name.decode("utf-8", "surrogateescape")
-        except (ELFError, ValueError):
-            return None
+    fh = path
+    try:
+        elf = ELFFile(fh)
+        for index in range(elf.num_segments()):
+            at = elf["e_phoff"] + index * elf["e_phentsize"]
+            phdr = struct_parse(elf.structs.Elf_Phdr, fh, stream_pos=at)
+            if phdr["p_type"] == "PT_INTERP":
+                fh.seek(phdr["p_offset"])
+                name = fh.read(phdr["p_filesz"]).split(b"\0", 1)[0]
+                return name.decode("utf-8", "surrogateescape")
+    except (ELFError, ValueError):
+        return None
     return None
 
 

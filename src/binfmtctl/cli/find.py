@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import diagnose, host
+from binfmtctl import diagnose, elf, host
 from binfmtctl.cli.output import Result
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK
 from binfmtctl.instance import Instance
@@ -23,7 +23,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "nothing. Shows the file's ELF identity: class, endianness, machine, ABI "
         "(armhf/armel, MIPS o32/n32/n64), static or dynamic and its loader (PT_INTERP). "
         "A disabled instance (status 0) runs no entry at all, and says so. Exit status "
-        "1 when a FILE does not exist.",
+        "1 when a FILE does not exist, cannot be read or is not a regular file (a FIFO, "
+        "socket or device is never opened for reading, so find never blocks).",
         epilog="examples:\n  binfmtctl find ./hello-arm64 /usr/bin/ls\n"
         "  binfmtctl find --rootfs ./arm64-rootfs /bin/busybox   (path inside the rootfs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -55,14 +56,19 @@ def handle(args: argparse.Namespace) -> Result:
         path = name if root == "/" else "/" + name.lstrip("/")
         host_path = diagnose.resolve_in(root, os.path.abspath(path) if root == "/" else path)
         facts = None
+        verdict, summary = diagnose.MISSING_VERDICT, "missing"
         if host_path is not None:
             try:
                 facts = diagnose.inspect(host_path, path)
+            except elf.NotRegularFileError as err:
+                verdict, summary = diagnose.NOT_REGULAR_VERDICT, "not a regular file"
+                detail = f"a {err.kind}: the kernel execs only regular files"
             except OSError as err:
-                facts = None
                 detail = f"cannot read it: {err.strerror}"
         else:
             detail = f"does not exist in {diagnose.where(root)}"
+            if root == "/" and os.path.islink(path):  # a dangling or looping symlink
+                detail = f"a symlink that leads nowhere: {_stat_error(path)}"
         if facts is None:
             missing += 1
             files.append(
@@ -70,9 +76,9 @@ def handle(args: argparse.Namespace) -> Result:
                     "path": path,
                     "elf": None,
                     "match": None,
-                    "verdict": diagnose.MISSING_VERDICT,
+                    "verdict": verdict,
                     "detail": detail,
-                    "summary": "missing",
+                    "summary": summary,
                 }
             )
             continue
@@ -82,3 +88,11 @@ def handle(args: argparse.Namespace) -> Result:
         files.append(out)
     data = {"instance": state.to_dict(), "root": root, "files": files}
     return Result("find", data, human=human, exit_code=EXIT_FAILED if missing else EXIT_OK)
+
+
+def _stat_error(path: str) -> str:
+    try:
+        os.stat(path)
+    except OSError as err:
+        return str(err.strerror)
+    return "it resolves now"

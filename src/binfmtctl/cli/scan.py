@@ -57,6 +57,12 @@ def summary(groups: list[dict[str, Any]]) -> str | None:
 
 def human(data: dict[str, Any]) -> str:
     lines = [f"{data['dir']}: {data['files']} files, {data['elf_files']} ELF"]
+    problems = data.get("problems", [])
+    if problems:
+        lines.append(f"cannot read {len(problems)} file(s) or directories (skipped):")
+        lines += [f"  {p['path']}: {p['reason']}" for p in problems[:SHOWN]]
+        if len(problems) > SHOWN:
+            lines.append(f"  ... and {len(problems) - SHOWN} more (--json lists all)")
     if not data["groups"]:
         return "\n".join(lines)
     programs = [g for g in data["groups"] if g.get("kind", diagnose.PROGRAM) == diagnose.PROGRAM]
@@ -99,6 +105,7 @@ def handle(args: argparse.Namespace) -> Result:
         "instance": state.to_dict(),
         "files": report.files,
         "unreadable": report.unreadable,
+        "problems": [p.to_dict() for p in report.problems],
         "elf_files": report.elf_files,
         "groups": [g.to_dict() for g in report.groups],
         "summary": summary([g.to_dict(0) for g in report.groups]),

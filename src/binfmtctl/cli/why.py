@@ -14,6 +14,8 @@ from binfmtctl.instance import Instance
 CAUSES = """\
 causes, checked in this order (the first that applies is reported):
   not_found, not_executable     CMD is not there (PATH searched inside --rootfs)
+                                or not a regular executable file (a FIFO, a device)
+  not_readable                  CMD cannot be read, so its format cannot be told
   not_mounted                   binfmt_misc is not mounted
   instance_disabled             the whole instance is switched off (status 0)
   private_instance              a handler exists only in another user namespace's instance
