@@ -121,7 +121,7 @@ def test_every_verb_escapes_foreign_names(sb: sandbox.Sandbox, tmp_path: Path, l
     register_hostile(sb)
     # A foreign program under a hostile file name, for find / why.
     prog = os.path.join(os.fsencode(tmp_path), b"prog\x1b[2J\n" + FAKE_ROW + b"\xff")
-    shutil.copy(foreign_busybox("arm64"), prog)
+    shutil.copy(os.fsencode(foreign_busybox("arm64")), prog)
     shown_prog = escape(os.fsdecode(prog))
 
     status = run(sb, env, "status")
