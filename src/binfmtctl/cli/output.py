@@ -139,7 +139,7 @@ def json_safe(value: Any) -> Any:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return list(value.encode("utf-8", "surrogateescape"))
+            return list(_bytes_of(value))
         return value
     if isinstance(value, dict):
         return {_json_key(k): json_safe(v) for k, v in value.items()}
@@ -154,9 +154,17 @@ def _json_key(key: Any) -> Any:
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
-        raw = key.encode("utf-8", "surrogateescape")
-        return raw.decode("utf-8", "backslashreplace")
+        return _bytes_of(key).decode("utf-8", "backslashreplace")
     return key
+
+
+def _bytes_of(text: str) -> bytes:
+    """The bytes a decoded name stands for; text that never came from bytes (a lone
+    surrogate outside U+DC80..U+DCFF) is kept with ``surrogatepass``, never an error."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def from_json(value: str | list[int]) -> bytes:
