@@ -76,7 +76,7 @@ def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[s
             )
         else:
             problems.append(f"interpreter {path} does not exist: every exec will fail")
-    elif "F" in entry.flags and found is not None and _loader(path, problems):
+    elif "F" in entry.flags and found is not None and _loader(path):
         problems.append(
             f"interpreter {path} is dynamically linked: with F it still needs its "
             "libraries inside chroots and containers"
@@ -112,12 +112,12 @@ def interpreter_problems(path: str, flags: str, found: _arch.Arch | None) -> lis
     return out
 
 
-def _loader(path: str, problems: list[str]) -> str | None:
-    """The interpreter's PT_INTERP; a FIFO or unreadable file is a problem, not a hang."""
+def _loader(path: str) -> str | None:
+    """The interpreter's PT_INTERP; None for a FIFO or an unreadable file (never a hang:
+    interpreter_problems says what it is)."""
     try:
         return elf.program_interpreter(path)
-    except OSError as err:
-        problems.append(f"interpreter {path} cannot be read: {err.strerror}")
+    except OSError:
         return None
 
 
