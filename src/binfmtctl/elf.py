@@ -12,7 +12,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, NoReturn
 
 from binfmtctl import arch as _arch
 
@@ -156,29 +156,34 @@ def open_regular_fd(path: str | Path, follow: bool = True, seen_regular: bool = 
     d_type, for a tree of thousands of files); the O_PATH step is skipped, the
     open is still non-blocking and the result still checked with fstat.
     """
-    base = os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
-    reading = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | base
+    reading = _READ if follow else _READ_NOFOLLOW
     if seen_regular:
-        return _checked(path, os.open(path, reading))
-    handle = os.open(path, os.O_PATH | base)
+        fd = os.open(path, reading)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+        return _refuse(path, fd)
+    handle = os.open(path, os.O_PATH | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
     try:
         mode = os.fstat(handle).st_mode
         if not stat.S_ISREG(mode):
             raise NotRegularFileError(path, file_kind(mode))
         try:
-            return os.open(f"/proc/self/fd/{handle}", reading & ~os.O_NOFOLLOW)
+            return os.open(f"/proc/self/fd/{handle}", _READ)
         except FileNotFoundError:  # no /proc: open the path itself, still non-blocking
-            return _checked(path, os.open(path, reading))
+            fd = os.open(path, reading)
+            return fd if stat.S_ISREG(os.fstat(fd).st_mode) else _refuse(path, fd)
     finally:
         os.close(handle)
 
 
-def _checked(path: str | Path, fd: int) -> int:
-    mode = os.fstat(fd).st_mode
-    if stat.S_ISREG(mode):
-        return fd
+_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_READ_NOFOLLOW = _READ | os.O_NOFOLLOW
+
+
+def _refuse(path: str | Path, fd: int) -> NoReturn:
+    kind = file_kind(os.fstat(fd).st_mode)
     os.close(fd)
-    raise NotRegularFileError(path, file_kind(mode))
+    raise NotRegularFileError(path, kind)
 
 
 def read_header(path: str | Path, size: int = HEADER_SIZE, follow: bool = True) -> bytes:
