@@ -163,6 +163,21 @@ def test_why_of_what_is_not_a_regular_file(odd: Path, name: str, kind: str) -> N
         }
 
 
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("loop", "Too many levels of symbolic links"), ("dangling", "No such file or directory")],
+)
+def test_why_of_a_symlink_that_leads_nowhere(odd: Path, name: str, reason: str) -> None:
+    path = str(odd / name)
+    proc = binfmtctl("why", "--json", path)
+    assert proc.returncode == 1
+    assert envelope(proc)["data"]["cause"] == {
+        "code": "not_found",
+        "message": f"{path} is a symlink that leads nowhere ({reason}).",
+        "fix": None,
+    }
+
+
 # -- as an ordinary user: unreadable files and directories ------------------------
 
 

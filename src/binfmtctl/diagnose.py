@@ -258,7 +258,7 @@ def lookup(ctx: Context, command: str, path_env: str | None) -> str | Cause:
         elif not path.startswith("/"):
             path = "/" + path
         if resolve_in(root, path) is None:
-            return Cause(NOT_FOUND, f"{path} does not exist in {where(root)}.")
+            return _missing(root, path)
         return path
     dirs = (path_env if path_env is not None else DEFAULT_PATH).split(":")
     for directory in dirs:
@@ -299,7 +299,7 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
         )
     host_path = resolve_in(ctx.root, path)
     if host_path is None:
-        return Cause(NOT_FOUND, f"{path} does not exist in {where(ctx.root)}.")
+        return _missing(ctx.root, path)
     try:
         mode = os.stat(host_path).st_mode
     except OSError as err:
@@ -340,6 +340,16 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
         return _examine(ctx, interp, chain, depth + 1)
     chain.append(Link(path, facts.summary(), "nothing"))
     return _no_runner(ctx, facts)
+
+
+def _missing(root: str, path: str) -> Cause:
+    """Not there; on this system, a dangling or looping symlink is said as such."""
+    if os.path.abspath(root) == "/" and os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as err:
+            return Cause(NOT_FOUND, f"{path} is a symlink that leads nowhere ({err.strerror}).")
+    return Cause(NOT_FOUND, f"{path} does not exist in {where(root)}.")
 
 
 def _not_regular(path: str, kind: str) -> Cause:
