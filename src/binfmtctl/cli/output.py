@@ -9,12 +9,15 @@ here, they are made safe to print:
 - Text output (stdout and stderr): every character that is not printable
   (control characters such as ESC, newline, tab; format characters such as
   bidi overrides; undecodable bytes) is shown escaped, C style: ``\\n``,
-  ``\\t``, ``\\r``, ``\\xHH`` (control characters and undecodable bytes, HH the
-  byte), ``\\uXXXX`` (other code points). A string that needs any escape has
-  its backslashes doubled too, so it reads back exactly; strings without such
-  characters print unchanged (register strings keep their ``\\x7fELF``).
+  ``\\t``, ``\\r``, ``\\xHH`` (ASCII control characters and undecodable bytes,
+  HH the byte), ``\\uXXXX`` (other code points, C1 controls included). A
+  string that needs any escape has its backslashes doubled too, so it reads
+  back exactly; strings without such characters print unchanged (register
+  strings keep their ``\\x7fELF``).
   Every string of a result's data is escaped before its human view is built,
   so no verb can print a foreign name raw, and no name can start a line.
+  A warning or error is one line on stderr; only a line break followed by an
+  indented line (a register string and its caret) is kept.
 - ``--json``: lossless. A string that is valid UTF-8 is an ordinary JSON
   string (JSON's own escapes carry control characters, the output is ASCII).
   A string that is not (it holds undecodable bytes) is written as an array of
