@@ -16,6 +16,7 @@ from __future__ import annotations
 import operator
 import os
 import shlex
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
