@@ -214,6 +214,16 @@ def exec_error(err: OSError, program: str) -> ExecError:
     )
 
 
+class InterruptError(BinfmtError):
+    """A termination signal stopped the command (after its children and temp files went)."""
+
+    code = "interrupted"
+
+    def __init__(self, signal_name: str, signum: int) -> None:
+        super().__init__(f"interrupted by {signal_name}", signal=signal_name)
+        self.exit_code = 128 + signum
+
+
 class KernelRejectedError(BinfmtError):
     code = "kernel_rejected"
 

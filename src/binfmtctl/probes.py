@@ -26,11 +26,14 @@ Every probe runs under Debian 12's QEMU 7.2 (the tests prove it).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from binfmtctl import signals
 from binfmtctl.arch import CATALOG, ELF_MAGIC, ELFCLASS32, Arch, resolve
 from binfmtctl.errors import BinfmtError
 from binfmtctl.instance import Snapshot
@@ -602,27 +606,103 @@ def _enter_chroot(root: str) -> None:  # pragma: no cover - runs in the forked c
         os._exit(_CHROOT_FAILED)
 
 
-def _execute(path: Path, timeout: float, chroot: bool) -> _Raw:
+class _Children:
+    """The probe processes running now, so an interrupt can stop every one of them.
+
+    Each probe runs in a process group of its own (a new session), so killing
+    the group also stops what its runner started: an emulator that is a
+    script, the script's children. A probe started after :meth:`stop_all`
+    is stopped as soon as it is known.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._stopped = False
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.add(proc)
+            stopped = self._stopped
+        if stopped:
+            _kill_group(proc)
+
+    def remove(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self._stopped = True
+            running = list(self._running)
+        for proc in running:
+            _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the probe's process group (the group is named after the probe's pid)."""
+    if proc.returncode is not None:
+        return  # reaped: its pid (and so the group's number) may belong to another now
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+_DRAIN_SECONDS = 1.0  # for what a killed probe had written, if its pipes stay open
+
+
+def _drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """The output of a killed probe; pipes a stray process keeps open are given up."""
+    try:
+        return proc.communicate(timeout=_DRAIN_SECONDS)
+    except subprocess.TimeoutExpired as err:
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        out = err.stdout if isinstance(err.stdout, bytes) else b""
+        return out, err.stderr if isinstance(err.stderr, bytes) else b""
+
+
+def _execute(path: Path, timeout: float, chroot: bool, children: _Children | None = None) -> _Raw:
     start = time.perf_counter()
     argv = [f"/{path.name}"] if chroot else [str(path)]
     root = str(path.parent)
+    children = children or _Children()
+    if children.stopped:
+        return _Raw(None, None, b"", b"", 0.0, timed_out=True)
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             argv,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             cwd=root,
-            preexec_fn=(lambda: _enter_chroot(root)) if chroot else None,
+            start_new_session=True,
+            # chroot()+chdir() in the child: no lock is taken there, so threads are no risk.
+            preexec_fn=(lambda: _enter_chroot(root)) if chroot else None,  # noqa: PLW1509
         )
-    except subprocess.TimeoutExpired as err:
-        out = err.stdout if isinstance(err.stdout, bytes) else b""
-        errb = err.stderr if isinstance(err.stderr, bytes) else b""
-        return _Raw(None, None, out, errb, time.perf_counter() - start, timed_out=True)
     except OSError as err:
         return _Raw(err.errno, None, b"", b"", time.perf_counter() - start)
-    return _Raw(None, proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start)
+    children.add(proc)
+    try:
+        try:
+            out, errb = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # The whole group: a runner's own children would otherwise keep the
+            # output pipes open, and communicate() would wait for them.
+            _kill_group(proc)
+            out, errb = _drain(proc)
+            return _Raw(None, None, out, errb, time.perf_counter() - start, timed_out=True)
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc)
+            proc.wait()
+        children.remove(proc)
+    return _Raw(None, proc.returncode, out, errb, time.perf_counter() - start)
 
 
 def scratch_dir() -> str | None:
@@ -789,7 +869,13 @@ def run(
     """
     names = [_arch(a).name for a in arches]
     jobs = [(a, False) for a in names] + ([(a, True) for a in names] if chroot else [])
-    with tempfile.TemporaryDirectory(prefix="binfmtctl-probes-", dir=scratch_dir()) as top:
+    if not jobs:
+        return []
+    with signals.deferred():  # the directory exists only with the try that removes it
+        top = tempfile.mkdtemp(prefix="binfmtctl-probes-", dir=scratch_dir())
+        children = _Children()
+        pool = ThreadPoolExecutor(max_workers=workers or min(len(jobs), 4 * (os.cpu_count() or 1)))
+    try:
         paths: dict[str, Path] = {}
         for name in names:  # a private directory: no need for write()'s atomic rename
             paths[name] = Path(top) / name
@@ -799,14 +885,18 @@ def run(
 
         def one(job: tuple[str, bool]) -> Outcome:
             name, in_chroot = job
-            raw = _execute(paths[name], timeout, in_chroot)
+            raw = _execute(paths[name], timeout, in_chroot, children)
             result = judge(name, raw, handlers, chroot=in_chroot, timeout=timeout)
-            if on_done is not None:
+            if on_done is not None and not children.stopped:
                 on_done(result)
             return result
 
-        if not jobs:
-            return []
-        size = workers or min(len(jobs), 4 * (os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=size) as pool:
-            return list(pool.map(one, jobs))
+        futures = [pool.submit(one, job) for job in jobs]
+        return [future.result() for future in futures]
+    except BaseException:
+        # Interrupted (a signal in the main thread) or failed: nothing may outlive us.
+        children.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(top, ignore_errors=True)

@@ -38,6 +38,7 @@ aarch64
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -53,6 +54,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
+from binfmtctl import signals
 from binfmtctl.errors import RootlessUnavailableError, SandboxError, UsageError, exec_error
 
 if TYPE_CHECKING:
@@ -260,17 +262,19 @@ class _MapHelper:
         self._done_r, done_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the helper
-            os.close(self._go_w)
-            os.close(self._done_r)
-            answer = b""
-            if os.read(self._go_r, 1) == b"g":
-                try:
-                    write_full_id_maps(target)
-                    answer = b"ok"
-                except BaseException as exc:  # noqa: BLE001 - reported to the parent
-                    answer = str(exc).encode()
-            os.write(done_w, answer)
-            os._exit(0)
+            try:  # whatever happens (an interrupt too), never return into the caller's code
+                os.close(self._go_w)
+                os.close(self._done_r)
+                answer = b""
+                if os.read(self._go_r, 1) == b"g":
+                    try:
+                        write_full_id_maps(target)
+                        answer = b"ok"
+                    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                        answer = str(exc).encode()
+                os.write(done_w, answer)
+            finally:
+                os._exit(0)
         os.close(self._go_r)
         os.close(done_w)
 
@@ -280,10 +284,14 @@ class _MapHelper:
         os.waitpid(self.pid, 0)
 
     def finish(self) -> None:
-        os.write(self._go_w, b"g")
-        os.close(self._go_w)
-        with os.fdopen(self._done_r, "rb") as pipe:
-            answer = pipe.read()
+        try:
+            os.write(self._go_w, b"g")
+            os.close(self._go_w)
+            with os.fdopen(self._done_r, "rb") as pipe:
+                answer = pipe.read()
+        except BaseException as stop:
+            _stop_child(self.pid, stop)
+            raise
         os.waitpid(self.pid, 0)
         if answer != b"ok":
             raise SandboxError(
@@ -391,8 +399,12 @@ def _fork_call(body: Callable[[], T]) -> T:
         finally:
             os._exit(70)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        payload = pipe.read()
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            payload = pipe.read()
+    except BaseException as stop:
+        _stop_child(pid, stop)
+        raise
     _, wait_status = os.waitpid(pid, 0)
     if not payload:
         if os.WIFSIGNALED(wait_status):
@@ -406,6 +418,25 @@ def _fork_call(body: Callable[[], T]) -> T:
     if isinstance(value, _Failure):
         raise SandboxError(f"sandboxed call failed:\n{value.text}")
     raise value
+
+
+def _stop_child(pid: int, stop: BaseException) -> None:
+    """We are interrupted while a child runs: pass the signal on, as a shell does, and reap it.
+
+    The child gets the signal that stopped us (SIGINT for a plain
+    KeyboardInterrupt; SIGKILL for any other exception, which no signal
+    explains), so nothing we forked outlives us.
+    """
+    if isinstance(stop, signals.Interrupted):
+        signum = stop.signum
+    elif isinstance(stop, KeyboardInterrupt):
+        signum = signal.SIGINT
+    else:
+        signum = signal.SIGKILL
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -441,24 +472,10 @@ class Sandbox:
         hold_r, hold_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the holder process
-            os.close(ready_r)
-            os.close(hold_w)
-            try:
-                if self.full_ids:
-                    _unshare_user_mount()
-                    os.write(ready_w, b"u")  # the parent writes the id maps now
-                    if os.read(hold_r, 1) != b"m":
-                        os._exit(1)
-                    _finish_enter(self.mountpoint, binfmt=True)
-                else:
-                    enter(mountpoint=self.mountpoint)
-                os.write(ready_w, b"ok")
-            except BaseException as exc:  # noqa: BLE001
-                os.write(ready_w, str(exc).encode())
+            try:  # whatever happens (an interrupt too), never return into the caller's code
+                self._hold(ready_r, ready_w, hold_r, hold_w)
+            finally:
                 os._exit(1)
-            os.close(ready_w)
-            os.read(hold_r, 1)  # returns at EOF: the parent closed or died
-            os._exit(0)
         os.close(ready_w)
         os.close(hold_r)
         with os.fdopen(ready_r, "rb") as pipe:
@@ -480,6 +497,27 @@ class Sandbox:
             raise SandboxError(answer.decode(errors="replace") or "sandbox holder died")
         self.pid, self._release_fd = pid, hold_w
         return self
+
+    def _hold(self, ready_r: int, ready_w: int, hold_r: int, hold_w: int) -> NoReturn:
+        """The holder: enter the namespace, say so, then wait for the parent to let go."""
+        os.close(ready_r)
+        os.close(hold_w)
+        try:
+            if self.full_ids:
+                _unshare_user_mount()
+                os.write(ready_w, b"u")  # the parent writes the id maps now
+                if os.read(hold_r, 1) != b"m":
+                    os._exit(1)
+                _finish_enter(self.mountpoint, binfmt=True)
+            else:
+                enter(mountpoint=self.mountpoint)
+            os.write(ready_w, b"ok")
+        except BaseException as exc:  # noqa: BLE001
+            os.write(ready_w, str(exc).encode())
+            os._exit(1)
+        os.close(ready_w)
+        os.read(hold_r, 1)  # returns at EOF: the parent closed or died
+        os._exit(0)
 
     def __exit__(
         self,
@@ -724,9 +762,13 @@ def call(argv: Sequence[str], **options: Any) -> int:
         finally:
             os._exit(127)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        payload = pipe.read()  # empty: the exec happened and closed the pipe
-    _, status = os.waitpid(pid, 0)
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            payload = pipe.read()  # empty: the exec happened and closed the pipe
+        _, status = os.waitpid(pid, 0)
+    except BaseException as stop:
+        _stop_child(pid, stop)
+        raise
     if payload:
         raise pickle.loads(payload)  # noqa: S301 - our own child's bytes
     return os.waitstatus_to_exitcode(status)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from binfmtctl import __version__
+from binfmtctl import __version__, signals
 from binfmtctl.cli.output import Result, render
-from binfmtctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, BinfmtError, UsageError
+from binfmtctl.errors import EXIT_USAGE, BinfmtError, InterruptError, UsageError
 from binfmtctl.instance import DEFAULT_MOUNTPOINT
 
 EPILOG = """\
 exit codes: 0 all done, 1 failed, 2 usage error, 3 partly done (some arches
-failed), 4 needs privileges, 130 interrupted.
+failed), 4 needs privileges, 128+N stopped by signal N (130 SIGINT, 143
+SIGTERM, 129 SIGHUP: what it started is stopped, its temporary files removed).
 
 examples:
   binfmtctl install                 register every foreign arch whose QEMU is found
@@ -106,25 +109,47 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; SIGINT, SIGTERM and SIGHUP end it cleanly with 128+N.
+
+    Inside :func:`signals.interruptible` those signals raise an exception, so
+    every verb's ``finally:`` blocks stop the processes it started and remove
+    its temporary files; the result then says "interrupted" (an envelope with
+    ``ok: false`` under --json).
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     # Words after `--` belong to the command `binfmtctl run` starts, not to us.
     ours = args_list[: args_list.index("--")] if "--" in args_list else args_list
     as_json = "--json" in ours
-    try:
-        parser = build_parser(ours)
-        args = parser.parse_args(args_list)
-        if getattr(args, "verb", None) is None:
-            args = parser.parse_args([*args_list, "status"])
-        args.json = getattr(args, "json", False)
-        args.mountpoint = getattr(args, "mountpoint", DEFAULT_MOUNTPOINT)
-        result: Result = args.handler(args)
-    except BinfmtError as err:
-        result = Result(command=_verb_of(args_list))
-        result.fail(err)
-    except KeyboardInterrupt:
-        sys.stderr.write("binfmtctl: interrupted\n")
-        return EXIT_INTERRUPTED
-    render(result, as_json)
+    with signals.interruptible():
+        try:
+            parser = build_parser(ours)
+            args = parser.parse_args(args_list)
+            if getattr(args, "verb", None) is None:
+                args = parser.parse_args([*args_list, "status"])
+            args.json = getattr(args, "json", False)
+            args.mountpoint = getattr(args, "mountpoint", DEFAULT_MOUNTPOINT)
+            result: Result = args.handler(args)
+        except BinfmtError as err:
+            result = Result(command=_verb_of(args_list))
+            result.fail(err)
+        except KeyboardInterrupt as stop:
+            return _interrupted(stop, _verb_of(args_list), as_json)
+        try:
+            with signals.deferred():  # one whole envelope, never half of one
+                render(result, as_json)
+        except signals.Interrupted as stop:
+            return stop.exit_code
+    return result.exit_code
+
+
+def _interrupted(stop: KeyboardInterrupt, verb: str, as_json: bool) -> int:
+    """Report an interrupt (best effort: the terminal may be gone after SIGHUP)."""
+    signum = stop.signum if isinstance(stop, signals.Interrupted) else signal.SIGINT
+    result = Result(command=verb)
+    result.fail(InterruptError(signal.Signals(signum).name, signum))
+    with contextlib.suppress(OSError):
+        render(result, as_json)
+        sys.stdout.flush()
     return result.exit_code
 
 

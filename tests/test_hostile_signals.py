@@ -1,0 +1,266 @@
+"""Real SIGTERM, SIGHUP and SIGINT sent to a running ``binfmtctl``.
+
+A long command that is stopped by a signal must stop everything it started,
+remove its temporary files and exit 128+N (with a JSON envelope saying
+"interrupted" under --json). ``binfmtctl run`` execs the user's command in
+place, so the command itself receives the signal and its status is ours.
+
+The hang is real: inside a private binfmt_misc instance, arm64 programs are
+sent to a shell script that starts a sleeper (a link to the host's sleep whose
+name carries a marker), reports the sleeper's pid through a FIFO and waits.
+Nothing here is timed: the test waits for that report, then signals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from binfmtctl import probes, sandbox, signals
+from binfmtctl.arch import Profile, resolve
+from binfmtctl.instance import Instance
+from binfmtctl.plan import build_entry
+from conftest import _NO_SANDBOX
+
+pytestmark = pytest.mark.skipif(
+    _NO_SANDBOX is not None, reason=f"no private binfmt_misc here: {_NO_SANDBOX}"
+)
+
+SIGNALS = [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)]
+SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+
+
+def _living(marker: str) -> list[int]:
+    """Processes whose argv holds ``marker`` and that are not dead or dying (SIGKILL pending)."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if marker.encode() not in cmdline:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        state = fields.get("State", "").split()[0:1]
+        pending = int(fields.get("SigPnd", "0"), 16) | int(fields.get("ShdPnd", "0"), 16)
+        if state in (["Z"], ["X"]) or pending & SIGKILL_BIT:
+            continue
+        alive.append(int(entry))
+    return alive
+
+
+class Hang:
+    """A handler for arm64 whose 'emulator' starts a marked sleeper and waits for it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.marker = f"binfmtctl-sleeper-{secrets.token_hex(6)}"
+        self.sleeper = tmp_path / self.marker
+        self.sleeper.symlink_to("/bin/sleep")
+        self.fifo = tmp_path / "started"
+        os.mkfifo(self.fifo)
+        self.runner = tmp_path / "slow-runner"
+        self.runner.write_text(f"#!/bin/sh\n{self.sleeper} 1000 &\necho $! > {self.fifo}\nwait\n")
+        self.runner.chmod(0o755)
+        self.scratch = tmp_path / "scratch"  # where the probes go ($XDG_RUNTIME_DIR)
+        self.scratch.mkdir()
+        self.entry = build_entry(resolve("arm64"), str(self.runner), "", Profile.QEMU)
+
+
+def _wait_for_fifo(fifo: Path, proc: subprocess.Popen[str]) -> str:
+    """What is written to ``fifo``; '' if ``proc`` closed its stdout (ended) first."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([fd, proc.stdout.fileno()], [], [])
+        if fd not in ready:
+            return ""
+        os.set_blocking(fd, True)
+        data = b""
+        while chunk := os.read(fd, 100):
+            data += chunk
+        return data.decode()
+    finally:
+        os.close(fd)
+
+
+def _signal_when_started(
+    argv: list[str], hang: Hang, signum: int, env: dict[str, str]
+) -> tuple[int, str, str, str]:
+    """Start argv, wait for the sleeper, send ``signum`` to argv's process; its outcome."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    started = _wait_for_fifo(hang.fifo, proc)
+    if started:
+        os.kill(proc.pid, signum)
+    out, err = proc.communicate()
+    return proc.returncode, out, err, started
+
+
+def _interrupt_test(
+    box: sandbox.Sandbox, hang: Hang, signum: int, *args: str
+) -> tuple[int, str, str, str, list[int], list[str]]:
+    def body() -> tuple[int, str, str, str, list[int], list[str]]:
+        Instance().register(hang.entry)
+        env = {**os.environ, "XDG_RUNTIME_DIR": str(hang.scratch)}
+        argv = [sys.executable, "-m", "binfmtctl", *args]
+        code, out, err, started = _signal_when_started(argv, hang, signum, env)
+        return code, out, err, started, _living(hang.marker), os.listdir(hang.scratch)
+
+    return box.run(body)
+
+
+@pytest.mark.parametrize(("signum", "code"), SIGNALS)
+def test_a_signal_stops_test_its_probes_and_removes_them(
+    sb: sandbox.Sandbox, tmp_path: Path, signum: int, code: int
+) -> None:
+    hang = Hang(tmp_path)
+    status, out, err, started, living, left = _interrupt_test(sb, hang, signum, "test", "arm64")
+    assert started.strip().isdigit(), err  # the probe really was running
+    name = signal.Signals(signum).name
+    assert (status, out, err) == (code, "", f"binfmtctl: error: interrupted by {name}\n")
+    assert living == [], "the slow runner's sleeper outlived binfmtctl"
+    assert left == [], "probe files were left in the scratch directory"
+
+
+def test_an_interrupted_json_command_still_prints_its_envelope(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    hang = Hang(tmp_path)
+    status, out, err, started, living, left = _interrupt_test(
+        sb, hang, signal.SIGTERM, "test", "--json", "arm64"
+    )
+    assert started and status == 143, err
+    assert json.loads(out) == {
+        "version": 1,
+        "command": "test",
+        "ok": False,
+        "data": {},
+        "errors": [
+            {"code": "interrupted", "message": "interrupted by SIGTERM", "signal": "SIGTERM"}
+        ],
+        "warnings": [],
+    }
+    assert (err, living, left) == ("", [], [])
+
+
+def test_chroot_probes_are_stopped_too(sb: sandbox.Sandbox, tmp_path: Path) -> None:
+    """--chroot runs each probe twice (plain and in an empty chroot): both kinds go."""
+    hang = Hang(tmp_path)
+    status, _, err, started, living, left = _interrupt_test(
+        sb, hang, signal.SIGHUP, "test", "--chroot", "arm64"
+    )
+    assert started and status == 129, err
+    assert (living, left) == ([], [])
+
+
+def test_a_timed_out_probe_takes_its_runners_children_with_it(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    """A probe that hangs past --timeout is killed as a group: its runner's sleeper too.
+
+    Before, only the runner was killed; the sleeper kept the output pipe open and
+    `test` waited for it (1000 s here) instead of reporting the timeout.
+    """
+    hang = Hang(tmp_path)
+
+    def body() -> tuple[int, str, list[int]]:
+        Instance().register(hang.entry)
+        env = {**os.environ, "XDG_RUNTIME_DIR": str(hang.scratch)}
+        argv = [sys.executable, "-m", "binfmtctl", "test", "--json", "--timeout", "1", "arm64"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+        _wait_for_fifo(hang.fifo, proc)
+        out, _ = proc.communicate()
+        return proc.returncode, out, _living(hang.marker)
+
+    status, out, living = sb.run(body)
+    (result,) = json.loads(out)["data"]["results"]
+    assert (status, result["code"], living) == (1, probes.TIMED_OUT, [])
+
+
+# -- binfmtctl run: the command is the process that gets the signal ----------------
+
+# A command that says it started (through the FIFO in argv[1]), then waits for a
+# signal; with "exit7", it handles SIGTERM by exiting 7.
+_WAITER = """
+import os, signal, sys
+if sys.argv[2] == "exit7":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
+with open(sys.argv[1], "w") as fifo:
+    fifo.write(str(os.getpid()))
+while True:
+    signal.pause()
+"""
+
+
+def _run_and_signal(
+    tmp_path: Path, signum: int, mode: str
+) -> tuple[int, str, str, list[int], list[str]]:
+    marker = f"binfmtctl-waiter-{secrets.token_hex(6)}"
+    hang = Hang(tmp_path)
+    argv = [sys.executable, "-m", "binfmtctl", "run", "--arch", "arm64", "--"]
+    argv += [sys.executable, "-c", _WAITER, str(hang.fifo), mode, marker]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = _wait_for_fifo(hang.fifo, proc)
+    namespace = os.readlink(f"/proc/{proc.pid}/ns/user") if started else ""
+    if started:
+        os.kill(proc.pid, signum)
+    out, err = proc.communicate()
+    assert started == str(proc.pid), err  # exec'd in place: the command is our process
+    left = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/ns/user") == namespace:
+                left.append(entry)
+        except OSError:
+            continue
+    return proc.returncode, out, err, _living(marker), left
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_run_the_command_gets_the_signal_and_nothing_is_left(tmp_path: Path, signum: int) -> None:
+    status, out, err, living, in_namespace = _run_and_signal(tmp_path, signum, "plain")
+    assert (status, out, err) == (-signum, "", "")  # killed by it, as a shell would see
+    assert (living, in_namespace) == ([], [])
+
+
+def test_run_exits_with_the_commands_own_status(tmp_path: Path) -> None:
+    status, _, err, living, in_namespace = _run_and_signal(tmp_path, signal.SIGTERM, "exit7")
+    assert (status, err, living, in_namespace) == (7, "", [], [])
+
+
+# -- the helper itself ----------------------------------------------------------
+
+
+def test_an_ignored_signal_stays_ignored() -> None:
+    """nohup's SIGHUP (or a background job's SIGINT) is left as the caller set it."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with signals.interruptible():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is signals._handler
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+def test_deferred_holds_a_signal_until_the_block_ends() -> None:
+    reached = []
+    with pytest.raises(signals.Interrupted) as caught, signals.interruptible():
+        with signals.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            reached.append("after the kill, inside deferred()")
+        reached.append("never")
+    assert (caught.value.signum, caught.value.exit_code) == (signal.SIGTERM, 143)
+    assert reached == ["after the kill, inside deferred()"]
