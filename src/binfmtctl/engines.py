@@ -190,9 +190,11 @@ class Engine:
             ) from err
 
     def run_argv(
-        self, platform: str | None, image: str, *args: str, entrypoint: str = ""
+        self, platform: str | None, image: str, *args: str, entrypoint: str = "", name: str = ""
     ) -> list[str]:
         argv = ["run", "--rm", "--pull=never", "--network=none", *self.run_options]
+        if name:
+            argv += ["--name", name]
         if platform:
             argv += ["--platform", platform]
         if entrypoint:
@@ -295,6 +297,21 @@ def verify(
     return _verify_probes(eng, rows, handlers)
 
 
+def _container_name(row: _arch.Arch, run_id: str) -> str:
+    """A name for the one container of ``row``, so an interrupt can remove it by name."""
+    return f"binfmtctl-probe-{run_id}-{row.name}"
+
+
+def _run_named(eng: Engine, result: dict[str, Any], argv: list[str], name: str) -> None:
+    """:func:`_run_one`; when interrupted, the container goes too (killing `run` leaves it)."""
+    try:
+        _run_one(eng, result, argv)
+    except BaseException:
+        with contextlib.suppress(EngineError):
+            eng.call("rm", "--force", name)
+        raise
+
+
 def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> list[dict[str, Any]]:
     from binfmtctl import probes
 
@@ -316,7 +333,8 @@ def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> l
         for row, img in zip(rows, images, strict=True):
             result = _result(row, _entry_for(handlers, img.probe), eng.name)
             result["image"] = img.tag
-            _run_one(eng, result, eng.run_argv(img.platform, img.tag))
+            name = _container_name(row, run_id)
+            _run_named(eng, result, eng.run_argv(img.platform, img.tag, name=name), name)
             expected = probes.expected_output(row)
             if result["code"] == "ok" and result["output"] != _text(expected):
                 result["code"] = "wrong_output"
@@ -348,7 +366,9 @@ def _verify_image(eng: Engine, row: _arch.Arch, image: str, handlers: Snapshot) 
     sample = row.magic_mask()[0]
     result = _result(row, _entry_for(handlers, sample), eng.name)
     result["image"] = image
-    _run_one(eng, result, eng.run_argv(oci_platform(row), image, "-m", entrypoint="uname"))
+    name = _container_name(row, secrets.token_hex(4))
+    argv = eng.run_argv(oci_platform(row), image, "-m", entrypoint="uname", name=name)
+    _run_named(eng, result, argv, name)
     if result["code"] == "ok":
         said = result["output"].strip()
         expected = list(row.uname)
