@@ -47,6 +47,7 @@ import os
 import pickle
 import platform
 import signal
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -55,7 +56,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 from binfmtctl import signals
-from binfmtctl.errors import RootlessUnavailableError, SandboxError, UsageError, exec_error
+from binfmtctl.errors import (
+    CommandNotFoundError,
+    RootlessUnavailableError,
+    SandboxError,
+    UsageError,
+    exec_error,
+)
 
 if TYPE_CHECKING:
     from binfmtctl.arch import Arch
@@ -69,6 +76,8 @@ CLONE_NEWUSER = 0x10000000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MS_BIND = 0x1000
+MS_REMOUNT = 0x20
+MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
@@ -169,6 +178,26 @@ def _unshare_refusal(err: OSError, proc_sys: str = PROC_SYS) -> SandboxError:
             "(kernel.unprivileged_userns_clone = 0); allow them with "
             "`sudo sysctl -w kernel.unprivileged_userns_clone=1`",
             knob="kernel.unprivileged_userns_clone",
+        )
+    if err.errno == errno.ENOSPC:
+        limit = _read_knob(f"{proc_sys}/user/max_user_namespaces") or "?"
+        return RootlessUnavailableError(
+            "cannot create a user namespace: a limit is reached: user.max_user_namespaces "
+            f"(= {limit} here; it counts per user, and every enclosing namespace has its "
+            "own), user.max_mnt_namespaces, or the kernel's nesting depth of 32; end "
+            "namespaces you no longer need (containers, sandboxes), raise the limit "
+            "(`sudo sysctl -w user.max_user_namespaces=15000`), or run binfmtctl from a "
+            "less deeply nested container",
+            knob="user.max_user_namespaces",
+            errno="ENOSPC",
+        )
+    if err.errno == errno.EUSERS:
+        return RootlessUnavailableError(
+            "cannot create a user namespace: user namespaces are nested 32 deep already "
+            "(the kernel's limit; user.max_user_namespaces cannot raise it); run binfmtctl "
+            "from a less deeply nested container",
+            knob="user.max_user_namespaces",
+            errno="EUSERS",
         )
     if err.errno == errno.EINVAL:
         return SandboxError(
@@ -604,21 +633,157 @@ def register_handlers(
     return steps
 
 
-def _mountpoint_in(root: str, name: str, is_dir: bool = True) -> str:
-    """root/name, created if missing (an empty dir or file, like systemd-nspawn does)."""
-    target = os.path.join(root, name)
+def _refuse(root: str, what: str, **context: Any) -> SandboxError:
+    return SandboxError(f"--rootfs {root}: {what}", path=root, **context)
+
+
+def _open_mountpoint(parent: int, name: str, root: str, shown: str, *, is_dir: bool) -> int:
+    """An O_PATH descriptor of ``name`` in the directory ``parent``, created if missing.
+
+    Never through a symlink: the root may belong to someone else, and R/proc ->
+    /home/victim would otherwise make us create and mount over a host path.
+    The descriptor (mounted on as /proc/self/fd/N) is the very file checked,
+    so swapping the name for a link afterwards changes nothing.
+    """
     try:
         if is_dir:
-            os.makedirs(target, mode=0o755, exist_ok=True)
-        elif not os.path.lexists(target):
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.mkdir(name, 0o755, dir_fd=parent)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open(name, flags, 0o644, dir_fd=parent))
+    except FileExistsError:
+        pass
     except OSError as err:
-        raise SandboxError(
-            f"--rootfs {root}: /{name} is missing and cannot be created ({err.strerror}); "
-            f"create it (`mkdir {target}`) or use a writable copy of the root",
-            path=target,
+        raise _refuse(
+            root,
+            f"{shown} is missing and cannot be created ({err.strerror}); create it "
+            "or use a writable copy of the root",
         ) from err
-    return target
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        _check_mountpoint(os.fstat(fd), parent, name, root, shown, is_dir=is_dir)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_mountpoint(
+    info: os.stat_result, parent: int, name: str, root: str, shown: str, *, is_dir: bool
+) -> None:
+    """Refuse a mountpoint that is a symlink, or not a directory (not a file)."""
+    if stat.S_ISLNK(info.st_mode):
+        target = os.readlink(name, dir_fd=parent)
+        raise _refuse(
+            root,
+            f"{shown} is a symlink (to {target}); binfmtctl mounts nothing through a "
+            f"symlink in a root (it could lead out of it): make {shown} a "
+            f"{'directory' if is_dir else 'file'}",
+            mountpoint=shown,
+        )
+    if stat.S_ISDIR(info.st_mode) != is_dir:
+        kind = "a directory" if is_dir else "a regular file"
+        raise _refuse(root, f"{shown} is not {kind}", mountpoint=shown)
+
+
+def _fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+# statvfs flags -> the mount flags a read-only remount must keep (a user namespace
+# may not drop the flags of a mount it did not create: EPERM).
+_KEPT_FLAGS = {
+    os.ST_NOSUID: MS_NOSUID,
+    os.ST_NODEV: MS_NODEV,
+    os.ST_NOEXEC: MS_NOEXEC,
+    os.ST_NOATIME: 1024,  # MS_NOATIME
+    os.ST_NODIRATIME: 2048,  # MS_NODIRATIME
+    os.ST_RELATIME: 1 << 21,  # MS_RELATIME
+}
+
+
+def _bind_read_only(source: str, parent: int, name: str, target_fd: int, root: str) -> None:
+    """Bind ``source`` over ``name`` (open as ``target_fd``) in ``parent``, read-only.
+
+    Read-only so the command, root in its namespace, cannot change the host's
+    file through the bind; checked after the remount, never assumed.
+    """
+    mount(source, _fd_path(target_fd), None, MS_BIND)
+    bound = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        here, there = os.fstat(bound), os.stat(source)
+        if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+            raise _refuse(root, f"{name} changed while it was being set up")
+        kept = os.fstatvfs(bound).f_flag
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+        flags |= sum(ms for st, ms in _KEPT_FLAGS.items() if kept & st)
+        mount(None, _fd_path(bound), None, flags)
+        if not os.fstatvfs(bound).f_flag & os.ST_RDONLY:
+            raise _refuse(root, f"could not make the bind of {source} read-only")
+    finally:
+        os.close(bound)
+
+
+def _bind_resolv_conf(root_fd: int, root: str, host_resolv_conf: str) -> None:
+    """The host's resolv.conf over the root's, read-only, so DNS works inside (apt).
+
+    Left alone when the root has no /etc directory of its own (a symlink
+    included) or the host has no resolv.conf. A symlinked /etc/resolv.conf
+    (systemd-resolved roots) is followed *inside* the root; if what it names
+    does not exist there, nothing is bound.
+    """
+    from binfmtctl.diagnose import resolve_in  # only --rootfs needs it: start-up time of `run`
+
+    if not os.path.exists(host_resolv_conf):
+        return
+    try:
+        etc = os.open(
+            "etc", os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd
+        )
+    except OSError:
+        return  # no /etc, or a symlink: nothing to bind over that is surely the root's
+    try:
+        try:
+            info = os.stat("resolv.conf", dir_fd=etc, follow_symlinks=False)
+        except FileNotFoundError:
+            info = None
+        if info is not None and stat.S_ISLNK(info.st_mode):
+            found = resolve_in(root, "/etc/resolv.conf")
+            if found is None or not os.path.isfile(found):
+                return
+            parent_path, name = os.path.split(os.path.relpath(found, root))
+            os.close(etc)
+            etc = _open_dirs_in(root_fd, parent_path, root)
+        else:
+            name = "resolv.conf"
+        if info is not None and not stat.S_ISLNK(info.st_mode) and not stat.S_ISREG(info.st_mode):
+            return
+        target = _open_mountpoint(etc, name, root, "/etc/resolv.conf", is_dir=False)
+        try:
+            _bind_read_only(host_resolv_conf, etc, name, target, root)
+        finally:
+            os.close(target)
+    finally:
+        os.close(etc)
+
+
+def _open_dirs_in(root_fd: int, relative: str, root: str) -> int:
+    """An O_PATH descriptor of the directory ``relative`` under the root, no symlink followed."""
+    fd = os.dup(root_fd)
+    for part in [p for p in relative.split("/") if p not in ("", ".")]:
+        try:
+            nxt = os.open(
+                part, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd
+            )
+        except OSError as err:
+            os.close(fd)
+            raise _refuse(root, f"{relative} changed while it was being set up") from err
+        os.close(fd)
+        fd = nxt
+    return fd
+
+
+_MOUNTPOINTS = ("proc", "dev", "sys", "tmp")
 
 
 def enter_rootfs(root: str, *, host_resolv_conf: str = "/etc/resolv.conf") -> None:
@@ -628,29 +793,40 @@ def enter_rootfs(root: str, *, host_resolv_conf: str = "/etc/resolv.conf") -> No
     and die with that namespace; the root itself only gains the empty
     mountpoints it lacked. /proc, /dev and /sys are recursive binds of the
     host's (see the module docstring for why), /tmp is a fresh tmpfs, and the
-    host's resolv.conf is bound over the root's (left alone when that is a
-    symlink, as on systemd-resolved systems).
+    host's resolv.conf is bound read-only over the root's. A mountpoint that
+    is a symlink is refused (SandboxError): it could lead out of the root.
     """
     root = os.path.realpath(root)
     if not os.path.isdir(root):
         raise UsageError(f"--rootfs {root}: not a directory")
     try:
-        for name in ("proc", "dev", "sys"):
-            mount(f"/{name}", _mountpoint_in(root, name), None, MS_BIND | MS_REC)
-        mount("tmpfs", _mountpoint_in(root, "tmp"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-        etc = os.path.join(root, "etc")
-        resolv = os.path.join(etc, "resolv.conf")
-        if (
-            os.path.isdir(etc)
-            and not os.path.islink(etc)
-            and not os.path.islink(resolv)
-            and os.path.exists(host_resolv_conf)
-        ):
-            mount(host_resolv_conf, _mountpoint_in(root, "etc/resolv.conf", False), None, MS_BIND)
-        os.chroot(root)
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise _refuse(root, f"cannot open it ({err.strerror})") from err
+    try:
+        for name in _MOUNTPOINTS:  # all checked before any is created
+            try:
+                info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            _check_mountpoint(info, root_fd, name, root, f"/{name}", is_dir=True)
+        for name in _MOUNTPOINTS:
+            fd = _open_mountpoint(root_fd, name, root, f"/{name}", is_dir=True)
+            try:
+                if name == "tmp":
+                    mount("tmpfs", _fd_path(fd), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+                else:
+                    mount(f"/{name}", _fd_path(fd), None, MS_BIND | MS_REC)
+            finally:
+                os.close(fd)
+        _bind_resolv_conf(root_fd, root, host_resolv_conf)
+        os.fchdir(root_fd)
+        os.chroot(".")
         os.chdir("/")
     except OSError as err:
-        raise SandboxError(f"--rootfs {root}: cannot set it up: {err}", path=root) from err
+        raise _refuse(root, f"cannot set it up: {err}") from err
+    finally:
+        os.close(root_fd)
 
 
 def prepare(
@@ -685,7 +861,7 @@ def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
 
     Signals Python ignores (SIGPIPE, SIGXFSZ) are reset first, since an ignored
     signal stays ignored across exec. Raises ExecError (126, or 127 when not
-    found) if the exec fails.
+    found) if the exec fails; see :func:`_exec_search` for the lookup.
     """
     if not argv:
         raise UsageError("no command given: put it after `--`")
@@ -693,13 +869,43 @@ def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     sys.stdout.flush()
     sys.stderr.flush()
-    try:
-        if env is None:
-            os.execvp(argv[0], list(argv))  # noqa: S606 - the user's own command
-        else:
-            os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606
-    except OSError as err:
-        raise exec_error(err, argv[0]) from err
+    environ = dict(os.environ if env is None else env)
+    if "/" in argv[0]:
+        try:
+            os.execve(argv[0], list(argv), environ)  # noqa: S606 - the user's own command
+        except OSError as err:
+            raise exec_error(err, argv[0]) from err
+    _exec_search(argv, environ)
+
+
+def _exec_search(argv: Sequence[str], env: dict[str, str]) -> NoReturn:
+    """Try ``argv[0]`` in each PATH directory, with the shell's (bash's) exit statuses.
+
+    A directory we may not search, or that lacks the name, is skipped, as are
+    directories named like the command: not found anywhere is 127, like the
+    shell (Python's execvp would report the unsearchable directory's EACCES,
+    126). A file that is found but cannot be run is 126 unless a later PATH
+    directory has one that runs.
+    """
+    path = env.get("PATH", os.defpath)
+    failed: OSError | None = None
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", argv[0])
+        try:
+            if stat.S_ISDIR(os.stat(candidate).st_mode):
+                continue
+        except OSError:
+            continue  # not there, or hidden in a directory we may not search
+        try:
+            os.execve(candidate, list(argv), env)  # noqa: S606 - the user's own command
+        except OSError as err:
+            failed = failed or err
+    if failed is not None:
+        raise exec_error(failed, argv[0]) from failed
+    raise CommandNotFoundError(
+        f"cannot run {argv[0]}: command not found in PATH ({path})",
+        program=argv[0],
+    )
 
 
 def exec_command(

@@ -25,12 +25,15 @@ replaced) and one envelope is printed: data.argv, data.exit_status (or
 data.signal), data.stdout, data.stderr; the exit status is still the command's.
 binfmtctl's own failures: 1 failed (no emulator for an arch: the message names
 the package), 2 usage (also a --rootfs that is not a directory), 4 no rootless
-mode here (kernel older than 6.7, or user namespaces disabled: the message
-names the setting), 126 cannot execute, 127 command not found.
+mode here (kernel older than 6.7, user namespaces disabled or their limit
+reached: the message names the setting), 126 cannot execute, 127 command not
+found; binfmtctl itself stopped by signal N before the command started: 128+N.
 
 With --rootfs the root gets the host's /proc, /dev and /sys (recursive binds),
-a fresh /tmp and the host's /etc/resolv.conf; empty mountpoints it lacks are
-created in it. PATH is the standard one of a Linux root.
+a fresh /tmp and the host's /etc/resolv.conf (bound read-only); empty
+mountpoints it lacks are created in it, and one that is a symlink is refused
+(it could lead out of the root). PATH is the standard one of a Linux root;
+as in the shell, a PATH directory you may not search is skipped.
 
 examples:
   binfmtctl run -- ./hello-arm64                  every foreign arch with an emulator
