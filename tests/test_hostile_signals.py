@@ -165,6 +165,29 @@ def test_chroot_probes_are_stopped_too(sb: sandbox.Sandbox, tmp_path: Path) -> N
     assert (living, left) == ([], [])
 
 
+def test_install_test_is_stopped_too(sb: sandbox.Sandbox, tmp_path: Path) -> None:
+    """`install --test`: arm64's handler is installed, then a newer slow entry shadows it."""
+    hang = Hang(tmp_path)
+
+    def body() -> tuple[int, str, str, list[int], list[str], list[str]]:
+        argv = [sys.executable, "-m", "binfmtctl"]
+        installed = subprocess.run([*argv, "install", "arm64"], capture_output=True, check=False)
+        assert installed.returncode == 0, installed.stderr
+        Instance().register(hang.entry.replace(name="slow-arm64"))  # newest: matched first
+        env = {**os.environ, "XDG_RUNTIME_DIR": str(hang.scratch)}
+        code, _, err, started = _signal_when_started(
+            [*argv, "install", "--test", "arm64"], hang, signal.SIGTERM, env
+        )
+        names = sorted(os.listdir("/proc/sys/fs/binfmt_misc"))
+        return code, err, started, _living(hang.marker), os.listdir(hang.scratch), names
+
+    status, err, started, living, left, names = sb.run(body)
+    assert started and (status, err) == (143, "binfmtctl: error: interrupted by SIGTERM\n")
+    # install also keeps its cache of the host's native arches there (host.py): not a probe.
+    assert (living, [n for n in left if n != "binfmtctl"]) == ([], [])
+    assert names == ["qemu-aarch64", "register", "slow-arm64", "status"]  # install's work stays
+
+
 def test_a_timed_out_probe_takes_its_runners_children_with_it(
     sb: sandbox.Sandbox, tmp_path: Path
 ) -> None:
