@@ -13,22 +13,28 @@ Nothing here is timed: the test waits for that report, then signals.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from binfmtctl import probes, sandbox, signals
 from binfmtctl.arch import Profile, resolve
+from binfmtctl.errors import SandboxError
 from binfmtctl.instance import Instance
 from binfmtctl.plan import build_entry
-from conftest import _NO_SANDBOX
+from conftest import _NO_SANDBOX, foreign_busybox
 
 pytestmark = pytest.mark.skipif(
     _NO_SANDBOX is not None, reason=f"no private binfmt_misc here: {_NO_SANDBOX}"
@@ -287,3 +293,83 @@ def test_deferred_holds_a_signal_until_the_block_ends() -> None:
         reached.append("never")
     assert (caught.value.signum, caught.value.exit_code) == (signal.SIGTERM, 143)
     assert reached == ["after the kill, inside deferred()"]
+
+
+# -- test --engine: the container goes too -------------------------------------------
+
+_VERIFY = """
+import json, sys
+from binfmtctl import engines, signals
+options, run_options, ref = json.loads(sys.argv[1])
+eng = engines.Engine("podman", "/usr/bin/podman", options=tuple(options),
+                     run_options=tuple(run_options))
+try:
+    with signals.interruptible():
+        engines.verify("podman", ["arm64"], image=ref, engine=eng)
+except signals.Interrupted as stop:
+    sys.exit(stop.exit_code)
+"""
+
+
+def test_an_interrupted_engine_run_removes_its_container(tmp_path: Path) -> None:
+    """`test --engine podman --image`: killing `podman run` leaves its container; we remove it.
+
+    The user's image runs `uname`, here a script that sleeps (arm64 busybox
+    through the sandbox's F handler); the signal comes once that sleep runs.
+    """
+    from test_engines import CRUN_LIMITS, _podman, _prepare_namespace
+
+    short = Path(tempfile.mkdtemp(prefix="binfmtctl-", dir="/tmp"))  # podman: short paths
+    try:
+        eng = _podman(short)
+        duration = str(secrets.randbelow(10**6) + 10**7)  # the marker: a unique sleep
+        tar = short / "image.tar"
+        with tarfile.open(tar, "w") as archive:
+            archive.add(foreign_busybox("arm64"), arcname="bin/busybox")
+            for name, data in (("bin/uname", f"#!/bin/sh\nexec /bin/busybox sleep {duration}\n"),):
+                info = tarfile.TarInfo(name)
+                info.mode, info.size = 0o755, len(data)
+                archive.addfile(info, io.BytesIO(data.encode()))
+            link = tarfile.TarInfo("bin/sh")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            archive.addfile(link)
+        ref = "localhost/binfmtctl-slow-uname:arm64"
+        config = json.dumps([list(eng.options), list(CRUN_LIMITS), ref])
+
+        def body() -> tuple[int, list[int], str]:
+            _prepare_namespace()
+            subprocess.run([sys.executable, "-m", "binfmtctl", "install", "arm64"], check=True)
+            made = subprocess.run(
+                eng.command("import", "--arch", "arm64", "--os", "linux", "--change",
+                            "ENV PATH=/bin", str(tar), ref),
+                capture_output=True, check=False,
+            )  # fmt: skip
+            assert made.returncode == 0, made.stderr
+            proc = subprocess.Popen([sys.executable, "-c", _VERIFY, config])
+            try:
+                for _ in range(1200):  # waits for the container's sleep (not a timing check)
+                    if _living(duration) or proc.poll() is not None:
+                        break
+                    time.sleep(0.1)
+                os.kill(proc.pid, signal.SIGTERM)
+                status = proc.wait()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            left = subprocess.run(
+                eng.command("ps", "-a", "--format", "{{.Names}}"),
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            subprocess.run(eng.command("rmi", "--force", ref), capture_output=True, check=False)
+            return status, _living(duration), left
+
+        with sandbox.Sandbox(full_ids=True) as box:
+            status, living, left = box.run(body)
+        assert (status, living, left) == (143, [], "")
+    except SandboxError as err:  # pragma: no cover
+        pytest.skip(f"no full-id sandbox here: {err}")
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
