@@ -83,7 +83,7 @@ class Hang:
         self.entry = build_entry(resolve("arm64"), str(self.runner), "", Profile.QEMU)
 
 
-def _wait_for_fifo(fifo: Path, proc: subprocess.Popen[str]) -> str:
+def _wait_for_fifo(fifo: Path, proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> str:
     """What is written to ``fifo``; '' if ``proc`` closed its stdout (ended) first."""
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -267,6 +267,33 @@ def test_run_the_command_gets_the_signal_and_nothing_is_left(tmp_path: Path, sig
 def test_run_exits_with_the_commands_own_status(tmp_path: Path) -> None:
     status, _, err, living, in_namespace = _run_and_signal(tmp_path, signal.SIGTERM, "exit7")
     assert (status, err, living, in_namespace) == (7, "", [], [])
+
+
+_CALL = """
+import sys
+from binfmtctl import sandbox, signals
+try:
+    with signals.interruptible():
+        sandbox.call(sys.argv[1:], arches=["arm64"])
+except signals.Interrupted as stop:
+    sys.exit(stop.exit_code)
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "exit7"])
+def test_sandbox_call_passes_the_signal_on_and_reaps_the_command(tmp_path: Path, mode: str) -> None:
+    """The library's call() forks: interrupted, it signals the command and waits for it."""
+    marker = f"binfmtctl-waiter-{secrets.token_hex(6)}"
+    hang = Hang(tmp_path)
+    argv = [sys.executable, "-c", _CALL, sys.executable, "-c", _WAITER, str(hang.fifo), mode]
+    proc = subprocess.Popen([*argv, marker], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = _wait_for_fifo(hang.fifo, proc)
+    if started:
+        os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate()
+    assert started and started != str(proc.pid), err  # the command is a child here
+    assert (proc.returncode, err, _living(marker)) == (143, b"", [])
+    assert not Path(f"/proc/{started}").exists()  # reaped by call(), not left to init
 
 
 # -- the helper itself ----------------------------------------------------------
