@@ -269,6 +269,30 @@ def test_run_exits_with_the_commands_own_status(tmp_path: Path) -> None:
     assert (status, err, living, in_namespace) == (7, "", [], [])
 
 
+@pytest.mark.parametrize(
+    ("mode", "code", "outcome"),
+    [("plain", 143, (None, "SIGTERM")), ("exit7", 7, (7, None))],
+)
+def test_run_json_passes_the_signal_on_and_reports_the_commands_status(
+    tmp_path: Path, mode: str, code: int, outcome: tuple[int | None, str | None]
+) -> None:
+    """`run --json` runs the command as a child: the signal goes on to it, as a shell's would."""
+    marker = f"binfmtctl-waiter-{secrets.token_hex(6)}"
+    hang = Hang(tmp_path)
+    argv = [sys.executable, "-m", "binfmtctl", "run", "--json", "--arch", "arm64", "--"]
+    argv += [sys.executable, "-c", _WAITER, str(hang.fifo), mode, marker]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = _wait_for_fifo(hang.fifo, proc)
+    if started:
+        os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate()
+    assert started and started != str(proc.pid), err
+    data = json.loads(out)["data"]
+    assert (proc.returncode, (data["exit_status"], data["signal"]), err) == (code, outcome, "")
+    assert _living(marker) == []
+    assert not Path(f"/proc/{started}").exists()  # reaped by binfmtctl
+
+
 _CALL = """
 import sys
 from binfmtctl import sandbox, signals

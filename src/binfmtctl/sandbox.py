@@ -942,13 +942,18 @@ def exec_command(
     exec_prepared(argv, env)
 
 
-def call(argv: Sequence[str], **options: Any) -> int:
+def call(argv: Sequence[str], *, forward_signals: bool = False, **options: Any) -> int:
     """Run ``argv`` like :func:`exec_command`, but in a child; return its exit status.
 
     The status follows :mod:`subprocess`: the exit code, or ``-N`` if the
     command was killed by signal N. Takes the keyword arguments of
     :func:`exec_command`; a failure before the command starts (no namespace,
     no emulator, exec failed) is raised here as the same BinfmtError.
+
+    Interrupted while the command runs, the signal is passed on to it and it
+    is reaped before the interrupt goes on up. With ``forward_signals``
+    SIGINT, SIGTERM and SIGHUP are only passed on, as a shell wrapper does:
+    the command decides, and its status is returned (``binfmtctl run --json``).
 
     >>> sandbox.call(["arm64/busybox", "false"], arches=["aarch64"])   # doctest: +SKIP
     1
@@ -969,9 +974,10 @@ def call(argv: Sequence[str], **options: Any) -> int:
             os._exit(127)
     os.close(write_fd)
     try:
-        with os.fdopen(read_fd, "rb") as pipe:
+        forwarding = signals.forwarded_to(pid) if forward_signals else contextlib.nullcontext()
+        with forwarding, os.fdopen(read_fd, "rb") as pipe:
             payload = pipe.read()  # empty: the exec happened and closed the pipe
-        _, status = os.waitpid(pid, 0)
+            _, status = os.waitpid(pid, 0)
     except BaseException as stop:
         _stop_child(pid, stop)
         raise

@@ -14,6 +14,8 @@ short and leave files behind (SIGKILL still stops everything).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -99,3 +101,31 @@ def deferred() -> Iterator[None]:
             signum, _State.pending = _State.pending, None
             _State.first = signum
             raise Interrupted(signum)
+
+
+@contextmanager
+def forwarded_to(pid: int) -> Iterator[None]:
+    """While the block runs, SIGINT, SIGTERM and SIGHUP go on to ``pid`` instead of raising.
+
+    What a shell wrapper does for the command it waits for: the command
+    decides what a signal means, and its exit status is the answer. Signals
+    ignored when the block starts stay ignored; outside the main thread
+    nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    previous = {}
+    for sig in HANDLED:
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

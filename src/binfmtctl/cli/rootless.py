@@ -143,7 +143,8 @@ def run_captured(command: list[str], args: argparse.Namespace) -> Result:
     An exec'd command would leave nothing to print the envelope, so with --json
     it runs through ``sandbox.call`` instead; file descriptors 1 and 2 point at
     temporary files for the call's duration (the child inherits them), then come
-    back. stdin stays the command's own.
+    back. stdin stays the command's own. SIGINT, SIGTERM and SIGHUP are passed
+    on to the command, as a shell would; its status is the answer.
     """
     import sys
     import tempfile
@@ -155,7 +156,9 @@ def run_captured(command: list[str], args: argparse.Namespace) -> Result:
         try:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
-            status = sandbox.call(command, rootfs=args.rootfs, **_options(args))
+            status = sandbox.call(
+                command, rootfs=args.rootfs, forward_signals=True, **_options(args)
+            )
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
