@@ -13,9 +13,11 @@ Nothing here is timed: the test waits for that report, then signals.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import pty
 import secrets
 import select
 import shutil
@@ -169,6 +171,40 @@ def test_chroot_probes_are_stopped_too(sb: sandbox.Sandbox, tmp_path: Path) -> N
     )
     assert started and status == 129, err
     assert (living, left) == ([], [])
+
+
+def test_an_interrupt_on_a_terminal_clears_the_progress_line(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    """On a terminal `test` draws a live progress line from a thread; SIGINT ends it cleanly."""
+    hang = Hang(tmp_path)
+
+    def body() -> tuple[int, bytes, str]:
+        Instance().register(hang.entry)
+        env = {**os.environ, "XDG_RUNTIME_DIR": str(hang.scratch)}
+        controller, terminal = pty.openpty()
+        argv = [sys.executable, "-m", "binfmtctl", "test", "arm64"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal, env=env)
+        os.close(terminal)
+        started = _wait_for_fifo(hang.fifo, proc)
+        os.kill(proc.pid, signal.SIGINT)
+        proc.communicate()
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal's last writer is gone
+            while chunk := os.read(controller, 4096):
+                shown += chunk
+        os.close(controller)
+        return proc.returncode, shown, started
+
+    code, shown, started = sb.run(body)
+    assert started and code == 130
+    # The one error line, no traceback; a progress line (drawn after 0.3 s, so
+    # usually) is erased just before it.
+    error = b"binfmtctl: error: interrupted by SIGINT\r\n"
+    assert shown.endswith(error) and shown.count(b"\n") == 1, shown
+    assert b"Traceback" not in shown
+    if b"testing:" in shown:
+        assert shown.endswith(b"\r\x1b[K" + error), shown
 
 
 def test_install_test_is_stopped_too(sb: sandbox.Sandbox, tmp_path: Path) -> None:
