@@ -507,25 +507,30 @@ class Sandbox:
                 os._exit(1)
         os.close(ready_w)
         os.close(hold_r)
-        with os.fdopen(ready_r, "rb") as pipe:
-            if self.full_ids:
-                first = pipe.read(1)
-                try:
-                    if first != b"u":
-                        raise SandboxError((first + pipe.read()).decode(errors="replace"))
-                    write_full_id_maps(pid)
-                except BaseException:
-                    os.close(hold_w)
-                    os.waitpid(pid, 0)
-                    raise
-                os.write(hold_w, b"m")
-            answer = pipe.read()
+        try:
+            answer = self._await_holder(pid, ready_r, hold_w)
+        except BaseException:
+            # Failed or interrupted: let the holder go (EOF on its pipe) and reap it.
+            os.close(hold_w)
+            os.waitpid(pid, 0)
+            raise
         if answer != b"ok":
             os.close(hold_w)
             os.waitpid(pid, 0)
             raise SandboxError(answer.decode(errors="replace") or "sandbox holder died")
         self.pid, self._release_fd = pid, hold_w
         return self
+
+    def _await_holder(self, pid: int, ready_r: int, hold_w: int) -> bytes:
+        """The holder's answer (b"ok" once it is in), writing the full id maps if asked."""
+        with os.fdopen(ready_r, "rb") as pipe:
+            if self.full_ids:
+                first = pipe.read(1)
+                if first != b"u":
+                    raise SandboxError((first + pipe.read()).decode(errors="replace"))
+                write_full_id_maps(pid)
+                os.write(hold_w, b"m")
+            return pipe.read()
 
     def _hold(self, ready_r: int, ready_w: int, hold_r: int, hold_w: int) -> NoReturn:
         """The holder: enter the namespace, say so, then wait for the parent to let go."""
