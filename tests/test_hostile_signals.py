@@ -356,6 +356,41 @@ def test_sandbox_call_passes_the_signal_on_and_reaps_the_command(tmp_path: Path,
     assert not Path(f"/proc/{started}").exists()  # reaped by call(), not left to init
 
 
+def test_an_interrupted_scan_prints_its_envelope(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scan in-process; the SIGTERM is real, sent from inside its walk.
+
+    Stubbed: only *when* it comes. The walk calls os.scandir, wrapped here to
+    signal this process at the second directory, so it lands mid-walk.
+    """
+    from binfmtctl import cli
+
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "file").write_bytes(b"\x7fELF")
+    calls = []
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> object:
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # what diagnose's walk calls
+    code = cli.main(["--json", "--mountpoint", str(tmp_path / "none"), "scan", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert (code, out["ok"], out["command"], out["errors"]) == (
+        143,
+        False,
+        "scan",
+        [{"code": "interrupted", "message": "interrupted by SIGTERM", "signal": "SIGTERM"}],
+    )
+    assert len(calls) == 2  # it stopped at the signal, not after the walk
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers are restored
+
+
 # -- the helper itself ----------------------------------------------------------
 
 

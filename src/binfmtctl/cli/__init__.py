@@ -154,6 +154,10 @@ def _interrupted(stop: KeyboardInterrupt, verb: str, as_json: bool) -> int:
 
 
 def _verb_of(argv: list[str]) -> str:
+    """The envelope's ``command``: the verb, not an option's value (``--mountpoint X``)."""
+    known = _verb_in(argv)
+    if known:
+        return known
     words = [a for a in argv if not a.startswith("-")]
     return words[0] if words else "status"
 
