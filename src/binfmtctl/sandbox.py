@@ -55,7 +55,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
-from binfmtctl import signals
+from binfmtctl import rootpath, signals
 from binfmtctl.errors import (
     CommandNotFoundError,
     RootlessUnavailableError,
@@ -734,11 +734,9 @@ def _bind_resolv_conf(root_fd: int, root: str, host_resolv_conf: str) -> None:
 
     Left alone when the root has no /etc directory of its own (a symlink
     included) or the host has no resolv.conf. A symlinked /etc/resolv.conf
-    (systemd-resolved roots) is followed *inside* the root; if what it names
-    does not exist there, nothing is bound.
+    (systemd-resolved roots) is followed *inside* the root (rootpath); if it
+    names no regular file there, nothing is bound.
     """
-    from binfmtctl.diagnose import resolve_in  # only --rootfs needs it: start-up time of `run`
-
     if not os.path.exists(host_resolv_conf):
         return
     try:
@@ -749,43 +747,28 @@ def _bind_resolv_conf(root_fd: int, root: str, host_resolv_conf: str) -> None:
         return  # no /etc, or a symlink: nothing to bind over that is surely the root's
     try:
         try:
-            info = os.stat("resolv.conf", dir_fd=etc, follow_symlinks=False)
+            mode: int | None = os.stat("resolv.conf", dir_fd=etc, follow_symlinks=False).st_mode
         except FileNotFoundError:
-            info = None
-        if info is not None and stat.S_ISLNK(info.st_mode):
-            found = resolve_in(root, "/etc/resolv.conf")
-            if found is None or not os.path.isfile(found):
-                return
-            parent_path, name = os.path.split(os.path.relpath(found, root))
-            os.close(etc)
-            etc = _open_dirs_in(root_fd, parent_path, root)
-        else:
-            name = "resolv.conf"
-        if info is not None and not stat.S_ISLNK(info.st_mode) and not stat.S_ISREG(info.st_mode):
-            return
-        target = _open_mountpoint(etc, name, root, "/etc/resolv.conf", is_dir=False)
-        try:
-            _bind_read_only(host_resolv_conf, etc, name, target, root)
-        finally:
-            os.close(target)
+            mode = None  # an empty mountpoint is created, as for /proc
+        if mode is None or stat.S_ISREG(mode):
+            _bind_file(host_resolv_conf, etc, "resolv.conf", root)
+        elif stat.S_ISLNK(mode):
+            with rootpath.locate(root, "/etc/resolv.conf") as (parent, name):
+                found = os.stat(name, dir_fd=parent, follow_symlinks=False) if name else None
+                if found is not None and stat.S_ISREG(found.st_mode):
+                    _bind_file(host_resolv_conf, parent, name, root)
+    except FileNotFoundError:
+        return  # a symlink to nothing inside the root: nothing to bind over
     finally:
         os.close(etc)
 
 
-def _open_dirs_in(root_fd: int, relative: str, root: str) -> int:
-    """An O_PATH descriptor of the directory ``relative`` under the root, no symlink followed."""
-    fd = os.dup(root_fd)
-    for part in [p for p in relative.split("/") if p not in ("", ".")]:
-        try:
-            nxt = os.open(
-                part, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd
-            )
-        except OSError as err:
-            os.close(fd)
-            raise _refuse(root, f"{relative} changed while it was being set up") from err
-        os.close(fd)
-        fd = nxt
-    return fd
+def _bind_file(source: str, parent: int, name: str, root: str) -> None:
+    target = _open_mountpoint(parent, name, root, "/etc/resolv.conf", is_dir=False)
+    try:
+        _bind_read_only(source, parent, name, target, root)
+    finally:
+        os.close(target)
 
 
 _MOUNTPOINTS = ("proc", "dev", "sys", "tmp")
