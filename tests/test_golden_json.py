@@ -394,6 +394,7 @@ def _apply_files(box: sandbox.Sandbox, tmp: Path) -> None:
         ]
     )
     _write(tmp / "bad.conf", bad)
+    _write(tmp / "root/usr/lib/binfmt.d/qemu-ppc64le.conf", bad.splitlines()[0] + "\n")
 
 
 APPLY = Group(
@@ -405,6 +406,7 @@ APPLY = Group(
         case("apply-good-again", "apply {tmp}/good.conf"),
         case("apply-bad-line", "apply {tmp}/bad.conf", exit=3),
         case("apply-missing-file", "apply {tmp}/absent.conf", exit=1),
+        case("apply-boot-files-of-a-root", "apply --root {tmp}/root --dry-run"),
     ),
 )
 
@@ -434,6 +436,7 @@ TEST = Group(
         _test_setup,
         case("test-all-ok", "test", env=TEST_ENV),
         case("test-named-ok", "test s390x ppc64el", env=TEST_ENV),
+        case("test-chroot", "test s390x --chroot", env=TEST_ENV),
         case("test-not-registered", "test riscv64", exit=1, env=TEST_ENV),
         case("install-then-test", "install riscv64 --test", env=TEST_ENV),
         _break_mipsel,
