@@ -24,7 +24,10 @@ from typing import Any, Literal
 
 from binfmtctl import arch as _arch
 from binfmtctl import elf, interpreters, rootpath
-from binfmtctl.instance import Handler, Instance, Snapshot, in_initial_user_namespace
+from binfmtctl.entry import Handler
+from binfmtctl.explain import recognise
+from binfmtctl.instance import Instance, Snapshot
+from binfmtctl.namespaces import in_initial_user_namespace, other_user_namespaces
 
 # Cause codes, in the order they are checked.
 NOT_FOUND = "not_found"
@@ -447,7 +450,7 @@ def _sibling(state: Snapshot, ident: elf.ElfIdentity) -> Cause | None:
     if mine is None:
         return None
     for h in state.handlers:
-        theirs = h.arch
+        theirs = recognise(h.entry)
         if not h.enabled or theirs is None or theirs.name == mine.name:
             continue
         if theirs.machine == ident.machine or theirs.family == mine.family:
@@ -678,34 +681,20 @@ def _abi_cause(
 
 
 def other_instances(proc: str = "/proc") -> list[tuple[int, Snapshot]]:
-    """binfmt_misc instances mounted by processes in other user namespaces.
+    """binfmt_misc instances with handlers, mounted by processes in other user namespaces.
 
     Seen through /proc/PID/root; needs privileges over those namespaces (root on
     the host has them). Unreadable ones are skipped.
     """
-    try:
-        mine = os.stat(f"{proc}/self/ns/user").st_ino
-    except OSError:
-        return []
-    seen: set[int] = {mine}
     out: list[tuple[int, Snapshot]] = []
-    for pid in sorted((p for p in os.listdir(proc) if p.isdigit()), key=int):
-        try:
-            ns = os.stat(f"{proc}/{pid}/ns/user").st_ino
-            if ns in seen:
-                continue
-            with open(f"{proc}/{pid}/mountinfo") as fh:
-                points = [line.split()[4] for line in fh if " - binfmt_misc " in line]
-        except OSError:
-            continue
-        seen.add(ns)
+    for pid, points in other_user_namespaces(proc):
         for point in points:
             try:
-                state = Instance(f"{proc}/{pid}/root{point}").snapshot()
+                snapshot = Instance(f"{proc}/{pid}/root{point}").snapshot()
             except Exception:  # noqa: BLE001, S112 - a process that went away, or no access
                 continue
-            if state.mounted and state.handlers:
-                out.append((int(pid), state))
+            if snapshot.mounted and snapshot.handlers:
+                out.append((pid, snapshot))
                 break
     return out
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from binfmtctl import config, plan
+from binfmtctl import binfmt_d, plan
 from binfmtctl.cli.output import Result, outcome_code, table
-from binfmtctl.entry import Entry, EntryState
+from binfmtctl.entry import Entry, Handler
 from binfmtctl.errors import BinfmtError, ConfigError, RefusedError
 from binfmtctl.instance import Instance, name_problem
+from binfmtctl.persist import Layout
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -65,7 +66,7 @@ def apply_files(
     codes: set[int] = set()
     for path in paths:
         try:
-            conf = config.read_binfmt_d(path, root)
+            conf = binfmt_d.read_binfmt_d(path, root)
         except BinfmtError as err:
             codes.add(err.exit_code)
             result.fail(err)
@@ -84,13 +85,7 @@ def apply_files(
             rows.append(row)
             if rule.entry is None:
                 assert rule.error is not None
-                bad = ConfigError(
-                    f"{rule.where}: {rule.error.message}",
-                    path=path,
-                    line=rule.line,
-                    field=rule.error.field,
-                    position=rule.error.position,
-                )
+                bad = binfmt_d.rule_error(rule)
                 codes.add(bad.exit_code)
                 result.errors.append(bad.to_dict())
                 row.update(action="invalid", reason=f"{rule.error.field}: {rule.error.reason}")
@@ -113,7 +108,7 @@ def apply_files(
     if work:
         instance.mount()
     for row, entry in work:
-        before: EntryState | None = None
+        before: Handler | None = None
         try:
             before = instance.find(entry.name)
             old = instance.replace(entry)
@@ -142,7 +137,7 @@ def _at(row: dict[str, Any]) -> dict[str, Any]:
     return {"path": row["path"], "line": row["line"]}
 
 
-def _kept(instance: Instance, before: EntryState | None) -> str:
+def _kept(instance: Instance, before: Handler | None) -> str:
     """Say so when the entry a refused line would have replaced is still there, unchanged."""
     if before is None:
         return ""
@@ -165,10 +160,10 @@ def human(data: dict[str, Any]) -> str:
 
 
 def handle(args: argparse.Namespace) -> Result:
-    layout = config.Layout.under(args.root)
+    layout = Layout.under(args.root)
     if args.files:
-        paths = [config.find_conf(word, layout.binfmt_d, layout.root) for word in args.files]
+        paths = [binfmt_d.find_conf(word, layout.binfmt_d, layout.root) for word in args.files]
     else:
         # A directory boot reads that cannot be listed: stop before touching the kernel.
-        paths = config.boot_files(layout.binfmt_d, layout.root)
+        paths = binfmt_d.boot_files(layout.binfmt_d, layout.root)
     return apply_files(Instance(args.mountpoint), paths, args.dry_run, layout.root)

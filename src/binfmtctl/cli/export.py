@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import config, plan
+from binfmtctl import binfmt_d, binfmts, files, plan
 from binfmtctl.cli.install import add_force_interpreter, options_from
 from binfmtctl.cli.output import Result, outcome_code
 from binfmtctl.entry import Entry
@@ -90,13 +90,13 @@ def handle(args: argparse.Namespace) -> Result:
         raise UsageError(result.errors[0]["message"])
     result.data = {"format": args.format, "entries": entries, "files": []}
     built = [step.entry for step in steps if step.entry is not None]
-    files = render_files(built, args.format)
+    rendered = render_files(built, args.format)
     if args.output_dir:
         written, refused = [], 0
         ours = OWNER_MARKS.get(args.format, _nothing_ours)
-        for name, content in files.items():
+        for name, content in rendered.items():
             try:
-                saved = config.put(
+                saved = files.put(
                     args.output_dir.rstrip("/") or "/",
                     name,
                     content,
@@ -113,7 +113,7 @@ def handle(args: argparse.Namespace) -> Result:
         if refused:
             result.exit_code = outcome_code(len(written), refused)
     elif args.format != "register":
-        text = printout(files, args.format)
+        text = printout(rendered, args.format)
         result.human = lambda d: text
     if result.errors and result.exit_code == 0:
         result.exit_code = 3
@@ -122,7 +122,7 @@ def handle(args: argparse.Namespace) -> Result:
 
 # Files that carry binfmtctl's mark, per format; register lines and JSON cannot carry one,
 # so an existing file of those is replaced only when it already holds the same bytes.
-OWNER_MARKS = {"systemd": config.marked_binfmt_d, "binfmt-support": config.marked_binfmts}
+OWNER_MARKS = {"systemd": binfmt_d.marked_binfmt_d, "binfmt-support": binfmts.marked_binfmts}
 
 
 def _nothing_ours(data: bytes) -> bool:
@@ -136,9 +136,9 @@ def render_files(entries: list[Entry], fmt: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for entry in entries:
         if fmt == "systemd":
-            out[config.conf_name(entry.name)] = config.format_binfmt_d([entry])
+            out[binfmt_d.conf_name(entry.name)] = binfmt_d.format_binfmt_d([entry])
         elif fmt == "binfmt-support":
-            out[entry.name] = config.format_binfmts(entry)
+            out[entry.name] = binfmts.format_binfmts(entry)
         elif fmt == "json":
             out[f"{entry.name}.json"] = (json.dumps(entry.to_dict(), indent=2) + "\n").encode()
         else:
@@ -154,7 +154,7 @@ def printout(files: dict[str, bytes], fmt: str) -> str:
     if fmt == "systemd":
         lines = [line for c in files.values() for line in c.splitlines(keepends=True)]
         body = b"".join(line for line in lines if not line.startswith(b"#"))
-        return os.fsdecode(config.HEADER + body)
+        return os.fsdecode(binfmt_d.HEADER + body)
     if fmt == "json":
         return json.dumps([json.loads(c) for c in files.values()], indent=2)
     return "\n".join(f"# {name}\n{os.fsdecode(c)}" for name, c in files.items())

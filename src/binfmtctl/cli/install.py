@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import config, interpreters, plan, rootpath
+from binfmtctl import interpreters, persist, plan
 from binfmtctl.cli.output import Result, outcome_code, table
-from binfmtctl.entry import Entry
 from binfmtctl.errors import BinfmtError, NoSuchEntryError, UnknownArchError, UsageError
 from binfmtctl.instance import Instance, check_name, disabled_warning
+from binfmtctl.namespaces import changes_reach_host
 
-PERSIST_KINDS = ("systemd", "binfmt-support")
+PERSIST_KINDS = persist.STORES
 # Steps after which the entry is ours and registered: those are persisted.
 PERSISTED = frozenset({plan.REGISTER, plan.REPLACE, plan.ENABLE, plan.UNCHANGED})
 
@@ -138,76 +137,17 @@ def options_from(args: argparse.Namespace) -> plan.Options:
     )
 
 
-@dataclass(frozen=True)
-class Persist:
-    """Where and how install/uninstall make their change survive a reboot."""
-
-    kind: str = "systemd"  # or "binfmt-support"
-    layout: config.Layout = field(default_factory=config.Layout)
-    binfmt_d: str | None = None  # default: the layout's admin directory (/etc/binfmt.d)
-    overwrite_foreign: bool = False  # replace/remove a same-named file binfmtctl did not write
-
-    @property
-    def directory(self) -> str:
-        """The binfmt.d directory written, as named on this system (inside the layout's root)."""
-        if self.binfmt_d is None:
-            return self.layout.admin_binfmt_d
-        return rootpath.shown(self.layout.root, self.binfmt_d)
-
-
-def persist_from(args: argparse.Namespace) -> Persist | None:
+def persist_from(args: argparse.Namespace) -> persist.Store | None:
+    """The store ``--persist`` names, or None without it."""
     if not args.persist:
         if args.binfmt_d:
             raise UsageError("--binfmt-d only makes sense with --persist")
         return None
-    return Persist(
+    return persist.store(
         args.persist,
-        config.Layout.under(args.root),
+        persist.Layout.under(args.root),
         args.binfmt_d,
         overwrite_foreign=args.overwrite_foreign,
-    )
-
-
-def _forget_one(persist: Persist, name: str, dry_run: bool) -> config.Saved:
-    root, force = persist.layout.root, persist.overwrite_foreign
-    if persist.kind == "binfmt-support":
-        return config.forget_binfmts(
-            name,
-            persist.layout.binfmts_admindir,
-            root=root,
-            overwrite_foreign=force,
-            dry_run=dry_run,
-        )
-    return config.forget_systemd(
-        name, persist.directory, root=root, overwrite_foreign=force, dry_run=dry_run
-    )
-
-
-def _ours_persisted(persist: Persist) -> list[str]:
-    """Names binfmtctl persisted: its marked files, or its binfmt-support formats."""
-    if persist.kind == "binfmt-support":
-        formats = config.read_binfmts_admin(persist.layout.binfmts_admindir, persist.layout.root)
-        return [f.name for f in formats if f.package == config.PACKAGE]
-    return config.our_conf_files(persist.directory, persist.layout.root)
-
-
-def _persist_one(persist: Persist, entry: Entry, dry_run: bool) -> config.Saved:
-    root, force = persist.layout.root, persist.overwrite_foreign
-    if persist.kind == "binfmt-support":
-        return config.save_binfmts(
-            entry,
-            persist.layout.binfmts_admindir,
-            root=root,
-            overwrite_foreign=force,
-            dry_run=dry_run,
-        )
-    return config.save_systemd(
-        entry,
-        persist.directory,
-        persist.layout.binfmt_d,
-        root=root,
-        overwrite_foreign=force,
-        dry_run=dry_run,
     )
 
 
@@ -216,11 +156,11 @@ def install(
     words: list[str],
     options: plan.Options,
     dry_run: bool = False,
-    persist: Persist | None = None,
+    store: persist.Store | None = None,
 ) -> Result:
     """Plan and carry out an install; the library form of the verb.
 
-    With ``persist`` every entry that is (or already was) registered as ours is
+    With ``store`` every entry that is (or already was) registered as ours is
     also written to the boot configuration.
     """
     result = Result("install", human=_human_install)
@@ -232,7 +172,7 @@ def install(
         )
     if not dry_run:
         instance.mount()
-    current = {n.name: n.state for n in instance.entries()} if instance.mounted else {}
+    current = {h.name: h for h in instance.entries()} if instance.mounted else {}
     steps = plan.plan_install(arches, current, options)
     done, failed, rows = 0, 0, []
     for step in steps:
@@ -257,9 +197,9 @@ def install(
                 {"code": step.action, "message": step.reason, "arch": step.arch.name}
             )
         result.warnings.extend(f"{step.arch.name}: {w}" for w in step.warnings)
-        if persist is not None and step.entry is not None and step.action in PERSISTED:
+        if store is not None and step.entry is not None and step.action in PERSISTED:
             try:
-                saved = _persist_one(persist, step.entry, dry_run)
+                saved = store.save(step.entry, dry_run)
                 row["persist"] = saved.to_dict()
                 result.warnings.extend(f"{step.arch.name}: {w}" for w in saved.warnings)
             except BinfmtError as err:
@@ -267,7 +207,7 @@ def install(
                 row["persist"] = {"action": "failed", "target": None, "reason": err.message}
                 result.errors.append({**err.to_dict(), "arch": step.arch.name})
         rows.append(row)
-    if not instance.is_host:
+    if not changes_reach_host():
         result.warnings.append(PRIVATE_WARNING)
     if instance.mounted and not instance.enabled():
         result.warnings.append(disabled_warning(instance.mountpoint))
@@ -306,7 +246,7 @@ def _human_install(data: dict[str, Any]) -> str:
 def handle_install(args: argparse.Namespace) -> Result:
     instance = Instance(args.mountpoint)
     result = install(
-        instance, args.arches, options_from(args), args.dry_run, persist=persist_from(args)
+        instance, args.arches, options_from(args), args.dry_run, store=persist_from(args)
     )
     if not args.test:
         return result
@@ -360,18 +300,16 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
     instance = Instance(args.mountpoint)
     instance.require_mounted()
     result = Result("uninstall", human=_human_uninstall)
-    persist = persist_from(args)
+    store = persist_from(args)
     names: list[str] = []
-    if args.all and persist is not None:
-        names.extend(_ours_persisted(persist))
+    if args.all and store is not None:
+        names.extend(store.ours())
     if args.all:
         from binfmtctl.explain import recognise
 
         for item in instance.entries():
-            found = recognise(item.state.entry)
-            if is_qemu_handler(
-                item.name, found.name if found else None, item.state.entry.interpreter
-            ):
+            found = recognise(item.entry)
+            if is_qemu_handler(item.name, found.name if found else None, item.entry.interpreter):
                 names.append(item.name)
     present = set(instance.names())
     for word in args.targets:
@@ -385,10 +323,10 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
     rows, done, failed = [], 0, 0
     codes: set[int] = set()
     for name in dict.fromkeys(names):
-        if persist is not None:
+        if store is not None:
             was_present = name in present
             try:
-                saved = _forget_one(persist, name, args.dry_run)
+                saved = store.forget(name, args.dry_run)
                 result.data.setdefault("persist", []).append(saved.to_dict())
             except BinfmtError as err:
                 failed += 1

@@ -7,9 +7,13 @@ import os
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import config, credentials, elf, host, interpreters
+from binfmtctl import boot_report, credentials, elf, host, interpreters
+from binfmtctl.boot_report import BootReport
 from binfmtctl.cli.output import Result, table
-from binfmtctl.instance import Instance, Named, disabled_warning
+from binfmtctl.entry import Handler
+from binfmtctl.instance import Instance, disabled_warning
+from binfmtctl.namespaces import changes_reach_host
+from binfmtctl.persist import Layout
 
 STATUS_SECTIONS = """\
 sections of the output, in order:
@@ -58,14 +62,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=handle)
 
 
-def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[str]]:
+def entry_problems(handler: Handler, newer: list[Handler]) -> tuple[str | None, list[str]]:
     """The arch an entry is for, and what is wrong with it, in words."""
     from binfmtctl.explain import recognise, sample_header
 
-    entry = named.state.entry
+    entry = handler.entry
     problems: list[str] = []
-    found = recognise(entry) if entry.kind == "M" else None
-    if not named.state.enabled:
+    found = recognise(entry)
+    if not handler.enabled:
         problems.append("disabled: the kernel skips it")
     path = entry.interpreter
     if not os.path.exists(path):
@@ -85,7 +89,7 @@ def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[s
     if found is not None:
         sample = sample_header(found)
         for other in newer:
-            if other.state.enabled and other.state.entry.matches(sample):
+            if other.enabled and other.entry.matches(sample):
                 problems.append(
                     f"shadowed by the newer entry {other.name}: the kernel tries it first"
                 )
@@ -133,7 +137,7 @@ def collect(instance: Instance) -> dict[str, Any]:
             "mountpoint": instance.mountpoint,
             "mounted": instance.mounted,
             "enabled": None,
-            "host": instance.is_host,
+            "host": changes_reach_host(),
         },
         "entries": [],
     }
@@ -147,8 +151,8 @@ def collect(instance: Instance) -> dict[str, Any]:
             {
                 "name": item.name,
                 "arch": arch_name,
-                "enabled": item.state.enabled,
-                "entry": item.state.entry.to_dict(),
+                "enabled": item.enabled,
+                "entry": item.entry.to_dict(),
                 "problems": problems,
             }
         )
@@ -217,24 +221,40 @@ def handle(args: argparse.Namespace) -> Result:
     from binfmtctl import engines
 
     instance = Instance(args.mountpoint)
-    layout = config.Layout.under(args.root)
+    layout = Layout.under(args.root)
     if args.boot:
-        return Result("status", {"config": config_of(instance, layout)}, human=boot_human)
+        report = config_of(instance, layout)
+        return Result("status", {"config": report.to_dict()}, human=boot_human)
     data = collect(instance)
-    data["engines"] = engines.diagnose(args.mountpoint)
-    data["config"] = config_of(instance, layout)
+    data["engines"] = [view.to_dict() for view in engines.survey(args.mountpoint)]
+    report = config_of(instance, layout)
+    data["config"] = report.to_dict()
     result = Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
     if data["instance"]["enabled"] is False:
         result.warnings.append(disabled_warning(instance.mountpoint))
     return result
 
 
-def config_of(instance: Instance, layout: config.Layout) -> dict[str, Any]:
+def config_of(instance: Instance, layout: Layout) -> BootReport:
     """The persistent configuration, compared with the running kernel."""
-    running = {}
-    if instance.mounted:
-        running = {n.name: (n.state.entry, n.state.enabled) for n in instance.entries()}
-    return config.describe(layout, running)
+    return boot_report.describe(layout, instance.entries() if instance.mounted else ())
+
+
+def _not_registered(name: dict[str, Any]) -> list[str]:
+    """A name's ``not_registered`` problem: boot registers it (``boot`` set), the kernel
+    does not hold it now (``running`` null); then it is the last of its problems
+    (:class:`binfmtctl.boot_report.ProblemCode`). Read from the data, never from words."""
+    if name["running"] is None and name["boot"] is not None and name["problems"]:
+        return list(name["problems"][-1:])
+    return []
+
+
+def _registers_nothing(name: dict[str, Any]) -> list[str]:
+    """A name that neither runs now nor is registered at boot has only
+    ``registers_nothing`` problems: its last boot line is refused."""
+    if name["running"] is None and name["boot"] is None:
+        return list(name["problems"])
+    return []
 
 
 def config_human(data: dict[str, Any]) -> str:
@@ -256,8 +276,11 @@ def config_human(data: dict[str, Any]) -> str:
     problems = [p for name in cfg["names"] for p in name["problems"]]
     if not data["instance"]["mounted"]:
         # Every configured name is "not registered now": say it once.
-        absent = [p for p in problems if ": not registered now;" in p]
-        problems = [p for p in problems if p not in absent]
+        absent = [p for name in cfg["names"] for p in _not_registered(name)]
+        problems = []
+        for name in cfg["names"]:
+            keep = len(name["problems"]) - len(_not_registered(name))
+            problems.extend(name["problems"][:keep])
         if absent:
             problems.append(
                 f"binfmt_misc is not mounted, so none of the {len(absent)} entries above is "
@@ -284,7 +307,7 @@ def boot_human(data: dict[str, Any]) -> str:
         for b in cfg["boot"]
     ]
     head = "at boot systemd-binfmt registers (newest first, the order the kernel tries them):"
-    dropped = [p for n in cfg["names"] for p in n["problems"] if "registers nothing" in p]
+    dropped = [p for name in cfg["names"] for p in _registers_nothing(name)]
     return "\n".join(
         [head, table(rows, ["ENTRY", "FLAGS", "INTERPRETER", "FROM"]), *dropped, *unread]
     )
