@@ -16,12 +16,13 @@ import dataclasses
 import functools
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from binfmtctl import namespaces
+from binfmtctl.arch import resolve
 from binfmtctl.entry import Entry, Handler, parse_proc_entry
 from binfmtctl.errors import (
     BinfmtError,
@@ -30,6 +31,7 @@ from binfmtctl.errors import (
     NoSuchEntryError,
     NotBinfmtMiscError,
     NotMountedError,
+    UnknownArchError,
     entry_error,
     from_oserror,
     register_error,
@@ -78,6 +80,17 @@ def check_name(name: str) -> str:
     if problem is not None:
         raise InvalidNameError(problem, entry=name)
     return name
+
+
+def entry_name(word: str, present: Collection[str]) -> str:
+    """The entry a command-line word names: a registered name as given, else an
+    arch's qemu-ARCH entry, else the word itself, checked (exit 2) as an entry name."""
+    if word in present:
+        return word
+    try:
+        return resolve(word).entry_name
+    except UnknownArchError:
+        return check_name(word)
 
 
 @functools.cache

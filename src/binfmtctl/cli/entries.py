@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from binfmtctl import arch as _arch
 from binfmtctl.cli.output import Result, outcome_code
 from binfmtctl.errors import (
     EXIT_FAILED,
     BinfmtError,
     NoSuchEntryError,
-    UnknownArchError,
     UsageError,
 )
-from binfmtctl.instance import Instance, check_name
+from binfmtctl.instance import Instance, entry_name
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -42,16 +40,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p.set_defaults(handler=handle, on=verb == "enable")
 
 
-def entry_name(instance: Instance, word: str) -> str:
-    """An entry name as given, or the qemu-ARCH entry of an arch word."""
-    if word in instance.names():
-        return word
-    try:
-        return _arch.resolve(word).entry_name
-    except UnknownArchError:
-        return word
-
-
 def handle(args: argparse.Namespace) -> Result:
     verb = "enable" if args.on else "disable"
     if args.instance and args.names:
@@ -68,7 +56,8 @@ def handle(args: argparse.Namespace) -> Result:
             human=lambda d: f"binfmt_misc at {instance.mountpoint}: {d['instance']}",
         )
     # Every name is checked before anything is switched: one bad word changes nothing.
-    names = [check_name(entry_name(instance, word)) for word in args.names]
+    listed = instance.names()
+    names = [entry_name(word, listed) for word in args.names]
     present = set(instance.names())
     result = Result(verb, human=lambda d: "\n".join(_lines(d, verb)))
     changed: list[str] = []

@@ -16,7 +16,7 @@ from binfmtctl import binfmt_d, binfmts, files, plan
 from binfmtctl.cli.install import add_force_interpreter, options_from
 from binfmtctl.cli.output import Result, outcome_code
 from binfmtctl.entry import Entry
-from binfmtctl.errors import BinfmtError, UsageError
+from binfmtctl.errors import EXIT_OK, EXIT_PARTIAL, BinfmtError, UsageError
 
 FORMATS = ("register", "systemd", "binfmt-support", "json")
 
@@ -115,8 +115,8 @@ def handle(args: argparse.Namespace) -> Result:
     elif args.format != "register":
         text = printout(rendered, args.format)
         result.human = lambda d: text
-    if result.errors and result.exit_code == 0:
-        result.exit_code = 3
+    if result.errors and result.exit_code == EXIT_OK:
+        result.exit_code = EXIT_PARTIAL
     return result
 
 

@@ -8,8 +8,14 @@ from typing import Any
 from binfmtctl import arch as _arch
 from binfmtctl import interpreters, persist, plan
 from binfmtctl.cli.output import Result, outcome_code, table
-from binfmtctl.errors import BinfmtError, NoSuchEntryError, UnknownArchError, UsageError
-from binfmtctl.instance import Instance, check_name, disabled_warning
+from binfmtctl.errors import (
+    EXIT_OK,
+    EXIT_PRIVILEGES,
+    BinfmtError,
+    NoSuchEntryError,
+    UsageError,
+)
+from binfmtctl.instance import Instance, disabled_warning, entry_name
 from binfmtctl.namespaces import changes_reach_host
 
 PERSIST_KINDS = persist.STORES
@@ -214,7 +220,7 @@ def install(
     result.data = {"dry_run": dry_run, "mountpoint": instance.mountpoint, "steps": rows}
     result.exit_code = outcome_code(done, failed)
     if failed and not done and all(e.get("code") == "permission_denied" for e in result.errors):
-        result.exit_code = 4
+        result.exit_code = EXIT_PRIVILEGES
     return result
 
 
@@ -261,7 +267,6 @@ def _and_test(instance: Instance, result: Result, as_json: bool) -> Result:
     import sys
 
     from binfmtctl.cli import test as test_verb
-    from binfmtctl.errors import EXIT_PRIVILEGES
 
     steps = result.data["steps"]
     ready = [s["arch"] for s in steps if s["action"] not in ("refused", "missing", "failed")]
@@ -312,14 +317,8 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
             if is_qemu_handler(item.name, found.name if found else None, item.entry.interpreter):
                 names.append(item.name)
     present = set(instance.names())
-    for word in args.targets:
-        if word in present:
-            names.append(word)
-            continue
-        try:
-            names.append(_arch.resolve(word).entry_name)
-        except UnknownArchError:
-            names.append(check_name(word))  # before anything is removed: exit 2
+    # Every word is resolved before anything is removed: a bad one is exit 2.
+    names.extend(entry_name(word, present) for word in args.targets)
     rows, done, failed = [], 0, 0
     codes: set[int] = set()
     for name in dict.fromkeys(names):
@@ -353,7 +352,7 @@ def handle_uninstall(args: argparse.Namespace) -> Result:
             result.fail(err)
             rows.append({"name": name, "action": "failed", "reason": err.message})
     result.data = {"dry_run": args.dry_run, "removed": rows, **result.data}
-    result.exit_code = outcome_code(done, failed) if failed else 0
+    result.exit_code = outcome_code(done, failed) if failed else EXIT_OK
     if failed and not done and len(codes) == 1:
         result.exit_code = codes.pop()  # one reason for everything, e.g. 4: privileges
     return result
