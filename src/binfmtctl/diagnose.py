@@ -29,31 +29,44 @@ from binfmtctl.explain import recognise
 from binfmtctl.instance import Instance, Snapshot
 from binfmtctl.namespaces import in_initial_user_namespace, other_user_namespaces
 
-# Cause codes, in the order they are checked.
-NOT_FOUND = "not_found"
-NOT_EXECUTABLE = "not_executable"
-NOT_READABLE = "not_readable"
-TOO_MANY_LEVELS = "too_many_levels"
-NOT_MOUNTED = "not_mounted"
-INSTANCE_DISABLED = "instance_disabled"
-PRIVATE_INSTANCE = "private_instance"
-HANDLER_DISABLED = "handler_disabled"
-WRONG_ABI = "wrong_abi"
-NO_HANDLER = "no_handler"
-UNKNOWN_FORMAT = "unknown_format"
-SHADOWED = "shadowed"
-INTERPRETER_MISSING = "interpreter_missing"
-INTERPRETER_UNUSABLE = "interpreter_unusable"
-WRONG_EMULATOR = "wrong_emulator"
-INTERPRETER_DYNAMIC = "interpreter_dynamic"
-LOADER_MISSING = "loader_missing"
-SCRIPT_INTERPRETER_MISSING = "script_interpreter_missing"
 
-# Verdicts of ``find`` (what the kernel does with a file right now).
-HANDLED, NATIVE, SCRIPT = "handled", "native", "script"
-NO_HANDLER_VERDICT, DISABLED_VERDICT, UNMOUNTED_VERDICT = "no_handler", "disabled", "not_mounted"
-UNKNOWN_VERDICT, MISSING_VERDICT = "unknown", "missing"
-NOT_REGULAR_VERDICT = "not_regular"  # a FIFO, socket, device or directory: never read
+class CauseCode(str, Enum):
+    """Why a program does not run, in the order the causes are checked."""
+
+    NOT_FOUND = "not_found"
+    NOT_EXECUTABLE = "not_executable"
+    NOT_READABLE = "not_readable"
+    TOO_MANY_LEVELS = "too_many_levels"
+    NOT_MOUNTED = "not_mounted"
+    INSTANCE_DISABLED = "instance_disabled"
+    PRIVATE_INSTANCE = "private_instance"
+    HANDLER_DISABLED = "handler_disabled"
+    WRONG_ABI = "wrong_abi"
+    NO_HANDLER = "no_handler"
+    UNKNOWN_FORMAT = "unknown_format"
+    SHADOWED = "shadowed"
+    INTERPRETER_MISSING = "interpreter_missing"
+    INTERPRETER_UNUSABLE = "interpreter_unusable"
+    WRONG_EMULATOR = "wrong_emulator"
+    INTERPRETER_DYNAMIC = "interpreter_dynamic"
+    LOADER_MISSING = "loader_missing"
+    SCRIPT_INTERPRETER_MISSING = "script_interpreter_missing"
+
+
+class Verdict(str, Enum):
+    """What the kernel does with a file right now (``find``, ``scan``)."""
+
+    HANDLED = "handled"
+    NATIVE = "native"
+    SCRIPT = "script"
+    NO_HANDLER = "no_handler"
+    DISABLED = "disabled"
+    NOT_MOUNTED = "not_mounted"
+    UNKNOWN = "unknown"
+    MISSING = "missing"
+    NOT_REGULAR = "not_regular"  # a FIFO, socket, device or directory: never read
+    NOT_EXECUTABLE = "not_executable"  # a group of files the kernel never executes
+
 
 MAX_DEPTH = 5  # the kernel gives up (ELOOP) after this many interpreter rewrites
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -147,7 +160,7 @@ class Finding:
     path: str
     facts: Facts | None
     handler: Handler | None
-    verdict: str
+    verdict: Verdict
     detail: str
 
     def to_dict(self) -> dict[str, object]:
@@ -155,7 +168,7 @@ class Finding:
             "path": self.path,
             "elf": self.facts.elf_dict() if self.facts else None,
             "match": self.handler.to_dict() if self.handler else None,
-            "verdict": self.verdict,
+            "verdict": self.verdict.value,
             "detail": self.detail,
         }
 
@@ -164,28 +177,30 @@ def find(state: Snapshot, facts: Facts, native: Sequence[_arch.Arch]) -> Finding
     """The kernel's choice for ``facts``: a handler, the native loader, #!, or nothing."""
     winner = state.winner(facts.header, facts.path)
     if winner is not None:
-        return Finding(facts.path, facts, winner, HANDLED, f"run by {winner.describe()}")
+        return Finding(facts.path, facts, winner, Verdict.HANDLED, f"run by {winner.describe()}")
     ident = facts.ident
     if ident is not None and is_native(ident, native):
-        return Finding(facts.path, facts, None, NATIVE, "native ELF for this host")
+        return Finding(facts.path, facts, None, Verdict.NATIVE, "native ELF for this host")
     if ident is None and facts.script is not None:
-        return Finding(facts.path, facts, None, SCRIPT, f"#! script run by {facts.script[0]}")
+        return Finding(
+            facts.path, facts, None, Verdict.SCRIPT, f"#! script run by {facts.script[0]}"
+        )
     would = state.matching(facts.header, facts.path)
     if not state.mounted:
         return Finding(
-            facts.path, facts, None, UNMOUNTED_VERDICT,
+            facts.path, facts, None, Verdict.NOT_MOUNTED,
             f"no handler: binfmt_misc is not mounted at {state.mountpoint}",
         )  # fmt: skip
     if not state.enabled:
         also = f" (otherwise {would[0].name} would run it)" if would else ""
         return Finding(
-            facts.path, facts, None, DISABLED_VERDICT,
+            facts.path, facts, None, Verdict.DISABLED,
             f"no handler: binfmt_misc is disabled{also}",
         )  # fmt: skip
     if ident is None:
-        return Finding(facts.path, facts, None, UNKNOWN_VERDICT, "exec format error")
+        return Finding(facts.path, facts, None, Verdict.UNKNOWN, "exec format error")
     off = f" ({would[0].name} matches but is disabled)" if would else ""
-    return Finding(facts.path, facts, None, NO_HANDLER_VERDICT, f"no handler{off}")
+    return Finding(facts.path, facts, None, Verdict.NO_HANDLER, f"no handler{off}")
 
 
 # -- why: the first cause that applies ------------------------------------------
@@ -193,12 +208,12 @@ def find(state: Snapshot, facts: Facts, native: Sequence[_arch.Arch]) -> Finding
 
 @dataclass(frozen=True)
 class Cause:
-    code: str
+    code: CauseCode
     message: str
     fix: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message, "fix": self.fix}
+        return {"code": self.code.value, "message": self.message, "fix": self.fix}
 
 
 @dataclass(frozen=True)
@@ -271,7 +286,7 @@ def lookup(ctx: Context, command: str, path_env: str | None) -> str | Cause:
         if host_path and os.path.isfile(host_path) and os.access(host_path, os.X_OK):
             return candidate
     return Cause(
-        NOT_FOUND,
+        CauseCode.NOT_FOUND,
         f"{command}: command not found in {where(root)} (PATH={':'.join(dirs)}).",
         "give the full path, or run it where it is installed",
     )
@@ -296,7 +311,7 @@ def diagnose(ctx: Context, command: str, path_env: str | None = None) -> Diagnos
 def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | None:
     if depth >= MAX_DEPTH:
         return Cause(
-            TOO_MANY_LEVELS,
+            CauseCode.TOO_MANY_LEVELS,
             f"{path}: more than {MAX_DEPTH} levels of interpreters (#! lines or handlers); "
             "the kernel gives up with 'too many levels of symbolic links' (ELOOP).",
             "point the #! line at the real interpreter",
@@ -312,7 +327,7 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
         return _not_regular(path, elf.file_kind(mode))
     if not os.access(host_path, os.X_OK):
         return Cause(
-            NOT_EXECUTABLE,
+            CauseCode.NOT_EXECUTABLE,
             f"{path} is not an executable file, so exec fails with 'permission denied'.",
             f"chmod +x {shlex.quote(host_path)}",
         )
@@ -335,7 +350,7 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
         chain.append(Link(path, facts.summary(), f"the kernel's #! loader, then {interp}"))
         if resolve_in(ctx.root, interp) is None:
             return Cause(
-                SCRIPT_INTERPRETER_MISSING,
+                CauseCode.SCRIPT_INTERPRETER_MISSING,
                 f"{path} is a script for {interp}, which does not exist in "
                 f"{where(ctx.root)}; the kernel reports 'no such file or directory' "
                 "for the script itself.",
@@ -352,14 +367,16 @@ def _missing(root: str, path: str) -> Cause:
         try:
             os.stat(path)
         except OSError as err:
-            return Cause(NOT_FOUND, f"{path} is a symlink that leads nowhere ({err.strerror}).")
-    return Cause(NOT_FOUND, f"{path} does not exist in {where(root)}.")
+            return Cause(
+                CauseCode.NOT_FOUND, f"{path} is a symlink that leads nowhere ({err.strerror})."
+            )
+    return Cause(CauseCode.NOT_FOUND, f"{path} does not exist in {where(root)}.")
 
 
 def _not_regular(path: str, kind: str) -> Cause:
     """The kernel execs only regular files; a FIFO is never opened (it would block)."""
     return Cause(
-        NOT_EXECUTABLE,
+        CauseCode.NOT_EXECUTABLE,
         f"{path} is not a regular file (a {kind}), so exec fails with 'permission denied'.",
         "run a regular executable file",
     )
@@ -367,7 +384,7 @@ def _not_regular(path: str, kind: str) -> Cause:
 
 def _unreadable(path: str, err: OSError) -> Cause:
     return Cause(
-        NOT_READABLE,
+        CauseCode.NOT_READABLE,
         f"{path} cannot be read ({err.strerror}), so which handler the kernel would "
         "choose for it cannot be told.",
         "run `binfmtctl why` as a user who can read it",
@@ -387,7 +404,7 @@ def _no_runner(ctx: Context, facts: Facts) -> Cause:
             return other
     if not state.mounted:
         return Cause(
-            NOT_MOUNTED,
+            CauseCode.NOT_MOUNTED,
             f"binfmt_misc is not mounted at {state.mountpoint}, so the kernel has no "
             f"handler for this {what} and reports 'exec format error'.",
             f"sudo mount -t binfmt_misc binfmt_misc {state.mountpoint}"
@@ -400,21 +417,21 @@ def _no_runner(ctx: Context, facts: Facts) -> Cause:
             else " (and no entry would run it anyway)"
         )
         return Cause(
-            INSTANCE_DISABLED,
+            CauseCode.INSTANCE_DISABLED,
             f"binfmt_misc at {state.mountpoint} is switched off (status: disabled), "
             f"so no handler runs this {what}{hint}.",
             f"echo 1 | sudo tee {state.mountpoint}/status",
         )
     if would:
         return Cause(
-            HANDLER_DISABLED,
+            CauseCode.HANDLER_DISABLED,
             f"the handler {would[0].name} for this {what} is registered but disabled, "
             "so the kernel skips it and reports 'exec format error'.",
             f"binfmtctl enable {would[0].name}",
         )
     if ident is None:
         return Cause(
-            UNKNOWN_FORMAT,
+            CauseCode.UNKNOWN_FORMAT,
             f"{path} is neither an ELF program nor a #! script and no handler matches it, "
             "so exec fails with 'exec format error' (a shell would run it as a sh script).",
             f"add a #! line to {path}",
@@ -424,13 +441,13 @@ def _no_runner(ctx: Context, facts: Facts) -> Cause:
         return sibling
     if arch_word is None:
         return Cause(
-            NO_HANDLER,
+            CauseCode.NO_HANDLER,
             f"no binfmt_misc handler matches this {what} (e_machine {ident.machine}, "
             "unknown to binfmtctl), so exec fails with 'exec format error'.",
             "register a handler for it with `binfmtctl explain` and a custom entry",
         )
     return Cause(
-        NO_HANDLER,
+        CauseCode.NO_HANDLER,
         f"no binfmt_misc handler matches this {what}, so exec fails with 'exec format error'.",
         install,
     )
@@ -455,7 +472,7 @@ def _sibling(state: Snapshot, ident: elf.ElfIdentity) -> Cause | None:
             continue
         if theirs.machine == ident.machine or theirs.family == mine.family:
             return Cause(
-                WRONG_ABI,
+                CauseCode.WRONG_ABI,
                 f"this is a {mine.description} program ({mine.name}), but the registered "
                 f"{h.name} runs {theirs.description} programs ({theirs.name}) only, so "
                 "exec fails with 'exec format error'.",
@@ -479,7 +496,7 @@ def _elsewhere(ctx: Context, facts: Facts) -> Cause | None:
             else "no handler here matches it"
         )
         return Cause(
-            PRIVATE_INSTANCE,
+            CauseCode.PRIVATE_INSTANCE,
             f"{here}; the handler {hit.name} exists only in the private binfmt_misc of "
             f"another user namespace (process {pid}): whatever registered it ran inside a "
             "user namespace (a rootless container, `unshare -U`) and changed that private "
@@ -504,7 +521,7 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
         for older in ctx.state.handlers[ctx.state.handlers.index(winner) + 1 :]:
             if older.enabled and _suits(older, found) and older.entry.matches(facts.header, path):
                 return Cause(
-                    SHADOWED,
+                    CauseCode.SHADOWED,
                     f"the newer entry {winner.describe()} also matches this "
                     f"{_what(ident) if ident else 'file'} and the kernel tries the newest "
                     f"entry first, so {older.name} never gets it.",
@@ -517,7 +534,7 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
     if not fixed and inside is None:
         if os.path.abspath(root) != "/":
             return Cause(
-                INTERPRETER_MISSING,
+                CauseCode.INTERPRETER_MISSING,
                 f"{winner.name} has no F flag, so the kernel looks up its interpreter "
                 f"{interp} inside {root} at every exec, and it is not there: exec fails "
                 "with 'no such file or directory'.",
@@ -525,7 +542,7 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
                 "opens the interpreter once, on the host)",
             )
         return Cause(
-            INTERPRETER_MISSING,
+            CauseCode.INTERPRETER_MISSING,
             f"the interpreter {interp} of {winner.name} does not exist, so exec fails "
             "with 'no such file or directory'.",
             f"binfmtctl install {arch_word} --replace",
@@ -548,7 +565,7 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
                 else "the emulator is there, but"
             )
             return Cause(
-                INTERPRETER_DYNAMIC,
+                CauseCode.INTERPRETER_DYNAMIC,
                 f"the interpreter {interp} of {winner.name} is dynamically linked: {how} "
                 f"its loader {needs} and libraries must exist inside {root}, and they do not.",
                 f"apt-get install qemu-user-static && binfmtctl install {arch_word} --replace "
@@ -587,7 +604,7 @@ def _unfit_emulator(
         if code is interpreters.Problem.FOREIGN_CPU and ctx.state.winner(looked.header, emulator):
             continue  # another entry emulates the emulator itself: the kernel chains them
         return Cause(
-            INTERPRETER_UNUSABLE,
+            CauseCode.INTERPRETER_UNUSABLE,
             f"the interpreter {interp} of {winner.name} cannot run on this machine: it is "
             f"{words}, so exec fails with '{error}'.",
             f"binfmtctl install {arch_word} --replace",
@@ -595,7 +612,7 @@ def _unfit_emulator(
     meant = interpreters.targets(interp)
     if found is not None and meant and found not in meant:
         return Cause(
-            WRONG_EMULATOR,
+            CauseCode.WRONG_EMULATOR,
             f"{winner.name} runs this {found.name} program with {interp}, which by its "
             f"name emulates {', '.join(a.name for a in meant)}, not {found.name}: QEMU "
             "refuses it ('Invalid ELF image for this architecture').",
@@ -631,7 +648,7 @@ def _check_loader(ctx: Context, facts: Facts) -> Cause | None:
         else:
             fix = f"install the {arch_word} C library (libc6) in {root}"
         return Cause(
-            LOADER_MISSING,
+            CauseCode.LOADER_MISSING,
             f"this dynamically linked {what} needs its loader {loader}, which does not "
             f"exist in {where(root)}: {outcome}.",
             fix,
@@ -669,7 +686,7 @@ def _abi_cause(
     mine = _ABI_WORDS.get(ident.abi or "", ident.abi or "?")
     other = _ABI_WORDS.get(theirs.abi or "", theirs.abi or "?")
     return Cause(
-        WRONG_ABI,
+        CauseCode.WRONG_ABI,
         f"this is an {mine} program and needs the loader {wanted}, but {where(root)} "
         f"has the {other} loader {their_loader}: the two ABIs cannot share a loader or "
         "libraries.",
@@ -725,8 +742,6 @@ class ElfKind(str, Enum):
 
 PROGRAM = ElfKind.PROGRAM
 ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4  # e_type (elf.ET_NAMES names them)
-# Verdict of a group of files the kernel never executes.
-NOT_EXECUTABLE_VERDICT = "not_executable"
 
 
 def elf_kind(head: bytes) -> ElfKind:
@@ -753,7 +768,7 @@ class Group:
     bits: int
     endian: str
     machine: int
-    verdict: str
+    verdict: Verdict
     handler: Handler | None
     files: list[str] = field(default_factory=list)
     kind: ElfKind = PROGRAM
@@ -767,7 +782,7 @@ class Group:
             "machine": self.machine,
             "kind": self.kind.value,
             "count": len(self.files),
-            "verdict": self.verdict,
+            "verdict": self.verdict.value,
             "match": self.handler.to_dict() if self.handler else None,
             "files": self.files if limit is None else self.files[:limit],
         }
@@ -803,7 +818,11 @@ class ScanReport:
 
     def uncovered(self) -> list[Group]:
         """Programs nothing runs (objects, cores and libraries never count)."""
-        return [g for g in self.groups if g.kind == PROGRAM and g.verdict not in (HANDLED, NATIVE)]
+        return [
+            g
+            for g in self.groups
+            if g.kind == PROGRAM and g.verdict not in (Verdict.HANDLED, Verdict.NATIVE)
+        ]
 
     def not_executable(self) -> list[Group]:
         """Groups of files the kernel never executes (objects, cores, plain libraries)."""
@@ -894,13 +913,13 @@ def _decide(
     kind = elf_kind(head)
     winner = state.winner(head, path) if kind == PROGRAM else None
     if kind != PROGRAM:
-        verdict = NOT_EXECUTABLE_VERDICT
+        verdict = Verdict.NOT_EXECUTABLE
     elif winner is not None:
-        verdict = HANDLED
+        verdict = Verdict.HANDLED
     elif found is not None and found.name in native:
-        verdict = NATIVE
+        verdict = Verdict.NATIVE
     else:
-        verdict = NO_HANDLER_VERDICT
+        verdict = Verdict.NO_HANDLER
     for g in report.groups:
         if (
             g.machine == ident.machine

@@ -56,12 +56,12 @@ def handle(args: argparse.Namespace) -> Result:
         path = name if root == "/" else "/" + name.lstrip("/")
         host_path = diagnose.resolve_in(root, os.path.abspath(path) if root == "/" else path)
         facts = None
-        verdict, summary = diagnose.MISSING_VERDICT, "missing"
+        verdict, summary = diagnose.Verdict.MISSING.value, "missing"
         if host_path is not None:
             try:
                 facts = diagnose.inspect(host_path, path)
             except elf.NotRegularFileError as err:
-                verdict, summary = diagnose.NOT_REGULAR_VERDICT, "not a regular file"
+                verdict, summary = diagnose.Verdict.NOT_REGULAR.value, "not a regular file"
                 detail = f"a {err.kind}: the kernel execs only regular files"
             except OSError as err:
                 detail = f"cannot read it: {err.strerror}"
