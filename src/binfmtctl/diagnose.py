@@ -170,9 +170,9 @@ class Finding:
         }
 
 
-def find(state: Snapshot, facts: Facts, native: Sequence[_arch.Arch]) -> Finding:
+def find(snapshot: Snapshot, facts: Facts, native: Sequence[_arch.Arch]) -> Finding:
     """The kernel's choice for ``facts``: a handler, the native loader, #!, or nothing."""
-    winner = state.winner(facts.header, facts.path)
+    winner = snapshot.winner(facts.header, facts.path)
     if winner is not None:
         return Finding(facts.path, facts, winner, Verdict.HANDLED, f"run by {winner.describe()}")
     ident = facts.ident
@@ -182,13 +182,13 @@ def find(state: Snapshot, facts: Facts, native: Sequence[_arch.Arch]) -> Finding
         return Finding(
             facts.path, facts, None, Verdict.SCRIPT, f"#! script run by {facts.script[0]}"
         )
-    would = state.matching(facts.header, facts.path)
-    if not state.mounted:
+    would = snapshot.matching(facts.header, facts.path)
+    if not snapshot.mounted:
         return Finding(
             facts.path, facts, None, Verdict.NOT_MOUNTED,
-            f"no handler: binfmt_misc is not mounted at {state.mountpoint}",
+            f"no handler: binfmt_misc is not mounted at {snapshot.mountpoint}",
         )  # fmt: skip
-    if not state.enabled:
+    if not snapshot.enabled:
         also = f" (otherwise {would[0].name} would run it)" if would else ""
         return Finding(
             facts.path, facts, None, Verdict.DISABLED,
@@ -258,7 +258,7 @@ OtherInstances = Callable[[], list[tuple[int, Snapshot]]]
 class Context:
     """Everything ``why`` consults: the instance, the root, the host's native arches."""
 
-    state: Snapshot
+    snapshot: Snapshot
     root: str = "/"
     native: Sequence[_arch.Arch] = ()
     others: OtherInstances | None = None  # looked at only when nothing here matches
@@ -297,7 +297,7 @@ def diagnose(ctx: Context, command: str, path_env: str | None = None) -> Diagnos
     chain: list[Link] = []
     cause = _examine(ctx, found, chain, 0)
     notes: list[str] = []
-    if cause is None and not ctx.state.host and chain and "binfmt_misc" in chain[-1].runner:
+    if cause is None and not ctx.snapshot.host and chain and "binfmt_misc" in chain[-1].runner:
         notes.append(
             "this binfmt_misc is a private instance of a user namespace: its entries "
             "exist only here, not on the host"
@@ -335,7 +335,7 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
     except OSError as err:
         return _unreadable(path, err)
     ident = facts.ident
-    winner = ctx.state.winner(facts.header, path)
+    winner = ctx.snapshot.winner(facts.header, path)
     if winner is not None:
         chain.append(Link(path, facts.summary(), f"binfmt_misc entry {winner.describe()}"))
         return _check_handler(ctx, facts, winner)
@@ -390,24 +390,24 @@ def _unreadable(path: str, err: OSError) -> Cause:
 
 def _no_runner(ctx: Context, facts: Facts) -> Cause:
     """No enabled entry matches a file the kernel cannot run itself."""
-    state, ident, path = ctx.state, facts.ident, facts.path
+    snapshot, ident, path = ctx.snapshot, facts.ident, facts.path
     what = _what(ident) if ident else "file"
-    would = state.matching(facts.header, path)
+    would = snapshot.matching(facts.header, path)
     arch_word = ident.arch.name if ident and ident.arch else None
     install = f"binfmtctl install {arch_word}" if arch_word else None
     if not would:
         other = _elsewhere(ctx, facts)
         if other is not None:
             return other
-    if not state.mounted:
+    if not snapshot.mounted:
         return Cause(
             CauseCode.NOT_MOUNTED,
-            f"binfmt_misc is not mounted at {state.mountpoint}, so the kernel has no "
+            f"binfmt_misc is not mounted at {snapshot.mountpoint}, so the kernel has no "
             f"handler for this {what} and reports 'exec format error'.",
-            f"sudo mount -t binfmt_misc binfmt_misc {state.mountpoint}"
+            f"sudo mount -t binfmt_misc binfmt_misc {snapshot.mountpoint}"
             + (f" && {install}" if install else ""),
         )
-    if not state.enabled:
+    if not snapshot.enabled:
         hint = (
             f" (otherwise {would[0].name} would run it)"
             if would
@@ -415,9 +415,9 @@ def _no_runner(ctx: Context, facts: Facts) -> Cause:
         )
         return Cause(
             CauseCode.INSTANCE_DISABLED,
-            f"binfmt_misc at {state.mountpoint} is switched off (status: disabled), "
+            f"binfmt_misc at {snapshot.mountpoint} is switched off (status: disabled), "
             f"so no handler runs this {what}{hint}.",
-            f"echo 1 | sudo tee {state.mountpoint}/status",
+            f"echo 1 | sudo tee {snapshot.mountpoint}/status",
         )
     if would:
         return Cause(
@@ -433,7 +433,7 @@ def _no_runner(ctx: Context, facts: Facts) -> Cause:
             "so exec fails with 'exec format error' (a shell would run it as a sh script).",
             f"add a #! line to {path}",
         )
-    sibling = _sibling(state, ident)
+    sibling = _sibling(snapshot, ident)
     if sibling is not None:
         return sibling
     if arch_word is None:
@@ -458,12 +458,12 @@ def _what(ident: elf.ElfIdentity) -> str:
     return f"{name} program"
 
 
-def _sibling(state: Snapshot, ident: elf.ElfIdentity) -> Cause | None:
+def _sibling(snapshot: Snapshot, ident: elf.ElfIdentity) -> Cause | None:
     """An enabled handler for the same machine but another ABI, endianness or class."""
     mine = ident.arch
     if mine is None:
         return None
-    for h in state.handlers:
+    for h in snapshot.handlers:
         theirs = recognise(h.entry)
         if not h.enabled or theirs is None or theirs.name == mine.name:
             continue
@@ -488,8 +488,8 @@ def _elsewhere(ctx: Context, facts: Facts) -> Cause | None:
             continue
         arch_word = facts.ident.arch.name if facts.ident and facts.ident.arch else hit.name
         here = (
-            f"binfmt_misc is not mounted at {ctx.state.mountpoint}"
-            if not ctx.state.mounted
+            f"binfmt_misc is not mounted at {ctx.snapshot.mountpoint}"
+            if not ctx.snapshot.mounted
             else "no handler here matches it"
         )
         return Cause(
@@ -515,7 +515,7 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
     ident, path, root = facts.ident, facts.path, ctx.root
     found = ident.arch if ident else None
     if found is not None and not _suits(winner, found):
-        for older in ctx.state.handlers[ctx.state.handlers.index(winner) + 1 :]:
+        for older in ctx.snapshot.handlers[ctx.snapshot.handlers.index(winner) + 1 :]:
             if older.enabled and _suits(older, found) and older.entry.matches(facts.header, path):
                 return Cause(
                     CauseCode.SHADOWED,
@@ -598,7 +598,9 @@ def _unfit_emulator(
         error = _UNFIT_ERRNO.get(code)
         if error is None:
             continue
-        if code is interpreters.Problem.FOREIGN_CPU and ctx.state.winner(looked.header, emulator):
+        if code is interpreters.Problem.FOREIGN_CPU and ctx.snapshot.winner(
+            looked.header, emulator
+        ):
             continue  # another entry emulates the emulator itself: the kernel chains them
         return Cause(
             CauseCode.INTERPRETER_UNUSABLE,
@@ -716,9 +718,9 @@ def other_instances(proc: str = "/proc") -> list[tuple[int, Snapshot]]:
 def default_context(instance: Instance, root: str = "/") -> Context:
     from binfmtctl import host
 
-    state = instance.snapshot()
+    snapshot = instance.snapshot()
     others: OtherInstances | None = other_instances if in_initial_user_namespace() else None
-    return Context(state, root, host.native_arches(), others)
+    return Context(snapshot, root, host.native_arches(), others)
 
 
 # -- scan: every ELF file of a tree ---------------------------------------------
@@ -826,7 +828,7 @@ class ScanReport:
         return [g for g in self.groups if g.kind != PROGRAM]
 
 
-def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
+def scan(top: str, snapshot: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
     """Every ELF file under ``top`` (symlinks not followed), grouped by arch/ABI and handler.
 
     Only the first bytes of each file are read. Which entry matches depends only
@@ -835,7 +837,7 @@ def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
     """
     positions: set[int] = set(range(20)) | {0x24, 0x25, 0x26, 0x27, 0x30, 0x31, 0x32, 0x33}
     by_extension = False
-    for h in state.handlers:
+    for h in snapshot.handlers:
         e = h.entry
         if e.kind == "E":
             by_extension = True
@@ -888,7 +890,7 @@ def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
                     key = (key, os.path.splitext(item.name)[1])
                 group = decided.get(key)
                 if group is None:
-                    group = _decide(head, item.path, state, native_names, report)
+                    group = _decide(head, item.path, snapshot, native_names, report)
                     if group is None:
                         continue
                     decided[key] = group
@@ -901,14 +903,14 @@ def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
 
 
 def _decide(
-    head: bytes, path: str, state: Snapshot, native: set[str], report: ScanReport
+    head: bytes, path: str, snapshot: Snapshot, native: set[str], report: ScanReport
 ) -> Group | None:
     ident = elf.identity(head)
     if ident is None:
         return None
     found = ident.arch
     kind = elf_kind(head)
-    winner = state.winner(head, path) if kind == PROGRAM else None
+    winner = snapshot.winner(head, path) if kind == PROGRAM else None
     if kind != PROGRAM:
         verdict = Verdict.NOT_EXECUTABLE
     elif winner is not None:

@@ -292,10 +292,10 @@ def verify(
     eng = engine or Engine.find(engine_name)
     rows = [_arch.resolve(a) if isinstance(a, str) else a for a in arches]
     check_reachable(eng)
-    handlers = _snapshot(mountpoint)
+    snapshot = _snapshot(mountpoint)
     if image is not None:
-        return [_verify_image(eng, row, image, handlers) for row in rows]
-    return _verify_probes(eng, rows, handlers)
+        return [_verify_image(eng, row, image, snapshot) for row in rows]
+    return _verify_probes(eng, rows, snapshot)
 
 
 def _container_name(row: _arch.Arch, run_id: str) -> str:
@@ -313,7 +313,7 @@ def _run_named(eng: Engine, result: dict[str, Any], argv: list[str], name: str) 
         raise
 
 
-def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> list[dict[str, Any]]:
+def _verify_probes(eng: Engine, rows: list[_arch.Arch], snapshot: Snapshot) -> list[dict[str, Any]]:
     from binfmtctl import probes
 
     run_id = secrets.token_hex(4)
@@ -332,7 +332,7 @@ def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> l
                 engine=eng.name,
             )
         for row, img in zip(rows, images, strict=True):
-            result = _result(row, _entry_for(handlers, img.probe), eng.name)
+            result = _result(row, _entry_for(snapshot, img.probe), eng.name)
             result["image"] = img.tag
             name = _container_name(row, run_id)
             _run_named(eng, result, eng.run_argv(img.platform, img.tag, name=name), name)
@@ -361,11 +361,11 @@ def _run_one(eng: Engine, result: dict[str, Any], argv: list[str]) -> None:
         result["error"] = f"{eng.name} run exited {done.returncode}: {_engine_says(done)}"
 
 
-def _verify_image(eng: Engine, row: _arch.Arch, image: str, handlers: Snapshot) -> dict[str, Any]:
+def _verify_image(eng: Engine, row: _arch.Arch, image: str, snapshot: Snapshot) -> dict[str, Any]:
     from binfmtctl import host
 
     sample = row.magic_mask()[0]
-    result = _result(row, _entry_for(handlers, sample), eng.name)
+    result = _result(row, _entry_for(snapshot, sample), eng.name)
     result["image"] = image
     name = _container_name(row, secrets.token_hex(4))
     argv = eng.run_argv(oci_platform(row), image, "-m", entrypoint="uname", name=name)
