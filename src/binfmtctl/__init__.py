@@ -34,8 +34,9 @@ _EXPORTS = {
     "BinfmtError": "binfmtctl.errors",
 }
 # use-cases, one module each: install.install/uninstall, apply.apply_files,
-# boot_report.describe, plan.plan_install, diagnose (find, why, scan)
-_MODULES = ("apply", "boot_report", "diagnose", "install", "plan")
+# export.export, switch.switch, boot_report.describe, plan.plan_install,
+# diagnose (find, why, scan)
+_MODULES = ("apply", "boot_report", "diagnose", "export", "install", "plan", "switch")
 
 __all__ = [
     "Arch",
@@ -54,15 +55,17 @@ __all__ = [
     "call",
     "diagnose",
     "exec_command",
+    "export",
     "install",
     "plan",
     "resolve",
     "run",
+    "switch",
 ]
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from binfmtctl import apply, boot_report, diagnose, install, plan
+    from binfmtctl import apply, boot_report, diagnose, export, install, plan, switch
     from binfmtctl.arch import Arch, resolve
     from binfmtctl.entry import Entry, Handler
     from binfmtctl.errors import BinfmtError
