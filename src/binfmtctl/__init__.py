@@ -35,8 +35,18 @@ _EXPORTS = {
 }
 # use-cases, one module each: install.install/uninstall, apply.apply_files,
 # export.export, switch.switch, boot_report.describe, plan.plan_install,
-# diagnose (find, why, scan)
-_MODULES = ("apply", "boot_report", "diagnose", "export", "install", "plan", "switch")
+# find.find, diagnose.diagnose (why), scan.scan
+_MODULES = (
+    "apply",
+    "boot_report",
+    "diagnose",
+    "export",
+    "find",
+    "install",
+    "plan",
+    "scan",
+    "switch",
+)
 
 __all__ = [
     "Arch",
@@ -56,16 +66,18 @@ __all__ = [
     "diagnose",
     "exec_command",
     "export",
+    "find",
     "install",
     "plan",
     "resolve",
     "run",
+    "scan",
     "switch",
 ]
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from binfmtctl import apply, boot_report, diagnose, export, install, plan, switch
+    from binfmtctl import apply, boot_report, diagnose, export, find, install, plan, scan, switch
     from binfmtctl.arch import Arch, resolve
     from binfmtctl.entry import Entry, Handler
     from binfmtctl.errors import BinfmtError

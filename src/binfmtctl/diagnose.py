@@ -1,10 +1,8 @@
-"""Which entry would run a file, and why an exec fails.
+"""Why an exec fails: the first known cause that applies, with the command that fixes it.
 
-The kernel's decision at execve is reproduced from data: the entries of an
-instance (newest first, disabled ones skipped, first match wins, M and E
-alike), then the native ELF loader, then ``#!`` scripts. Diagnosis walks the
-known causes of "exec format error" and "no such file or directory" in order
-and reports the first that applies, with the command that fixes it.
+Diagnosis walks the known causes of "exec format error" and "no such file or
+directory" in order (:class:`CauseCode`), from the facts of each file on the
+way (:mod:`binfmtctl.find`: the kernel's own choice of runner).
 
 Paths are looked up inside a root (``/`` or a chroot / container rootfs)
 exactly as the kernel would there: absolute symlinks restart at that root.
@@ -13,19 +11,18 @@ Everything here reads files; nothing writes.
 
 from __future__ import annotations
 
-import operator
 import os
 import shlex
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
 
 from binfmtctl import arch as _arch
 from binfmtctl import elf, interpreters, rootpath
 from binfmtctl.entry import Handler
 from binfmtctl.explain import recognise
+from binfmtctl.find import _ABI_WORDS, Facts, inspect, is_native
 from binfmtctl.instance import Instance, Snapshot
 from binfmtctl.namespaces import in_initial_user_namespace, other_user_namespaces
 
@@ -53,21 +50,6 @@ class CauseCode(str, Enum):
     SCRIPT_INTERPRETER_MISSING = "script_interpreter_missing"
 
 
-class Verdict(str, Enum):
-    """What the kernel does with a file right now (``find``, ``scan``)."""
-
-    HANDLED = "handled"
-    NATIVE = "native"
-    SCRIPT = "script"
-    NO_HANDLER = "no_handler"
-    DISABLED = "disabled"
-    NOT_MOUNTED = "not_mounted"
-    UNKNOWN = "unknown"
-    MISSING = "missing"
-    NOT_REGULAR = "not_regular"  # a FIFO, socket, device or directory: never read
-    NOT_EXECUTABLE = "not_executable"  # a group of files the kernel never executes
-
-
 MAX_DEPTH = 5  # the kernel gives up (ELOOP) after this many interpreter rewrites
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The dynamic loaders a Debian system of each ABI has; used to tell "wrong ABI"
@@ -79,126 +61,6 @@ KNOWN_LOADERS: dict[int, tuple[str, ...]] = {
 # Paths inside a root: one lookup, shared (rootpath), named here for its users.
 resolve_in = rootpath.resolve_in
 where = rootpath.where
-
-_ABI_WORDS = {
-    "armhf": "armhf (hard-float)",
-    "armel": "armel (soft-float)",
-    "o32": "MIPS o32",
-    "n32": "MIPS n32",
-    "n64": "MIPS n64",
-}
-
-
-# -- one file --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What the kernel sees of a file: its first bytes, and what they say."""
-
-    path: str  # as passed to execve (inside the root)
-    host_path: str  # where we read it
-    header: bytes
-    ident: elf.ElfIdentity | None
-    loader: str | None  # PT_INTERP of a dynamically linked ELF
-    script: tuple[str, str | None] | None  # #! interpreter and argument
-
-    def elf_dict(self) -> dict[str, object] | None:
-        if self.ident is None:
-            return None
-        out = self.ident.to_dict()
-        out["linking"] = "dynamic" if self.loader else "static"
-        out["interpreter"] = self.loader
-        return out
-
-    def summary(self) -> str:
-        if self.ident is None:
-            if self.script is not None:
-                arg = f" {self.script[1]}" if self.script[1] else ""
-                return f"script (#!{self.script[0]}{arg})"
-            return "not an ELF file or #! script"
-        return describe_ident(self.ident, self.loader)
-
-
-def describe_ident(ident: elf.ElfIdentity, loader: str | None) -> str:
-    found = ident.arch
-    name = found.name if found else f"unknown machine {ident.machine}"
-    abi = f" {ident.abi}" if ident.abi else ""
-    endian = "LSB" if ident.endian == "little" else "MSB"
-    link = f"dynamic, loader {loader}" if loader else "static"
-    kind = elf.ET_NAMES.get(ident.e_type, str(ident.e_type))
-    return f"ELF {ident.bits}-bit {endian} {kind} {name}{abi}, {link}"
-
-
-def inspect(host_path: str, path: str | None = None) -> Facts:
-    """Read a file's header and what it says, from one non-blocking open.
-
-    Raises OSError; elf.NotRegularFileError for a FIFO, socket, device or
-    directory (nothing is read from those: a FIFO would block).
-    """
-    with elf.open_regular(host_path) as fh:
-        header = elf.header_of(fh)
-        ident = elf.identity(header)
-        loader = elf.program_interpreter(fh) if ident is not None else None
-    script = elf.shebang(header) if ident is None else None
-    return Facts(path or host_path, host_path, header, ident, loader, script)
-
-
-def is_native(ident: elf.ElfIdentity, native: Iterable[_arch.Arch]) -> bool:
-    found = ident.arch
-    return found is not None and any(found.name == a.name for a in native)
-
-
-# -- find: what the kernel does with a file now ---------------------------------
-
-
-@dataclass(frozen=True)
-class Finding:
-    path: str
-    facts: Facts | None
-    handler: Handler | None
-    verdict: Verdict
-    detail: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "elf": self.facts.elf_dict() if self.facts else None,
-            "match": self.handler.to_dict() if self.handler else None,
-            "verdict": self.verdict.value,
-            "detail": self.detail,
-        }
-
-
-def find(snapshot: Snapshot, facts: Facts, native: Sequence[_arch.Arch]) -> Finding:
-    """The kernel's choice for ``facts``: a handler, the native loader, #!, or nothing."""
-    winner = snapshot.winner(facts.header, facts.path)
-    if winner is not None:
-        return Finding(facts.path, facts, winner, Verdict.HANDLED, f"run by {winner.describe()}")
-    ident = facts.ident
-    if ident is not None and is_native(ident, native):
-        return Finding(facts.path, facts, None, Verdict.NATIVE, "native ELF for this host")
-    if ident is None and facts.script is not None:
-        return Finding(
-            facts.path, facts, None, Verdict.SCRIPT, f"#! script run by {facts.script[0]}"
-        )
-    would = snapshot.matching(facts.header, facts.path)
-    if not snapshot.mounted:
-        return Finding(
-            facts.path, facts, None, Verdict.NOT_MOUNTED,
-            f"no handler: binfmt_misc is not mounted at {snapshot.mountpoint}",
-        )  # fmt: skip
-    if not snapshot.enabled:
-        also = f" (otherwise {would[0].name} would run it)" if would else ""
-        return Finding(
-            facts.path, facts, None, Verdict.DISABLED,
-            f"no handler: binfmt_misc is disabled{also}",
-        )  # fmt: skip
-    if ident is None:
-        return Finding(facts.path, facts, None, Verdict.UNKNOWN, "exec format error")
-    off = f" ({would[0].name} matches but is disabled)" if would else ""
-    return Finding(facts.path, facts, None, Verdict.NO_HANDLER, f"no handler{off}")
-
 
 # -- why: the first cause that applies ------------------------------------------
 
@@ -721,224 +583,3 @@ def default_context(instance: Instance, root: str = "/") -> Context:
     snapshot = instance.snapshot()
     others: OtherInstances | None = other_instances if in_initial_user_namespace() else None
     return Context(snapshot, root, host.native_arches(), others)
-
-
-# -- scan: every ELF file of a tree ---------------------------------------------
-
-SCAN_READ = 64  # enough for the ELF identity, e_entry and e_flags of both classes
-
-
-class ElfKind(str, Enum):
-    """What an ELF file is, for scan: only programs are ever exec'd, so only they
-    need a handler; the others are reported apart and never fail a scan."""
-
-    PROGRAM = "program"  # ET_EXEC, or ET_DYN with an entry point
-    OBJECT = "object"  # ET_REL
-    CORE = "core"  # ET_CORE
-    LIBRARY = "library"  # ET_DYN without an entry point
-    OTHER = "other"  # ET_NONE and processor/OS-specific types
-
-
-PROGRAM = ElfKind.PROGRAM
-ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4  # e_type (elf.ET_NAMES names them)
-
-
-def elf_kind(head: bytes) -> ElfKind:
-    """PROGRAM for ET_EXEC and ET_DYN with an entry point, else what the file is.
-
-    ``head`` is at least SCAN_READ bytes of a file that starts with the ELF magic.
-    A PIE program and a shared library are both ET_DYN; a library without an
-    entry point (e_entry 0) cannot be run, one with it (libc.so.6, ld.so) can.
-    """
-    order: Literal["big", "little"] = "big" if head[5] == _arch.ELFDATA2MSB else "little"
-    e_type = int.from_bytes(head[16:18], order)
-    if e_type == ET_EXEC:
-        return PROGRAM
-    if e_type == ET_DYN:
-        width = 8 if head[4] == _arch.ELFCLASS64 else 4
-        return PROGRAM if any(head[24 : 24 + width]) else ElfKind.LIBRARY
-    return {ET_REL: ElfKind.OBJECT, ET_CORE: ElfKind.CORE}.get(e_type, ElfKind.OTHER)
-
-
-@dataclass
-class Group:
-    arch: str | None
-    abi: str | None
-    bits: int
-    endian: str
-    machine: int
-    verdict: Verdict
-    handler: Handler | None
-    files: list[str] = field(default_factory=list)
-    kind: ElfKind = PROGRAM
-
-    def to_dict(self, limit: int | None = None) -> dict[str, Any]:
-        return {
-            "arch": self.arch,
-            "abi": self.abi,
-            "class": self.bits,
-            "endian": self.endian,
-            "machine": self.machine,
-            "kind": self.kind.value,
-            "count": len(self.files),
-            "verdict": self.verdict.value,
-            "match": self.handler.to_dict() if self.handler else None,
-            "files": self.files if limit is None else self.files[:limit],
-        }
-
-
-@dataclass(frozen=True)
-class ScanProblem:
-    """A file or directory of the tree that could not be read, and why."""
-
-    path: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "reason": self.reason}
-
-
-@dataclass
-class ScanReport:
-    top: str
-    files: int = 0
-    unreadable: int = 0
-    groups: list[Group] = field(default_factory=list)
-    problems: list[ScanProblem] = field(default_factory=list)
-
-    def cannot_read(self, path: str, err: OSError) -> None:
-        """One unreadable file or directory: counted and reported; the walk goes on."""
-        self.unreadable += 1
-        self.problems.append(ScanProblem(path, str(err.strerror or err)))
-
-    @property
-    def elf_files(self) -> int:
-        return sum(len(g.files) for g in self.groups)
-
-    def uncovered(self) -> list[Group]:
-        """Programs nothing runs (objects, cores and libraries never count)."""
-        return [
-            g
-            for g in self.groups
-            if g.kind == PROGRAM and g.verdict not in (Verdict.HANDLED, Verdict.NATIVE)
-        ]
-
-    def not_executable(self) -> list[Group]:
-        """Groups of files the kernel never executes (objects, cores, plain libraries)."""
-        return [g for g in self.groups if g.kind != PROGRAM]
-
-
-def scan(top: str, snapshot: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
-    """Every ELF file under ``top`` (symlinks not followed), grouped by arch/ABI and handler.
-
-    Only the first bytes of each file are read. Which entry matches depends only
-    on the bytes some entry's mask looks at (and the extension, for E entries),
-    so the decision is made once per distinct set of those bytes.
-    """
-    positions: set[int] = set(range(20)) | {0x24, 0x25, 0x26, 0x27, 0x30, 0x31, 0x32, 0x33}
-    by_extension = False
-    for h in snapshot.handlers:
-        e = h.entry
-        if e.kind == "E":
-            by_extension = True
-            continue
-        for i in range(len(e.magic)):
-            if e.mask is None or e.mask[i]:
-                positions.add(e.offset + i)
-    need = max(SCAN_READ, max(positions) + 1)
-    pick = operator.itemgetter(*sorted(positions))
-    native_names = {a.name for a in native}
-    decided: dict[tuple[Any, ...], Group] = {}
-    report = ScanReport(top)
-    stack = [top]
-    while stack:
-        directory = stack.pop()
-        try:
-            it = os.scandir(directory)
-        except OSError as err:
-            report.cannot_read(directory, err)
-            continue
-        with it:
-            for item in it:
-                try:
-                    if item.is_dir(follow_symlinks=False):
-                        stack.append(item.path)
-                        continue
-                    if not item.is_file(follow_symlinks=False):
-                        continue  # symlinks, FIFOs, sockets, devices: never opened
-                except OSError as err:
-                    report.cannot_read(item.path, err)
-                    continue
-                report.files += 1
-                try:
-                    # Non-blocking and fstat-checked: a file replaced by a FIFO since
-                    # the directory was read is refused, not waited on.
-                    fd = elf.open_regular_fd(item.path, follow=False, seen_regular=True)
-                    try:
-                        head = os.read(fd, need)
-                    finally:
-                        os.close(fd)
-                except OSError as err:
-                    report.cannot_read(item.path, err)
-                    continue
-                if head[:4] != _arch.ELF_MAGIC:
-                    continue
-                if len(head) < need:
-                    head = head.ljust(need, b"\0")
-                key: tuple[Any, ...] = (pick(head), elf_kind(head))
-                if by_extension:
-                    key = (key, os.path.splitext(item.name)[1])
-                group = decided.get(key)
-                if group is None:
-                    group = _decide(head, item.path, snapshot, native_names, report)
-                    if group is None:
-                        continue
-                    decided[key] = group
-                group.files.append(item.path)
-    for g in report.groups:
-        g.files.sort()
-    report.problems.sort(key=lambda p: p.path)
-    report.groups.sort(key=lambda g: (-len(g.files), g.arch or "", g.abi or ""))
-    return report
-
-
-def _decide(
-    head: bytes, path: str, snapshot: Snapshot, native: set[str], report: ScanReport
-) -> Group | None:
-    ident = elf.identity(head)
-    if ident is None:
-        return None
-    found = ident.arch
-    kind = elf_kind(head)
-    winner = snapshot.winner(head, path) if kind == PROGRAM else None
-    if kind != PROGRAM:
-        verdict = Verdict.NOT_EXECUTABLE
-    elif winner is not None:
-        verdict = Verdict.HANDLED
-    elif found is not None and found.name in native:
-        verdict = Verdict.NATIVE
-    else:
-        verdict = Verdict.NO_HANDLER
-    for g in report.groups:
-        if (
-            g.machine == ident.machine
-            and g.bits == ident.bits
-            and g.endian == ident.endian
-            and g.abi == ident.abi
-            and g.verdict == verdict
-            and g.handler == winner
-            and g.kind == kind
-        ):
-            return g
-    group = Group(
-        found.name if found else None,
-        ident.abi,
-        ident.bits,
-        ident.endian,
-        ident.machine,
-        verdict,
-        winner,
-        kind=kind,
-    )
-    report.groups.append(group)
-    return group
