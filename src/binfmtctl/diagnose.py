@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from binfmtctl import arch as _arch
-from binfmtctl import elf, interpreters, rootpath
+from binfmtctl import elf, host, interpreters, rootpath
 from binfmtctl.entry import Handler
 from binfmtctl.explain import recognise
 from binfmtctl.find import _ABI_WORDS, Facts, inspect, is_native
@@ -578,8 +578,7 @@ def other_instances(proc: str = "/proc") -> list[tuple[int, Snapshot]]:
 
 
 def default_context(instance: Instance, root: str = "/") -> Context:
-    from binfmtctl import host
-
+    """The facts ``why`` needs, gathered once from this system."""
     snapshot = instance.snapshot()
     others: OtherInstances | None = other_instances if in_initial_user_namespace() else None
     return Context(snapshot, root, host.native_arches(), others)
