@@ -86,18 +86,20 @@ if TYPE_CHECKING:
     from binfmtctl.sandbox import Sandbox, call, exec_command, run
 
 
-def __getattr__(name: str) -> object:
-    from importlib import import_module
+# Not seen by type checkers: they read the imports above, so a misspelt name is an error.
+if not TYPE_CHECKING:
 
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-    elif name in _MODULES:
-        value = import_module(f"binfmtctl.{name}")
-    else:
-        raise AttributeError(f"module 'binfmtctl' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> object:
+        from importlib import import_module
 
+        if name in _EXPORTS:
+            value = getattr(import_module(_EXPORTS[name]), name)
+        elif name in _MODULES:
+            value = import_module(f"binfmtctl.{name}")
+        else:
+            raise AttributeError(f"module 'binfmtctl' has no attribute {name!r}")
+        globals()[name] = value
+        return value
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    def __dir__() -> list[str]:
+        return sorted(__all__)
