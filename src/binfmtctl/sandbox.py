@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
@@ -91,7 +90,8 @@ _PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
 
 @functools.cache
 def _c() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The C library this process already has: find_library("c") would run ldconfig.
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result: int, what: str) -> None:
