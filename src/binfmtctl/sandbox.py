@@ -615,8 +615,9 @@ def register_handlers(
     options = plan.Options(
         flags=flags, interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS)
     )
+    searched: plan.Searched = {}  # each arch's emulator is looked for once
     if arches is None:
-        chosen = plan.default_arches(options)
+        chosen = plan.default_arches(options, searched)
         if not chosen:
             raise InterpreterError(
                 "no foreign emulator found, so there is nothing to register; install "
@@ -627,7 +628,7 @@ def register_handlers(
         chosen = [a if isinstance(a, _arch.Arch) else _arch.resolve(a) for a in arches]
     instance = Instance(mountpoint)
     current = {n.name: n.state for n in instance.entries()}
-    steps = plan.plan_install(list(dict.fromkeys(chosen)), current, options)
+    steps = plan.plan_install(list(dict.fromkeys(chosen)), current, options, searched)
     for step in steps:
         if step.action == plan.MISSING:
             raise InterpreterError(step.reason, arch=step.arch.name)
