@@ -219,22 +219,26 @@ class _Known:
 
     exact: dict[tuple[bytes, bytes], Arch]  # (magic, mask) of every profile: first arch wins
     samples: dict[Arch, bytes]  # arch -> its typical executable's header
-    views: dict[Arch, _View]  # arch -> its qemu entry
 
 
 @functools.cache
 def _known() -> _Known:
-    """Every arch's magic/mask, sample header and qemu entry: built on first use only."""
+    """Every arch's magic/mask and sample header: built on first use only."""
     exact: dict[tuple[bytes, bytes], Arch] = {}
     samples: dict[Arch, bytes] = {}
-    views: dict[Arch, _View] = {}
     for arch in CATALOG.values():
         for profile in Profile:
             exact.setdefault(arch.magic_mask(profile), arch)
-        magic, mask = arch.magic_mask(Profile.QEMU)
+        magic, _ = arch.magic_mask(Profile.QEMU)
         samples[arch] = magic + bytes(256 - len(magic))
-        views[arch] = _View(Entry("x", "M", "/x", magic=magic, mask=mask))
-    return _Known(exact, samples, views)
+    return _Known(exact, samples)
+
+
+@functools.cache
+def _qemu_view(arch: Arch) -> _View:
+    """``arch``'s qemu entry, built the first time an inexact entry is compared with it."""
+    magic, mask = arch.magic_mask(Profile.QEMU)
+    return _View(Entry("x", "M", "/x", magic=magic, mask=mask))
 
 
 def sample_header(arch: Arch) -> bytes:
@@ -248,7 +252,7 @@ def sample_header(arch: Arch) -> bytes:
 
 def _misfit(entry: Entry, arch: Arch) -> int:
     """How many checked bits differ between ``entry`` and ``arch``'s qemu entry."""
-    ours, theirs = _known().views[arch], _View(entry)
+    ours, theirs = _qemu_view(arch), _View(entry)
     end = max(len(ours.entry.magic), entry.offset + len(entry.magic))
     score = 0
     for pos in range(end):
