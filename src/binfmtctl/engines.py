@@ -24,20 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import io
 import json
 import os
-import secrets
 import shutil
-import socket
 import struct
-import subprocess
-import tarfile
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 from binfmtctl import arch as _arch
 from binfmtctl.errors import BinfmtError, EngineError, engine_error
@@ -86,6 +82,10 @@ class ProbeImage:
 
 def _tar(members: Iterable[tuple[str, bytes, int]]) -> bytes:
     """A deterministic tar: root-owned, mtime 0, in the order given."""
+    # here, not at the top: `status` imports this module, start-up time
+    import io
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data, mode in members:
@@ -98,6 +98,8 @@ def _tar(members: Iterable[tuple[str, bytes, int]]) -> bytes:
 
 
 def _sha256(data: bytes) -> str:
+    import hashlib  # here, not at the top: `status` imports this module, start-up time
+
     return hashlib.sha256(data).hexdigest()
 
 
@@ -175,6 +177,8 @@ class Engine:
         return [self.binary, *self.options, *argv]
 
     def call(self, *argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        import subprocess  # here, not at the top: `status` imports this module, start-up time
+
         cmd = self.command(*argv)
         try:
             return subprocess.run(
@@ -313,6 +317,8 @@ def _run_named(eng: Engine, result: dict[str, Any], argv: list[str], name: str) 
 
 
 def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> list[dict[str, Any]]:
+    import secrets  # here, not at the top: `status` imports this module, start-up time
+
     from binfmtctl import probes
 
     run_id = secrets.token_hex(4)
@@ -350,6 +356,8 @@ def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> l
 
 
 def _run_one(eng: Engine, result: dict[str, Any], argv: list[str]) -> None:
+    import time  # here, not at the top: `status` imports this module, start-up time
+
     start = time.perf_counter()
     done = eng.call(*argv)
     result["seconds"] = round(time.perf_counter() - start, 4)
@@ -542,6 +550,8 @@ def _docker_socket(env: dict[str, str]) -> str:
 
 def _socket_peer(path: str) -> tuple[bool, int | None, str | None]:
     """(reachable, pid of the listener, error) for a unix socket, without speaking to it."""
+    import socket  # here, not at the top: only asked when a Docker socket is configured
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(1.0)
     try:
