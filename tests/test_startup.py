@@ -1,0 +1,195 @@
+"""Start-up work is done once: recognise's catalog table, one emulator search per arch,
+and the hot verbs (run, install, uninstall, status, enable, disable) work without the
+heavy modules they must not load.
+
+No timings here (those are in benchmarks/startup.py): what is checked is that
+work is not repeated and that imports are not needed, both of which can fail.
+"""
+
+from __future__ import annotations
+
+import codecs
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from binfmtctl import arch as _arch
+from binfmtctl import interpreters, plan, sandbox
+from binfmtctl.arch import CATALOG, Arch, Profile
+from binfmtctl.entry import Entry
+from binfmtctl.explain import _misfit, recognise, sample_header
+from conftest import ROOT, foreign_busybox, qemu
+
+BINFMT_D = Path("/usr/lib/binfmt.d")
+
+
+def reference_recognise(entry: Entry) -> Arch | None:
+    """recognise as the plain definition: every profile of every arch, computed afresh."""
+    if entry.kind != "M":
+        return None
+    for arch in CATALOG.values():
+        for profile in Profile:
+            if entry.offset == 0 and (entry.magic, entry.mask) == arch.magic_mask(profile):
+                return arch
+    hits = []
+    for arch in CATALOG.values():
+        magic, _ = arch.magic_mask(Profile.QEMU)
+        if entry.matches(magic + bytes(256 - len(magic))):
+            hits.append(arch)
+    if not hits or len({(a.elf_class, a.data, a.machine) for a in hits}) > 1:
+        return None
+    return min(hits, key=lambda a: _misfit(entry, a))
+
+
+def _unescape(text: str) -> bytes:
+    return codecs.escape_decode(text.encode())[0]
+
+
+def sample_entries() -> list[Entry]:
+    """Exact, loosened and cut-down catalog entries, upstream QEMU's and the distro's."""
+    out = []
+    for arch in CATALOG.values():
+        for profile in Profile:
+            magic, mask = arch.magic_mask(profile)
+            out.append(Entry("x", "M", "/x", magic=magic, mask=mask))
+            out.append(Entry("x", "M", "/x", magic=magic))  # no mask: every bit checked
+            out.append(Entry("x", "M", "/x", magic=magic[:20], mask=mask[:20]))
+            loose = bytes(b & 0xF0 for b in mask)
+            out.append(Entry("x", "M", "/x", magic=magic, mask=loose))
+    out.append(Entry("x", "M", "/x", magic=_arch.ELF_MAGIC))
+    out.append(Entry("x", "M", "/x", magic=b"MZ"))
+    out.append(Entry("x", "M", "/x", offset=2, magic=b"LF"))
+    out.append(Entry("x", "E", "/x", extension="jar"))
+    data = ROOT / "tests" / "data" / "qemu-upstream-binfmt.txt"
+    for line in data.read_text().splitlines():
+        if line and not line.startswith("#"):
+            _, magic_text, mask_text = line.split()
+            out.append(
+                Entry("x", "M", "/x", magic=_unescape(magic_text), mask=_unescape(mask_text))
+            )
+    for conf in sorted(BINFMT_D.glob("*.conf")):
+        lines = [ln for ln in conf.read_text().splitlines() if ln and ln[0] not in "#;"]
+        out.extend(Entry.parse(ln) for ln in lines[:1])
+    return out
+
+
+def test_recognise_answers_as_the_plain_definition() -> None:
+    entries = sample_entries()
+    answers = [(recognise(e), reference_recognise(e)) for e in entries]
+    assert [i for i, (new, old) in enumerate(answers) if new is not old] == []
+    found = {new for new, _ in answers}
+    assert None in found
+    assert len(found) > 30  # most arches were recognised, not just a few
+
+
+def test_recognise_computes_no_magic_after_its_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = sample_entries()
+    before = [recognise(e) for e in entries]
+
+    def computed_again(self: Arch, profile: Profile | str = Profile.QEMU) -> tuple[bytes, bytes]:
+        raise AssertionError(f"magic_mask({self.name}, {profile}) computed again")
+
+    monkeypatch.setattr(Arch, "magic_mask", computed_again)
+    assert [recognise(e) for e in entries] == before
+    assert sample_header(CATALOG["aarch64"])[18:20] == b"\xb7\x00"
+
+
+def _count_inspections(body: Callable[[], None]) -> dict[str, int]:
+    """Call ``body`` (in this forked child) with a counting wrapper around the real inspect."""
+    seen: Counter[str] = Counter()
+    real = interpreters.inspect
+
+    def counting(path: str) -> interpreters.Interpreter:
+        seen[path] += 1
+        return real(path)
+
+    interpreters.inspect = counting
+    try:
+        body()
+    finally:
+        interpreters.inspect = real
+    return dict(seen)
+
+
+def _install_every_found() -> None:
+    from binfmtctl.cli import main
+
+    assert main(["install", "--json"]) == 0
+
+
+def _register_every_found() -> None:
+    steps = sandbox.register_handlers(None)
+    assert steps and all(s.action == plan.REGISTER for s in steps)
+
+
+@pytest.mark.parametrize("body", [_install_every_found, _register_every_found])
+def test_each_emulator_is_looked_at_once(sb: sandbox.Sandbox, body: Callable[[], None]) -> None:
+    """``install`` and ``run`` with no ARCH: default_arches and the plan share one search."""
+    qemu("qemu-aarch64")
+    seen = sb.run(_count_inspections, body)
+    assert seen, "no emulator was looked at"
+    assert {path: n for path, n in seen.items() if n != 1} == {}
+    assert "/usr/bin/qemu-aarch64-static" in seen
+
+
+def test_plan_without_a_shared_search_still_plans(tmp_path: Path) -> None:
+    """Callers that pass no ``searched`` (export) get the same steps."""
+    qemu("qemu-aarch64")
+    options = plan.Options()
+    shared: plan.Searched = {}
+    arches = plan.default_arches(options, shared)
+    assert CATALOG["aarch64"] in arches
+    assert set(shared) >= {a.name for a in arches}
+    with_shared = plan.plan_install(arches, {}, options, shared)
+    alone = plan.plan_install(arches, {}, options)
+    assert [s.to_dict() for s in with_shared] == [s.to_dict() for s in alone]
+
+
+# -- the hot verbs without heavy modules ------------------------------------------
+
+# A child that makes the named modules unimportable, then runs the real CLI.
+BLOCKED_RUNNER = """\
+import sys
+for name in sys.argv[1].split(","):
+    sys.modules[name] = None  # import raises ImportError
+from binfmtctl.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+#: Modules no hot verb may need: an ELF library, ldconfig through ctypes.util, the
+#: subprocess machinery (nothing is spawned), what only persistence (tempfile) or
+#: container-engine checks (tarfile, hashlib, secrets) use, and frameworks.
+NEVER = [
+    "elftools", "ctypes.util", "subprocess", "tempfile", "random", "tarfile", "hashlib",
+    "secrets", "concurrent.futures", "threading", "logging", "asyncio",
+]  # fmt: skip
+
+
+def blocked(
+    box: sandbox.Sandbox, modules: list[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-c", BLOCKED_RUNNER, ",".join(modules), *args]
+    return box.run(subprocess.run, argv, capture_output=True, text=True, check=False)
+
+
+def test_hot_verbs_need_no_heavy_module(sb: sandbox.Sandbox) -> None:
+    qemu("qemu-aarch64")
+    qemu("qemu-riscv64")
+    busybox = str(foreign_busybox("arm64"))
+    steps = [
+        ("install", "arm64", "riscv64"),
+        ("status",),
+        ("status", "--json"),
+        ("disable", "qemu-riscv64"),
+        ("enable", "qemu-riscv64"),
+        ("uninstall", "riscv64"),
+        ("run", "--arch", "arm64", "--", busybox, "true"),
+    ]
+    for args in steps:
+        done = blocked(sb, NEVER, *args)
+        assert (args, done.returncode) == (args, 0), done.stderr
+        assert "Traceback" not in done.stderr
