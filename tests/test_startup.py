@@ -27,6 +27,7 @@ from binfmtctl import host, interpreters, plan, sandbox
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry
 from binfmtctl.explain import _misfit, recognise, sample_header
+from binfmtctl.instance import Named
 from conftest import ROOT, foreign_busybox, qemu
 
 BINFMT_D = Path("/usr/lib/binfmt.d")
@@ -316,3 +317,30 @@ def test_run_as_a_user_without_a_runtime_dir_detects_native_arches_once() -> Non
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     finally:
         shutil.rmtree(home)
+
+
+def _status_reads() -> tuple[int, int]:
+    """``status --json`` in this forked child: (exit code, how often the entries were read)."""
+    from binfmtctl.cli import main
+    from binfmtctl.instance import Instance
+
+    calls = []
+    real = Instance.entries
+
+    def counting(self: Instance) -> list[Named]:
+        calls.append(self.mountpoint)
+        return real(self)
+
+    Instance.entries = counting  # type: ignore[method-assign]
+    try:
+        code = main(["status", "--json"])
+    finally:
+        Instance.entries = real  # type: ignore[method-assign]
+    return code, len(calls)
+
+
+def test_status_reads_the_entries_once(sb: sandbox.Sandbox) -> None:
+    qemu("qemu-aarch64")
+    qemu("qemu-riscv64")
+    assert sb.run(_install_every_found) is None
+    assert sb.run(_status_reads) == (0, 1)
