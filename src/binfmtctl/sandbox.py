@@ -44,7 +44,6 @@ import errno
 import functools
 import os
 import pickle
-import platform
 import signal
 import stat
 import sys
@@ -122,7 +121,7 @@ def setns(fd: int, nstype: int) -> None:
 
 def kernel_supports_private_instances(release: str | None = None) -> bool:
     """Per-user-namespace binfmt_misc instances arrived in Linux 6.7."""
-    release = release or platform.release()
+    release = release or os.uname().release
     try:
         major, minor = (int(x) for x in release.split(".")[:2])
     except ValueError:
@@ -133,7 +132,7 @@ def kernel_supports_private_instances(release: str | None = None) -> bool:
 
 def kernel_refusal(release: str | None = None) -> RootlessUnavailableError | None:
     """The refusal for a kernel older than 6.7 (one global binfmt_misc), else None."""
-    release = release or platform.release()
+    release = release or os.uname().release
     if kernel_supports_private_instances(release):
         return None
     return RootlessUnavailableError(
