@@ -167,11 +167,12 @@ sys.exit(main(sys.argv[2:]))
 """
 
 #: Modules no hot verb may need: an ELF library, ldconfig through ctypes.util, the
-#: subprocess machinery (nothing is spawned), what only persistence (tempfile) or
-#: container-engine checks (tarfile, hashlib, secrets) use, and frameworks.
+#: subprocess machinery (nothing is spawned), platform (os.uname says the same), what
+#: only persistence (tempfile) or container-engine checks (tarfile, hashlib, secrets)
+#: use, and frameworks.
 NEVER = [
     "elftools", "ctypes.util", "subprocess", "tempfile", "random", "tarfile", "hashlib",
-    "secrets", "concurrent.futures", "threading", "logging", "asyncio",
+    "secrets", "platform", "concurrent.futures", "threading", "logging", "asyncio",
 ]  # fmt: skip
 
 
