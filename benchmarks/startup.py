@@ -27,10 +27,10 @@ Besides the median wall time, each row shows the median CPU time (user +
 system of the command and everything it waited for): on a shared machine it
 moves less with the load than the wall time does.
 
-Python's bytecode cache is kept in a private directory
-(PYTHONPYCACHEPREFIX; PYTHONDONTWRITEBYTECODE is dropped for the commands
-measured), so every Python start reads compiled modules, as an installed
-package does.
+The commands run with Python's defaults: PYTHONDONTWRITEBYTECODE and
+PYTHONUNBUFFERED are dropped, and the bytecode cache is kept in a private
+directory (PYTHONPYCACHEPREFIX), so every Python start reads compiled modules,
+as an installed package does.
 
 BUSYBOX is the static arm64 busybox of the test cache
 ($BINFMTCTL_TEST_CACHE, default .cache/, then foreign/arm64/bin/busybox).
@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         print("cannot run:", "; ".join(problems), file=sys.stderr)
         return 2
     me = shlex.split(args.command) if args.command else binfmtctl_argv()
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"):
+        os.environ.pop(name, None)
     with tempfile.TemporaryDirectory(prefix="binfmtctl-bench-pyc-") as pyc:
         os.environ["PYTHONPYCACHEPREFIX"] = pyc
         before = os.getloadavg()[0]
