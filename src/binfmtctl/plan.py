@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from binfmtctl import credentials, host, interpreters
+from binfmtctl import host, interpreters
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry, EntryState, normalize_flags
 from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
@@ -242,6 +242,8 @@ def credentials_problem(interpreter: str) -> str | None:
 
     One rule for every path that registers (install, export, run/shell, apply).
     """
+    from binfmtctl import credentials  # here: only the C flag needs it (run/install start-up)
+
     unsafe = credentials.check(interpreter)
     if unsafe is None:
         return None
