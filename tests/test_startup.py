@@ -172,7 +172,7 @@ sys.exit(main(sys.argv[2:]))
 #: use, and frameworks.
 NEVER = [
     "elftools", "ctypes.util", "subprocess", "tempfile", "random", "tarfile", "hashlib",
-    "secrets", "platform", "concurrent.futures", "threading", "logging", "asyncio",
+    "secrets", "platform", "concurrent.futures", "logging", "asyncio",
 ]  # fmt: skip
 
 
