@@ -90,6 +90,10 @@ class Timing:
     def ratio(self) -> float:
         return self.a / self.b
 
+    @property
+    def cpu_ratio(self) -> float:
+        return self.a_cpu / self.b_cpu
+
 
 def binfmtctl_argv() -> list[str]:
     """The console script next to this interpreter, as users run it; else ``-m``."""
@@ -237,7 +241,7 @@ def report(
         f"Python {platform.python_version()}; median of {repeat}, A/B alternating; "
         f"1-minute load average before -> after: {loads}",
         "",
-        "| what | binfmtctl (CPU) | baseline (CPU) | ratio | goal |",
+        "| what | binfmtctl (CPU) | baseline (CPU) | ratio (CPU) | goal |",
         "|---|---|---|---|---|",
     ]
     for t, entries in timings:
@@ -245,7 +249,7 @@ def report(
         lines.append(
             f"| {what} | {t.a * 1000:.1f} ms ({t.a_cpu * 1000:.1f}) "
             f"| {t.b * 1000:.1f} ms ({t.b_cpu * 1000:.1f}): {t.row.baseline_name} "
-            f"| {t.ratio:.2f}x | {t.row.goal} |"
+            f"| {t.ratio:.2f}x ({t.cpu_ratio:.2f}x) | {t.row.goal} |"
         )
     if quick:
         lines += ["", "quick mode: too few runs for any claim"]

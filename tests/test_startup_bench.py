@@ -28,7 +28,8 @@ ROWS = [
 ]
 ROW = re.compile(
     r"^\| (?P<what>.+?) \| (?P<a>[0-9.]+) ms \((?P<a_cpu>[0-9.]+)\) "
-    r"\| (?P<b>[0-9.]+) ms \((?P<b_cpu>[0-9.]+)\): .+ \| (?P<ratio>[0-9.]+)x \|"
+    r"\| (?P<b>[0-9.]+) ms \((?P<b_cpu>[0-9.]+)\): .+ "
+    r"\| (?P<ratio>[0-9.]+)x \((?P<cpu_ratio>[0-9.]+)x\) \|"
 )
 
 
@@ -51,7 +52,7 @@ def test_quick_mode_measures_every_row() -> None:
     assert len(found) == len(ROWS), done.stdout
     for match, label in zip(found, ROWS, strict=True):
         assert match["what"].startswith(label)
-        numbers = [float(match[k]) for k in ("a", "b", "a_cpu", "b_cpu", "ratio")]
+        numbers = [float(match[k]) for k in ("a", "b", "a_cpu", "b_cpu", "ratio", "cpu_ratio")]
         assert all(n > 0 for n in numbers), match.group(0)
     entries = int(re.search(r"status \((\d+) entries\)", done.stdout)[1])  # type: ignore[index]
     assert entries >= 2
