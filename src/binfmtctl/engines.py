@@ -317,11 +317,9 @@ def _run_named(eng: Engine, result: dict[str, Any], argv: list[str], name: str) 
 
 
 def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> list[dict[str, Any]]:
-    import secrets  # here, not at the top: `status` imports this module, start-up time
-
     from binfmtctl import probes
 
-    run_id = secrets.token_hex(4)
+    run_id = os.urandom(4).hex()  # secrets.token_hex, without its imports
     images = [
         ProbeImage(f"{IMAGE_REPO}:{row.name}-{run_id}", oci_platform(row), probes.build(row))
         for row in rows
@@ -374,7 +372,7 @@ def _verify_image(eng: Engine, row: _arch.Arch, image: str, handlers: Snapshot) 
     sample = row.magic_mask()[0]
     result = _result(row, _entry_for(handlers, sample), eng.name)
     result["image"] = image
-    name = _container_name(row, secrets.token_hex(4))
+    name = _container_name(row, os.urandom(4).hex())
     argv = eng.run_argv(oci_platform(row), image, "-m", entrypoint="uname", name=name)
     _run_named(eng, result, argv, name)
     if result["code"] == "ok":
