@@ -43,11 +43,9 @@ import ctypes
 import errno
 import functools
 import os
-import pickle
 import signal
 import stat
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -402,6 +400,8 @@ class _Failure:
 
 def _child_main(write_fd: int, body: Callable[[], Any]) -> None:
     """Run ``body`` in a forked child, report its outcome, and never return."""
+    import pickle  # here, not at the top: `binfmtctl run` execs and never needs it
+
     status = 0
     try:
         outcome: tuple[str, Any] = ("ok", body())
@@ -411,6 +411,8 @@ def _child_main(write_fd: int, body: Callable[[], Any]) -> None:
     try:
         payload = pickle.dumps(outcome)
     except Exception:  # noqa: BLE001
+        import traceback  # here, not at the top: only for an outcome pickle refuses
+
         payload = pickle.dumps(("err", _Failure(traceback.format_exc())))
     with os.fdopen(write_fd, "wb") as pipe:
         pipe.write(payload)
@@ -418,6 +420,8 @@ def _child_main(write_fd: int, body: Callable[[], Any]) -> None:
 
 
 def _fork_call(body: Callable[[], T]) -> T:
+    import pickle  # here, not at the top: `binfmtctl run` execs and never needs it
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -946,6 +950,8 @@ def call(argv: Sequence[str], *, forward_signals: bool = False, **options: Any) 
     >>> sandbox.call(["arm64/busybox", "false"], arches=["aarch64"])   # doctest: +SKIP
     1
     """
+    import pickle  # here, not at the top: `binfmtctl run` without --json never needs it
+
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -956,6 +962,8 @@ def call(argv: Sequence[str], *, forward_signals: bool = False, **options: Any) 
             try:
                 payload = pickle.dumps(exc)
             except Exception:  # noqa: BLE001
+                import traceback  # here, not at the top: only for an error pickle refuses
+
                 payload = pickle.dumps(SandboxError(traceback.format_exc()))
             os.write(write_fd, payload)
         finally:
