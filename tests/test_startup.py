@@ -169,10 +169,10 @@ sys.exit(main(sys.argv[2:]))
 #: Modules no hot verb may need: an ELF library, ldconfig through ctypes.util, the
 #: subprocess machinery (nothing is spawned), platform (os.uname says the same), what
 #: only persistence (tempfile) or container-engine checks (tarfile, hashlib, secrets)
-#: use, and frameworks.
+#: use, what only a forked sandbox call uses (pickle, traceback), and frameworks.
 NEVER = [
     "elftools", "ctypes.util", "subprocess", "tempfile", "random", "tarfile", "hashlib",
-    "secrets", "platform", "concurrent.futures", "logging", "asyncio",
+    "secrets", "platform", "pickle", "traceback", "concurrent.futures", "logging", "asyncio",
 ]  # fmt: skip
 
 
