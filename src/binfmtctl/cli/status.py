@@ -124,6 +124,7 @@ def _loader(path: str) -> str | None:
 def collect(instance: Instance, named: list[Named] | None = None) -> dict[str, Any]:
     """Host, instance and entries; ``named``: the instance's entries if already read."""
     me = host.host_arch()
+    mounted = instance.mounted  # one statfs proof, not one per use
     data: dict[str, Any] = {
         "host": {
             "machine": host.machine(),
@@ -132,13 +133,13 @@ def collect(instance: Instance, named: list[Named] | None = None) -> dict[str, A
         },
         "instance": {
             "mountpoint": instance.mountpoint,
-            "mounted": instance.mounted,
+            "mounted": mounted,
             "enabled": None,
             "host": instance.is_host,
         },
         "entries": [],
     }
-    if not instance.mounted:
+    if not mounted:
         return data
     data["instance"]["enabled"] = instance.enabled()
     named = instance.entries() if named is None else named
