@@ -224,7 +224,8 @@ def install(
     also written to the boot configuration.
     """
     result = Result("install", human=_human_install)
-    arches = _arch.resolve_all(words) if words else plan.default_arches(options)
+    searched: plan.Searched = {}  # each arch's emulator is looked for once
+    arches = _arch.resolve_all(words) if words else plan.default_arches(options, searched)
     if not arches:
         raise UsageError(
             "no foreign emulator found; install QEMU's static user-mode emulators "
@@ -233,7 +234,7 @@ def install(
     if not dry_run:
         instance.mount()
     current = {n.name: n.state for n in instance.entries()} if instance.mounted else {}
-    steps = plan.plan_install(arches, current, options)
+    steps = plan.plan_install(arches, current, options, searched)
     done, failed, rows = 0, 0, []
     for step in steps:
         row = step.to_dict()

@@ -121,8 +121,10 @@ def _loader(path: str) -> str | None:
         return None
 
 
-def collect(instance: Instance) -> dict[str, Any]:
+def collect(instance: Instance, named: list[Named] | None = None) -> dict[str, Any]:
+    """Host, instance and entries; ``named``: the instance's entries if already read."""
     me = host.host_arch()
+    mounted = instance.mounted  # one statfs proof, not one per use
     data: dict[str, Any] = {
         "host": {
             "machine": host.machine(),
@@ -131,16 +133,16 @@ def collect(instance: Instance) -> dict[str, Any]:
         },
         "instance": {
             "mountpoint": instance.mountpoint,
-            "mounted": instance.mounted,
+            "mounted": mounted,
             "enabled": None,
             "host": instance.is_host,
         },
         "entries": [],
     }
-    if not instance.mounted:
+    if not mounted:
         return data
     data["instance"]["enabled"] = instance.enabled()
-    named = instance.entries()
+    named = instance.entries() if named is None else named
     for index, item in enumerate(named):
         arch_name, problems = entry_problems(item, named[:index])
         data["entries"].append(
@@ -220,20 +222,25 @@ def handle(args: argparse.Namespace) -> Result:
     layout = config.Layout.under(args.root)
     if args.boot:
         return Result("status", {"config": config_of(instance, layout)}, human=boot_human)
-    data = collect(instance)
+    named = instance.entries() if instance.mounted else []  # read once for both sections
+    data = collect(instance, named)
     data["engines"] = engines.diagnose(args.mountpoint)
-    data["config"] = config_of(instance, layout)
+    data["config"] = config_of(instance, layout, named)
     result = Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
     if data["instance"]["enabled"] is False:
         result.warnings.append(disabled_warning(instance.mountpoint))
     return result
 
 
-def config_of(instance: Instance, layout: config.Layout) -> dict[str, Any]:
-    """The persistent configuration, compared with the running kernel."""
+def config_of(
+    instance: Instance, layout: config.Layout, named: list[Named] | None = None
+) -> dict[str, Any]:
+    """The persistent configuration, compared with the running kernel (``named``: its entries)."""
     running = {}
-    if instance.mounted:
-        running = {n.name: (n.state.entry, n.state.enabled) for n in instance.entries()}
+    if named is None and instance.mounted:
+        named = instance.entries()
+    if named:
+        running = {n.name: (n.state.entry, n.state.enabled) for n in named}
     return config.describe(layout, running)
 
 
