@@ -32,7 +32,10 @@ def _run(script: str) -> subprocess.CompletedProcess[str]:
 
 def test_every_benchmark_has_a_smoke_run_here() -> None:
     scripts = sorted(p.name for p in BENCHMARKS.glob("*.py"))
-    assert scripts == ["scan.py", "test_speed.py"], "a new benchmark needs a smoke test here"
+    # startup.py's smoke run is tests/test_startup_bench.py.
+    assert scripts == ["scan.py", "startup.py", "test_speed.py"], (
+        "a new benchmark needs a smoke test here"
+    )
 
 
 @pytest.mark.skipif(not FOREIGN.is_dir(), reason=f"{FOREIGN} missing: run scripts/test-deps")

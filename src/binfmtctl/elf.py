@@ -1,8 +1,9 @@
 """Reading ELF identity from a file's first bytes, and PT_INTERP for diagnosis.
 
 The identity (class, data encoding, type, machine, flags) comes from the
-fixed-layout header and needs no library; program headers are read with
-pyelftools, imported only when asked for.
+fixed-layout header; PT_INTERP from the program headers. Both are a few
+fixed-layout fields read with :mod:`struct`: no ELF library, so looking at
+an emulator costs two small reads, not an import and a parse.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, NoReturn
@@ -20,6 +23,16 @@ HEADER_SIZE = 256  # the kernel matches against this many bytes
 ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
 EM_ARM, EM_MIPS = 40, 8
 EF_ARM_ABI_FLOAT_SOFT, EF_ARM_ABI_FLOAT_HARD = 0x200, 0x400
+PT_INTERP = 3
+PATH_MAX = 4096  # the kernel refuses a longer PT_INTERP
+PHDR_TABLE_MAX = 65536  # bytes of program headers the kernel reads at most
+# Per class: header size, where e_phoff and e_phentsize/e_phnum sit, e_phoff's
+# format, one program header's size and format up to p_filesz, and the index
+# of p_offset and p_filesz in it (ELF64 moves p_flags up to second place).
+_PHDRS = {
+    _arch.ELFCLASS32: (52, 28, 42, "I", 32, "IIIII", 1, 4),
+    _arch.ELFCLASS64: (64, 32, 54, "Q", 56, "IIQQQQ", 2, 5),
+}
 
 
 @dataclass(frozen=True)
@@ -204,29 +217,53 @@ def program_interpreter(path: str | Path | BinaryIO) -> str | None:
     """PT_INTERP of an ELF file (its dynamic loader), or None if it is static.
 
     ``path`` may be a file already opened (with :func:`open_regular`); a path is
-    opened with it. Only the program headers are parsed: building pyelftools'
-    segment objects would also read the section headers (PT_DYNAMIC), several
-    times slower, and ``status`` calls this once per entry.
+    opened with it, so a FIFO, device or directory raises NotRegularFileError
+    (an OSError) without being read, and a missing file raises OSError. A file
+    whose program headers are not sane (see :func:`interpreter_in`) names no loader.
     """
     if isinstance(path, str | Path):
         with open_regular(path) as fh:
             return program_interpreter(fh)
-    from elftools.common.exceptions import ELFError
-    from elftools.common.utils import struct_parse
-    from elftools.elf.elffile import ELFFile
-
     fh = path
+
+    def read_at(offset: int, size: int) -> bytes:
+        fh.seek(offset)
+        return fh.read(size)
+
     try:
-        elf = ELFFile(fh)
-        for index in range(elf.num_segments()):
-            at = elf["e_phoff"] + index * elf["e_phentsize"]
-            phdr = struct_parse(elf.structs.Elf_Phdr, fh, stream_pos=at)
-            if phdr["p_type"] == "PT_INTERP":
-                fh.seek(phdr["p_offset"])
-                name = fh.read(phdr["p_filesz"]).split(b"\0", 1)[0]
-                return name.decode("utf-8", "surrogateescape")
-    except (ELFError, ValueError):
+        return interpreter_in(read_at(0, 64), read_at)
+    except (OSError, OverflowError, ValueError):  # an offset past what seek takes
         return None
+
+
+def interpreter_in(header: bytes, read_at: Callable[[int, int], bytes]) -> str | None:
+    """PT_INTERP from an ELF ``header`` (its first 64 bytes), reading more with ``read_at``.
+
+    ``read_at(offset, size)`` returns up to ``size`` bytes at ``offset``. Like
+    the kernel, a table whose entry size is not the class's, or with no or too
+    many entries, is not used (None); the name ends at its first NUL.
+    """
+    if header[:4] != _arch.ELF_MAGIC or len(header) < 6:
+        return None
+    layout = _PHDRS.get(header[4])
+    if layout is None or header[5] not in (_arch.ELFDATA2LSB, _arch.ELFDATA2MSB):
+        return None
+    size, at_phoff, at_phnum, phoff_fmt, entsize, entry_fmt, at_offset, at_filesz = layout
+    if len(header) < size:
+        return None
+    order = ">" if header[5] == _arch.ELFDATA2MSB else "<"
+    (phoff,) = struct.unpack_from(order + phoff_fmt, header, at_phoff)
+    phentsize, phnum = struct.unpack_from(order + "HH", header, at_phnum)
+    if phentsize != entsize or not 0 < phnum * entsize <= PHDR_TABLE_MAX:
+        return None
+    table = read_at(phoff, phnum * entsize)
+    if len(table) < phnum * entsize:
+        return None
+    for index in range(phnum):
+        fields = struct.unpack_from(order + entry_fmt, table, index * entsize)
+        if fields[0] == PT_INTERP:
+            name = read_at(fields[at_offset], min(fields[at_filesz], PATH_MAX))
+            return name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
     return None
 
 

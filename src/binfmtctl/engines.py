@@ -24,20 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import io
 import json
 import os
-import secrets
 import shutil
-import socket
 import struct
-import subprocess
-import tarfile
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 from binfmtctl import arch as _arch
 from binfmtctl.errors import BinfmtError, EngineError, engine_error
@@ -87,6 +83,10 @@ class ProbeImage:
 
 def _tar(members: Iterable[tuple[str, bytes, int]]) -> bytes:
     """A deterministic tar: root-owned, mtime 0, in the order given."""
+    # here, not at the top: `status` imports this module, start-up time
+    import io
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data, mode in members:
@@ -99,6 +99,8 @@ def _tar(members: Iterable[tuple[str, bytes, int]]) -> bytes:
 
 
 def _sha256(data: bytes) -> str:
+    import hashlib  # here, not at the top: `status` imports this module, start-up time
+
     return hashlib.sha256(data).hexdigest()
 
 
@@ -176,6 +178,8 @@ class Engine:
         return [self.binary, *self.options, *argv]
 
     def call(self, *argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        import subprocess  # here, not at the top: `status` imports this module, start-up time
+
         cmd = self.command(*argv)
         try:
             return subprocess.run(
@@ -316,7 +320,7 @@ def _run_named(eng: Engine, result: dict[str, Any], argv: list[str], name: str) 
 def _verify_probes(eng: Engine, rows: list[_arch.Arch], snapshot: Snapshot) -> list[dict[str, Any]]:
     from binfmtctl import probes
 
-    run_id = secrets.token_hex(4)
+    run_id = os.urandom(4).hex()  # secrets.token_hex, without its imports
     images = [
         ProbeImage(f"{IMAGE_REPO}:{row.name}-{run_id}", oci_platform(row), probes.build(row))
         for row in rows
@@ -351,6 +355,8 @@ def _verify_probes(eng: Engine, rows: list[_arch.Arch], snapshot: Snapshot) -> l
 
 
 def _run_one(eng: Engine, result: dict[str, Any], argv: list[str]) -> None:
+    import time  # here, not at the top: `status` imports this module, start-up time
+
     start = time.perf_counter()
     done = eng.call(*argv)
     result["seconds"] = round(time.perf_counter() - start, 4)
@@ -367,7 +373,7 @@ def _verify_image(eng: Engine, row: _arch.Arch, image: str, snapshot: Snapshot) 
     sample = row.magic_mask()[0]
     result = _result(row, _entry_for(snapshot, sample), eng.name)
     result["image"] = image
-    name = _container_name(row, secrets.token_hex(4))
+    name = _container_name(row, os.urandom(4).hex())
     argv = eng.run_argv(oci_platform(row), image, "-m", entrypoint="uname", name=name)
     _run_named(eng, result, argv, name)
     if result["code"] == "ok":
@@ -442,6 +448,8 @@ def _docker_socket(env: dict[str, str]) -> str:
 
 def _socket_peer(path: str) -> tuple[bool, int | None, str | None]:
     """(reachable, pid of the listener, error) for a unix socket, without speaking to it."""
+    import socket  # here, not at the top: only asked when a Docker socket is configured
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(1.0)
     try:

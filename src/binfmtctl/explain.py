@@ -8,6 +8,7 @@ things -- which is how distro and upstream entries are told apart.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -212,17 +213,47 @@ def explain(entry: Entry) -> list[ByteRow]:
     return rows
 
 
+@dataclass(frozen=True)
+class _Known:
+    """The catalog as recognise needs it, computed once per process (see :func:`_known`)."""
+
+    exact: dict[tuple[bytes, bytes], Arch]  # (magic, mask) of every profile: first arch wins
+    samples: dict[Arch, bytes]  # arch -> its typical executable's header
+
+
+@functools.cache
+def _known() -> _Known:
+    """Every arch's magic/mask and sample header: built on first use only."""
+    exact: dict[tuple[bytes, bytes], Arch] = {}
+    samples: dict[Arch, bytes] = {}
+    for arch in CATALOG.values():
+        for profile in Profile:
+            exact.setdefault(arch.magic_mask(profile), arch)
+        magic, _ = arch.magic_mask(Profile.QEMU)
+        samples[arch] = magic + bytes(256 - len(magic))
+    return _Known(exact, samples)
+
+
+@functools.cache
+def _qemu_view(arch: Arch) -> _View:
+    """``arch``'s qemu entry, built the first time an inexact entry is compared with it."""
+    magic, mask = arch.magic_mask(Profile.QEMU)
+    return _View(Entry("x", "M", "/x", magic=magic, mask=mask))
+
+
 def sample_header(arch: Arch) -> bytes:
     """A typical executable's first 256 bytes for ``arch`` (ET_EXEC, zero elsewhere)."""
+    found = _known().samples.get(arch)
+    if found is not None:
+        return found
     magic, _ = arch.magic_mask(Profile.QEMU)
     return magic + bytes(256 - len(magic))
 
 
 def _misfit(entry: Entry, arch: Arch) -> int:
     """How many checked bits differ between ``entry`` and ``arch``'s qemu entry."""
-    magic, mask = arch.magic_mask(Profile.QEMU)
-    ours, theirs = _View(Entry("x", "M", "/x", magic=magic, mask=mask)), _View(entry)
-    end = max(len(magic), entry.offset + len(entry.magic))
+    ours, theirs = _qemu_view(arch), _View(entry)
+    end = max(len(ours.entry.magic), entry.offset + len(entry.magic))
     score = 0
     for pos in range(end):
         a_mask, b_mask = ours.mask_at(pos), theirs.mask_at(pos)
@@ -242,12 +273,12 @@ def recognise(entry: Entry) -> Arch | None:
     """
     if entry.kind != "M":
         return None
-    for arch in CATALOG.values():
-        for profile in Profile:
-            magic, mask = arch.magic_mask(profile)
-            if entry.offset == 0 and (entry.magic, entry.mask) == (magic, mask):
-                return arch
-    hits = [a for a in CATALOG.values() if entry.matches(sample_header(a))]
+    known = _known()
+    if entry.offset == 0 and entry.mask is not None:
+        exact = known.exact.get((entry.magic, entry.mask))
+        if exact is not None:
+            return exact
+    hits = [a for a, sample in known.samples.items() if entry.matches(sample)]
     if not hits or len({(a.elf_class, a.data, a.machine) for a in hits}) > 1:
         return None
     return min(hits, key=lambda a: _misfit(entry, a))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ def write_at(dir_fd: int, name: str, data: bytes, path: str, mode: int = 0o644) 
 
     A symlink at ``name`` is replaced, never followed: rename works on names.
     """
-    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    tmp = f".{name}.{os.urandom(4).hex()}.tmp"  # secrets.token_hex, without its imports
     try:
         fd = os.open(
             tmp,

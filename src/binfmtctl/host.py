@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-import platform
+import stat
 from pathlib import Path
 
 from binfmtctl import arch as _arch
@@ -13,7 +13,8 @@ from binfmtctl.errors import UnknownArchError
 
 
 def machine() -> str:
-    return platform.machine()
+    """``uname -m`` (os.uname: the platform module costs start-up time for the same answer)."""
+    return os.uname().machine
 
 
 def host_arch(uname_m: str | None = None) -> _arch.Arch | None:
@@ -55,20 +56,17 @@ def detect_native() -> tuple[str, ...]:
     """Names of the arches whose probe the kernel runs itself; cached per boot.
 
     About 40-90 ms on a 2-core x86_64 (36 execs plus a namespace); the answer
-    is kept under $XDG_RUNTIME_DIR (or /run for root), both cleared at every boot.
+    is kept in :func:`_cache_file`, under a key naming this boot.
     """
     cache = _cache_file()
     if cache is not None:
-        try:
-            stored = json.loads(cache.read_text())
-            if stored.get("key") == _cache_key():
-                return tuple(stored["native"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        stored = _read_cache(cache)
+        if stored is not None:
+            return stored
     found = _detect()
     if cache is not None:
         try:
-            cache.parent.mkdir(mode=0o700, exist_ok=True)
+            cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
             tmp.write_text(json.dumps({"key": _cache_key(), "native": list(found)}))
             os.replace(tmp, cache)
@@ -77,10 +75,71 @@ def detect_native() -> tuple[str, ...]:
     return found
 
 
+CACHE_MAX = 64 * 1024  # a larger native.json is not ours
+
+
+def _read_cache(path: Path) -> tuple[str, ...] | None:
+    """The stored answer if it is for this boot; None for anything else.
+
+    Never blocks on a FIFO or reads a device (O_NONBLOCK, then fstat), and
+    takes only a list of names.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        stored = json.loads(os.read(fd, CACHE_MAX))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    if not isinstance(stored, dict) or stored.get("key") != _cache_key():
+        return None
+    names = stored.get("native")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    return tuple(names)
+
+
 def _cache_file() -> Path | None:
-    """$XDG_RUNTIME_DIR, or /run for root: both are emptied at every boot."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else None)
-    return Path(runtime) / "binfmtctl" / "native.json" if runtime else None
+    """Where detect_native keeps its answer.
+
+    $XDG_RUNTIME_DIR, else /run for root (both are emptied at every boot),
+    else $XDG_CACHE_HOME or ~/.cache (the boot id in the key makes an answer of
+    an earlier boot miss). Root is judged by the uid outside this user
+    namespace: inside ``binfmtctl run``'s, everyone is uid 0 but only real
+    root can write /run.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "binfmtctl" / "native.json"
+    if _outside_uid() == 0:
+        return Path("/run/binfmtctl/native.json")
+    home = os.environ.get("HOME")
+    cache = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home else None)
+    if not cache or not os.path.isabs(cache):
+        return None
+    return Path(cache) / "binfmtctl" / "native.json"
+
+
+def _outside_uid(uid_map: str = "/proc/self/uid_map") -> int | None:
+    """This process's effective uid as the parent user namespace knows it (None: unknown)."""
+    uid = os.geteuid()
+    try:
+        with open(uid_map) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 3 and all(f.isdigit() for f in fields):
+            inside, outside, count = (int(f) for f in fields)
+            if inside <= uid < inside + count:
+                return outside + uid - inside
+    return None
 
 
 def _cache_key() -> str:
@@ -88,7 +147,7 @@ def _cache_key() -> str:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         boot = "?"
-    return f"{boot} {platform.release()} {machine()}"
+    return f"{boot} {os.uname().release} {machine()}"
 
 
 def _run_natively(names: list[str]) -> list[str]:

@@ -92,13 +92,14 @@ def install(
     With ``store`` every entry that is (or already was) registered as ours is
     also written to the boot configuration.
     """
-    arches = _arch.resolve_all(list(words)) if words else plan.default_arches(options)
+    searched: plan.Searched = {}  # each arch's emulator is looked for once
+    arches = _arch.resolve_all(list(words)) if words else plan.default_arches(options, searched)
     if not arches:
         raise UsageError(NO_EMULATOR)
     if not dry_run:
         instance.mount()
     current = {h.name: h for h in instance.entries()} if instance.mounted else {}
-    steps = plan.plan_install(arches, current, options)
+    steps = plan.plan_install(arches, current, options, searched)
     done, failed = 0, 0
     rows: list[InstallRow] = []
     errors: list[Failure] = []

@@ -15,7 +15,6 @@ import ctypes
 import dataclasses
 import functools
 import os
-import platform
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -109,7 +108,7 @@ def fs_type(fd: int) -> int:
     if libc.fstatfs(fd, buf) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
-    kind = ctypes.c_uint if platform.machine() == "s390x" else ctypes.c_ulong
+    kind = ctypes.c_uint if os.uname().machine == "s390x" else ctypes.c_ulong
     return int(kind.from_buffer(buf).value) & 0xFFFFFFFF
 
 

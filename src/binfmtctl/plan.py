@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from binfmtctl import credentials, host, interpreters
+from binfmtctl import host, interpreters
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry, EntryState, normalize_flags
 from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
@@ -73,22 +73,41 @@ def build_entry(arch: Arch, interpreter: str, flags: str, profile: Profile) -> E
     )
 
 
-def default_arches(options: Options) -> list[Arch]:
-    """With no ARCH given: every foreign arch whose emulator is found."""
+#: Emulator searches by arch name: :func:`default_arches` fills it and
+#: :func:`plan_install` reads it, so each arch's emulator is looked for once.
+Searched = dict[str, interpreters.Search]
+
+
+def default_arches(options: Options, searched: Searched | None = None) -> list[Arch]:
+    """With no ARCH given: every foreign arch whose emulator is found.
+
+    Pass the same ``searched`` to :func:`plan_install` to reuse the searches.
+    """
     native = {a.name for a in host.native_arches()}
     out = []
     for arch in CATALOG.values():
         if arch.name in native:
             continue
-        if interpreters.find(arch, options.interpreter_dirs) is not None:
+        if _search(arch, options, searched).best is not None:
             out.append(arch)
     return out
+
+
+def _search(arch: Arch, options: Options, searched: Searched | None) -> interpreters.Search:
+    """``arch``'s emulator search, done once per ``searched``."""
+    if searched is None:
+        return interpreters.search(arch, options.interpreter_dirs)
+    found = searched.get(arch.name)
+    if found is None:
+        found = searched[arch.name] = interpreters.search(arch, options.interpreter_dirs)
+    return found
 
 
 def plan_install(
     arches: Sequence[Arch],
     current: Mapping[str, EntryState],
     options: Options,
+    searched: Searched | None = None,
 ) -> list[Step]:
     """One step per arch: what install would do, and why not where it won't."""
     if options.interpreter and len(arches) != 1:
@@ -97,12 +116,25 @@ def plan_install(
         flags = normalize_flags(options.flags)
     except ValueError as err:
         raise UsageError(f"--flags: {err}") from err
-    return [_plan_one(arch, current, options, flags) for arch in arches]
-
-
-def _plan_one(arch: Arch, current: Mapping[str, EntryState], options: Options, flags: str) -> Step:
+    searched = {} if searched is None else searched
     me = host.host_arch()
-    native = {a.name for a in host.native_arches()}
+    native = frozenset(a.name for a in host.native_arches())
+    return [
+        _plan_one(arch, current, options, flags, me=me, native=native, searched=searched)
+        for arch in arches
+    ]
+
+
+def _plan_one(
+    arch: Arch,
+    current: Mapping[str, EntryState],
+    options: Options,
+    flags: str,
+    *,
+    me: Arch | None,
+    native: frozenset[str],
+    searched: Searched,
+) -> Step:
     if me is not None and arch.name == me.name:
         return Step(
             arch,
@@ -119,7 +151,7 @@ def _plan_one(arch: Arch, current: Mapping[str, EntryState], options: Options, f
             "(use --force if that is what you want)",
         )
     warnings: list[str] = []
-    chosen = _emulator(arch, options)
+    chosen = _emulator(arch, options, searched)
     if isinstance(chosen, Step):
         return chosen
     found = chosen
@@ -162,10 +194,10 @@ def _plan_one(arch: Arch, current: Mapping[str, EntryState], options: Options, f
     )
 
 
-def _emulator(arch: Arch, options: Options) -> interpreters.Interpreter | Step:
+def _emulator(arch: Arch, options: Options, searched: Searched) -> interpreters.Interpreter | Step:
     """The emulator for ``arch`` (--interpreter or found), or the step that refuses it."""
     if options.interpreter is None:
-        search = interpreters.search(arch, options.interpreter_dirs)
+        search = _search(arch, options, searched)
         if search.best is not None:
             return search.best
         refused = f"; unusable: {search.why_none()}" if search.refused else ""
@@ -210,6 +242,8 @@ def credentials_problem(interpreter: str) -> str | None:
 
     One rule for every path that registers (install, export, run/shell, apply).
     """
+    from binfmtctl import credentials  # here: only the C flag needs it (run/install start-up)
+
     unsafe = credentials.check(interpreter)
     if unsafe is None:
         return None

@@ -40,16 +40,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
-import pickle
-import platform
 import signal
 import stat
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -91,7 +87,8 @@ _PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
 
 @functools.cache
 def _c() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The C library this process already has: find_library("c") would run ldconfig.
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result: int, what: str) -> None:
@@ -122,7 +119,7 @@ def setns(fd: int, nstype: int) -> None:
 
 def kernel_supports_private_instances(release: str | None = None) -> bool:
     """Per-user-namespace binfmt_misc instances arrived in Linux 6.7."""
-    release = release or platform.release()
+    release = release or os.uname().release
     try:
         major, minor = (int(x) for x in release.split(".")[:2])
     except ValueError:
@@ -133,7 +130,7 @@ def kernel_supports_private_instances(release: str | None = None) -> bool:
 
 def kernel_refusal(release: str | None = None) -> RootlessUnavailableError | None:
     """The refusal for a kernel older than 6.7 (one global binfmt_misc), else None."""
-    release = release or platform.release()
+    release = release or os.uname().release
     if kernel_supports_private_instances(release):
         return None
     return RootlessUnavailableError(
@@ -403,6 +400,8 @@ class _Failure:
 
 def _child_main(write_fd: int, body: Callable[[], Any]) -> None:
     """Run ``body`` in a forked child, report its outcome, and never return."""
+    import pickle  # here, not at the top: `binfmtctl run` execs and never needs it
+
     status = 0
     try:
         outcome: tuple[str, Any] = ("ok", body())
@@ -412,6 +411,8 @@ def _child_main(write_fd: int, body: Callable[[], Any]) -> None:
     try:
         payload = pickle.dumps(outcome)
     except Exception:  # noqa: BLE001
+        import traceback  # here, not at the top: only for an outcome pickle refuses
+
         payload = pickle.dumps(("err", _Failure(traceback.format_exc())))
     with os.fdopen(write_fd, "wb") as pipe:
         pipe.write(payload)
@@ -419,6 +420,8 @@ def _child_main(write_fd: int, body: Callable[[], Any]) -> None:
 
 
 def _fork_call(body: Callable[[], T]) -> T:
+    import pickle  # here, not at the top: `binfmtctl run` execs and never needs it
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -615,8 +618,9 @@ def register_handlers(
     options = plan.Options(
         flags=flags, interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS)
     )
+    searched: plan.Searched = {}  # each arch's emulator is looked for once
     if arches is None:
-        chosen = plan.default_arches(options)
+        chosen = plan.default_arches(options, searched)
         if not chosen:
             raise InterpreterError(
                 "no foreign emulator found, so there is nothing to register; install "
@@ -627,7 +631,7 @@ def register_handlers(
         chosen = [a if isinstance(a, _arch.Arch) else _arch.resolve(a) for a in arches]
     instance = Instance(mountpoint)
     current = {n.name: n.state for n in instance.entries()}
-    steps = plan.plan_install(list(dict.fromkeys(chosen)), current, options)
+    steps = plan.plan_install(list(dict.fromkeys(chosen)), current, options, searched)
     for step in steps:
         if step.action == plan.MISSING:
             raise InterpreterError(step.reason, arch=step.arch.name)
@@ -946,6 +950,8 @@ def call(argv: Sequence[str], *, forward_signals: bool = False, **options: Any) 
     >>> sandbox.call(["arm64/busybox", "false"], arches=["aarch64"])   # doctest: +SKIP
     1
     """
+    import pickle  # here, not at the top: `binfmtctl run` without --json never needs it
+
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -956,6 +962,8 @@ def call(argv: Sequence[str], *, forward_signals: bool = False, **options: Any) 
             try:
                 payload = pickle.dumps(exc)
             except Exception:  # noqa: BLE001
+                import traceback  # here, not at the top: only for an error pickle refuses
+
                 payload = pickle.dumps(SandboxError(traceback.format_exc()))
             os.write(write_fd, payload)
         finally:

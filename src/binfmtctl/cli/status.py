@@ -125,8 +125,10 @@ def _loader(path: str) -> str | None:
         return None
 
 
-def collect(instance: Instance) -> dict[str, Any]:
+def collect(instance: Instance, handlers: list[Handler] | None = None) -> dict[str, Any]:
+    """Host, instance and entries; ``handlers``: the instance's entries if already read."""
     me = host.host_arch()
+    mounted = instance.mounted  # one statfs proof, not one per use
     data: dict[str, Any] = {
         "host": {
             "machine": host.machine(),
@@ -135,18 +137,18 @@ def collect(instance: Instance) -> dict[str, Any]:
         },
         "instance": {
             "mountpoint": instance.mountpoint,
-            "mounted": instance.mounted,
+            "mounted": mounted,
             "enabled": None,
             "host": changes_reach_host(),
         },
         "entries": [],
     }
-    if not instance.mounted:
+    if not mounted:
         return data
     data["instance"]["enabled"] = instance.enabled()
-    named = instance.entries()
-    for index, item in enumerate(named):
-        arch_name, problems = entry_problems(item, named[:index])
+    handlers = instance.entries() if handlers is None else handlers
+    for index, item in enumerate(handlers):
+        arch_name, problems = entry_problems(item, handlers[:index])
         data["entries"].append(
             {
                 "name": item.name,
@@ -225,9 +227,10 @@ def handle(args: argparse.Namespace) -> Result:
     if args.boot:
         report = config_of(instance, layout)
         return Result("status", {"config": report.to_dict()}, human=boot_human)
-    data = collect(instance)
+    handlers = instance.entries() if instance.mounted else []  # read once for both sections
+    data = collect(instance, handlers)
     data["engines"] = [view.to_dict() for view in engines.survey(args.mountpoint)]
-    report = config_of(instance, layout)
+    report = config_of(instance, layout, handlers)
     data["config"] = report.to_dict()
     result = Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
     if data["instance"]["enabled"] is False:
@@ -235,9 +238,14 @@ def handle(args: argparse.Namespace) -> Result:
     return result
 
 
-def config_of(instance: Instance, layout: Layout) -> BootReport:
-    """The persistent configuration, compared with the running kernel."""
-    return boot_report.describe(layout, instance.entries() if instance.mounted else ())
+def config_of(
+    instance: Instance, layout: Layout, handlers: list[Handler] | None = None
+) -> BootReport:
+    """The persistent configuration, compared with the running kernel (``handlers``:
+    its entries, when already read)."""
+    if handlers is None:
+        handlers = instance.entries() if instance.mounted else []
+    return boot_report.describe(layout, handlers)
 
 
 def _not_registered(name: dict[str, Any]) -> list[str]:
