@@ -1,4 +1,4 @@
-"""config.py without a kernel: binfmt.d and binfmt-support formats, precedence,
+"""Configuration without a kernel: binfmt.d and binfmt-support formats, precedence,
 the boot simulation, and atomic writes under SIGKILL."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from binfmtctl import config, plan
+from binfmtctl import binfmt_d, binfmts, files, persist, plan
 from binfmtctl.arch import CATALOG, Profile
 from binfmtctl.errors import ConfigError, RefusedError
 
@@ -22,13 +22,13 @@ ARM = plan.build_entry(CATALOG["arm"], "/usr/bin/qemu-arm-static", "F", Profile.
 AARCH64 = plan.build_entry(CATALOG["aarch64"], "/usr/bin/qemu-aarch64-static", "F", Profile.QEMU)
 
 
-def tree(tmp_path: Path, files: dict[str, str | bytes]) -> config.Layout:
+def tree(tmp_path: Path, files: dict[str, str | bytes]) -> persist.Layout:
     """A configuration root holding ``files`` (paths relative to the root)."""
     for rel, content in files.items():
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return config.Layout.under(str(tmp_path))
+    return persist.Layout.under(str(tmp_path))
 
 
 # -- binfmt.d syntax ------------------------------------------------------------
@@ -36,7 +36,7 @@ def tree(tmp_path: Path, files: dict[str, str | bytes]) -> config.Layout:
 
 def test_comments_blank_lines_and_whitespace_are_skipped_like_systemd() -> None:
     text = b"# comment\n; other comment\n\n   \n  \t" + ARM.register_bytes() + b"  \r\n"
-    conf = config.parse_binfmt_d(text, "x.conf")
+    conf = binfmt_d.parse_binfmt_d(text, "x.conf")
     assert [(r.line, r.name, r.entry) for r in conf.rules] == [(5, "qemu-arm", ARM)]
     assert not conf.ours
 
@@ -65,7 +65,7 @@ def test_comments_blank_lines_and_whitespace_are_skipped_like_systemd() -> None:
 def test_bad_lines_report_file_line_and_field(
     line: bytes, name: str | None, field: str, reason: str
 ) -> None:
-    conf = config.parse_binfmt_d(
+    conf = binfmt_d.parse_binfmt_d(
         b"# header\n" + ARM.register_bytes() + b"\n" + line + b"\n", "f.conf"
     )
     good, bad = conf.rules
@@ -74,14 +74,14 @@ def test_bad_lines_report_file_line_and_field(
     assert bad.error is not None
     assert (bad.error.field, bad.error.reason) == (field, reason)
     with pytest.raises(ConfigError) as caught:
-        config.check_binfmt_d(conf)
+        binfmt_d.check_binfmt_d(conf)
     assert caught.value.message.startswith(f"f.conf:3: invalid {field}: {reason}")
 
 
 def test_written_files_carry_the_owner_header_and_round_trip() -> None:
-    data = config.format_binfmt_d([ARM, AARCH64])
+    data = binfmt_d.format_binfmt_d([ARM, AARCH64])
     assert data.startswith(b"# Written by binfmtctl; `binfmtctl uninstall --persist` removes it.\n")
-    conf = config.parse_binfmt_d(data)
+    conf = binfmt_d.parse_binfmt_d(data)
     assert conf.ours
     assert [r.entry for r in conf.rules] == [ARM, AARCH64]
 
@@ -89,7 +89,7 @@ def test_written_files_carry_the_owner_header_and_round_trip() -> None:
 def test_entries_that_cannot_be_one_binfmt_d_line_are_refused() -> None:
     newline = ARM.replace(interpreter="/opt/odd\ndir/qemu-arm")  # the kernel accepts it
     with pytest.raises(ConfigError, match=r"cannot be written as one binfmt\.d line"):
-        config.format_binfmt_d([newline])
+        binfmt_d.format_binfmt_d([newline])
 
 
 _FLAGS = st.sampled_from(["", "F", "P", "PF", "OC", "POCF", "OCF", "PO"])
@@ -99,14 +99,14 @@ _FLAGS = st.sampled_from(["", "F", "P", "PF", "OC", "POCF", "OCF", "PO"])
 @given(arch=st.sampled_from(sorted(CATALOG)), flags=_FLAGS, profile=st.sampled_from(Profile))
 def test_binfmt_d_and_binfmt_support_round_trip(arch: str, flags: str, profile: Profile) -> None:
     entry = plan.build_entry(CATALOG[arch], f"/usr/bin/qemu-{arch}-static", flags, profile)
-    assert [r.entry for r in config.parse_binfmt_d(config.format_binfmt_d([entry])).rules] == [
+    assert [r.entry for r in binfmt_d.parse_binfmt_d(binfmt_d.format_binfmt_d([entry])).rules] == [
         entry
     ]
     if "O" in entry.flags and "C" not in entry.flags:
         with pytest.raises(ConfigError, match="cannot express the O flag without C"):
-            config.format_binfmts(entry)
+            binfmts.format_binfmts(entry)
         return
-    parsed = config.parse_binfmts(config.format_binfmts(entry), entry.name)
+    parsed = binfmts.parse_binfmts(binfmts.format_binfmts(entry), entry.name)
     assert (parsed.package, parsed.entry) == ("binfmtctl", entry)
 
 
@@ -114,10 +114,10 @@ def test_binfmt_support_format_reads_debians_own_files() -> None:
     packaged = Path("/usr/share/binfmts/qemu-arm")
     if not packaged.exists():
         pytest.skip("qemu-user-static's binfmt-support file is not installed")
-    fmt = config.parse_binfmts(packaged.read_bytes(), "qemu-arm", str(packaged))
+    fmt = binfmts.parse_binfmts(packaged.read_bytes(), "qemu-arm", str(packaged))
     assert fmt.package == "qemu-user-static"
     # Debian's binfmt.d file asks for OPF; binfmt-support cannot say O without C.
-    shipped = config.read_binfmt_d("/usr/lib/binfmt.d/qemu-arm.conf").rules[0].entry
+    shipped = binfmt_d.read_binfmt_d("/usr/lib/binfmt.d/qemu-arm.conf").rules[0].entry
     assert shipped is not None
     assert (shipped.flags, fmt.entry.flags) == ("POF", "PF")
     assert fmt.entry == shipped.replace(flags="PF")
@@ -125,7 +125,7 @@ def test_binfmt_support_format_reads_debians_own_files() -> None:
 
 def test_binfmt_support_unknown_key_names_the_line() -> None:
     with pytest.raises(ConfigError, match=r"^f:3: unknown key 'magik'"):
-        config.parse_binfmts(b"package p\ninterpreter /bin/x\nmagik MZ\n", "x", "f")
+        binfmts.parse_binfmts(b"package p\ninterpreter /bin/x\nmagik MZ\n", "x", "f")
 
 
 # -- precedence and the boot simulation ---------------------------------------------
@@ -137,13 +137,13 @@ def test_same_file_name_in_etc_overrides_usr_lib_and_files_apply_by_name(tmp_pat
         tmp_path,
         {
             "usr/lib/binfmt.d/qemu-arm.conf": str(usr_arm) + "\n",
-            "etc/binfmt.d/qemu-arm.conf": config.format_binfmt_d([ARM]),
+            "etc/binfmt.d/qemu-arm.conf": binfmt_d.format_binfmt_d([ARM]),
             "run/binfmt.d/a.conf": str(AARCH64) + "\n",
             "usr/local/lib/binfmt.d/.hidden.conf": str(AARCH64) + "\n",
             "usr/local/lib/binfmt.d/notes.txt": "x",
         },
     )
-    cands = config.list_binfmt_d(layout.binfmt_d)
+    cands = binfmt_d.list_binfmt_d(layout.binfmt_d)
     etc, usr = (
         f"{tmp_path}/etc/binfmt.d/qemu-arm.conf",
         f"{tmp_path}/usr/lib/binfmt.d/qemu-arm.conf",
@@ -153,7 +153,7 @@ def test_same_file_name_in_etc_overrides_usr_lib_and_files_apply_by_name(tmp_pat
         ("qemu-arm.conf", etc, None),
         ("qemu-arm.conf", usr, etc),
     ]
-    state = config.simulate(config.boot_files(layout.binfmt_d), check_interpreter=False)
+    state = binfmt_d.simulate(binfmt_d.boot_files(layout.binfmt_d), check_interpreter=False)
     assert {n: r.entry for n, r in state.entries.items()} == {
         "qemu-aarch64": AARCH64,
         "qemu-arm": ARM,
@@ -173,12 +173,12 @@ def test_the_later_file_name_wins_and_a_failing_later_line_leaves_nothing(tmp_pa
             "usr/lib/binfmt.d/yy.conf": str(AARCH64) + "\n",
         },
     )
-    state = config.simulate(config.boot_files(layout.binfmt_d), check_interpreter=False)
+    state = binfmt_d.simulate(binfmt_d.boot_files(layout.binfmt_d), check_interpreter=False)
     assert state.entries["qemu-arm"].entry == usr_arm
     assert state.entries["qemu-arm"].path.endswith("/usr/lib/binfmt.d/qemu-arm.conf")
     assert "qemu-aarch64" not in state.entries  # yy registered it, zz removed it and failed
     assert state.dropped["qemu-aarch64"].line == 1
-    assert config.boot_problem(state.dropped["qemu-aarch64"]).endswith(
+    assert binfmt_d.boot_problem(state.dropped["qemu-aarch64"]).endswith(
         "zz-broken.conf:1: missing delimiter ':' after the interpreter (in the interpreter)"
     )
 
@@ -187,32 +187,32 @@ def test_save_warns_when_another_file_wins_and_refuses_foreign_files(tmp_path: P
     usr_arm = ARM.replace(interpreter="/usr/libexec/qemu-binfmt/arm-binfmt-P", flags="OPF")
     layout = tree(tmp_path, {"usr/lib/binfmt.d/zz-qemu.conf": str(usr_arm) + "\n"})
     etc = layout.admin_binfmt_d
-    saved = config.save_systemd(ARM, etc, layout.binfmt_d)
+    saved = persist.save_systemd(ARM, etc, layout.binfmt_d)
     assert (saved.action, saved.target) == ("written", f"{etc}/qemu-arm.conf")
     assert saved.warnings == (
         f"at boot {tmp_path}/usr/lib/binfmt.d/zz-qemu.conf also registers qemu-arm and wins: "
         "it is applied after qemu-arm.conf (files are applied in order of file name)",
     )
-    assert config.save_systemd(ARM, etc, layout.binfmt_d).action == "unchanged"
+    assert persist.save_systemd(ARM, etc, layout.binfmt_d).action == "unchanged"
     Path(etc, "qemu-aarch64.conf").write_text(str(AARCH64) + "\n")
     foreign = f"{etc}/qemu-aarch64.conf was not written by binfmtctl and seems to belong to"
     with pytest.raises(RefusedError) as refused:
-        config.save_systemd(AARCH64, etc, layout.binfmt_d)
+        persist.save_systemd(AARCH64, etc, layout.binfmt_d)
     assert refused.value.message == (
         f"{foreign} an administrator; binfmtctl does not replace it "
         "(pass --overwrite-foreign to replace it anyway)"
     )
     with pytest.raises(RefusedError) as refused:
-        config.forget_systemd("qemu-aarch64", etc)
+        persist.forget_systemd("qemu-aarch64", etc)
     assert refused.value.message == (
         f"{foreign} an administrator; binfmtctl does not remove it "
         "(pass --overwrite-foreign to remove it anyway)"
     )
     assert Path(etc, "qemu-aarch64.conf").read_text() == str(AARCH64) + "\n"
-    assert config.our_conf_files(etc) == ["qemu-arm"]
-    assert config.forget_systemd("qemu-arm", etc).action == "removed"
+    assert persist.our_conf_files(etc) == ["qemu-arm"]
+    assert persist.forget_systemd("qemu-arm", etc).action == "removed"
     assert not Path(etc, "qemu-arm.conf").exists()
-    elsewhere = config.save_systemd(ARM, str(tmp_path / "other"), layout.binfmt_d)
+    elsewhere = persist.save_systemd(ARM, str(tmp_path / "other"), layout.binfmt_d)
     assert elsewhere.warnings[0].startswith(f"{tmp_path}/other is not read by systemd-binfmt")
 
 
@@ -220,8 +220,8 @@ def test_save_warns_when_another_file_wins_and_refuses_foreign_files(tmp_path: P
 
 WRITER = """
 import sys
-from binfmtctl import config
-config.write_atomic(sys.argv[1], bytes([int(sys.argv[2])]) * int(sys.argv[3]))
+from binfmtctl import files
+files.write_atomic(sys.argv[1], bytes([int(sys.argv[2])]) * int(sys.argv[3]))
 """
 
 
@@ -243,13 +243,13 @@ def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_file(tmp_path: P
         seen.add(data[:1])
         leftovers = [p.name for p in tmp_path.iterdir() if p.name != target.name]
         assert all(n.startswith(".qemu-arm.conf.") and n.endswith(".tmp") for n in leftovers)
-        assert config.list_binfmt_d([str(tmp_path)])[0].path == str(target)
+        assert binfmt_d.list_binfmt_d([str(tmp_path)])[0].path == str(target)
     assert seen <= {b"A", b"B"}
 
 
 DIE_AT = """
 import os, signal, sys
-from binfmtctl import config
+from binfmtctl import files
 point, nth = sys.argv[4], int(sys.argv[5])
 real, calls = getattr(os, point), []
 def die(*args, **kwargs):
@@ -260,7 +260,7 @@ def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
 setattr(os, point, die)
-config.write_atomic(sys.argv[1], bytes([int(sys.argv[2])]) * int(sys.argv[3]))
+files.write_atomic(sys.argv[1], bytes([int(sys.argv[2])]) * int(sys.argv[3]))
 """
 
 
@@ -284,5 +284,5 @@ def test_a_writer_killed_at_each_step_leaves_a_whole_file(
 
 def test_write_atomic_failure_says_where(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"cannot write {tmp_path}/missing/x.conf"):
-        config.write_atomic(tmp_path / "missing" / "x.conf", b"x")
+        files.write_atomic(tmp_path / "missing" / "x.conf", b"x")
     assert os.listdir(tmp_path) == []

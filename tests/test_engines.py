@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import arch, engines, host, probes, sandbox
+from binfmtctl import arch, engines, host, namespaces, probes, sandbox
 from binfmtctl.errors import EngineError, SandboxError
 from conftest import ROOT, cli, foreign_busybox, qemu
 
@@ -116,11 +116,11 @@ MOUNTINFO = """\
 
 
 def test_binfmt_mounts_reads_mountinfo() -> None:
-    assert engines.binfmt_mounts(MOUNTINFO) == [
+    assert [m.to_dict() for m in namespaces.binfmt_mounts(MOUNTINFO)] == [
         {"mountpoint": "/proc/sys/fs/binfmt_misc", "dev": "0:35"},
         {"mountpoint": "/srv/other\\040dir", "dev": "0:52"},
     ]
-    assert engines.binfmt_mounts("garbage\n\n1 2 3 - \n") == []
+    assert namespaces.binfmt_mounts("garbage\n\n1 2 3 - \n") == []
 
 
 @pytest.mark.parametrize(
@@ -179,7 +179,7 @@ def _views(holder_script: str) -> dict[str, Any]:
     """Inside the sandbox: the view of a process started by ``holder_script``."""
     pid = _spawn_holder(holder_script)
     try:
-        view = engines.instance_view(pid)
+        view = namespaces.instance_view(pid)
         return {"userns": view.userns, "instance": view.instance, "detail": view.detail}
     finally:
         os.killpg(pid, signal.SIGKILL)
@@ -214,7 +214,7 @@ def _views_in_child(mount_binfmt: bool) -> dict[str, Any]:
     )  # fmt: skip
     assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     try:
-        view = engines.instance_view(proc.pid)
+        view = namespaces.instance_view(proc.pid)
         return {"userns": view.userns, "instance": view.instance, "detail": view.detail}
     finally:
         proc.kill()

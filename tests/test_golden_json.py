@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import config, host, sandbox
+from binfmtctl import binfmt_d, host, sandbox
 from binfmtctl.arch import Profile, resolve
 from binfmtctl.plan import build_entry
 from conftest import _NO_SANDBOX, ROOT, foreign_busybox, qemu
@@ -202,7 +202,7 @@ def _status_files(box: sandbox.Sandbox, tmp: Path) -> None:
     arm = _entry_line("arm64", "/usr/bin/qemu-aarch64-static")
     packaged_arm = _entry_line("arm64", "/usr/bin/qemu-aarch64-static", "")
     s390x = _entry_line("s390x", "/usr/bin/qemu-s390x-static")
-    _write(tmp / "root/etc/binfmt.d/qemu-aarch64.conf", f"{config.HEADER.decode()}{arm}\n")
+    _write(tmp / "root/etc/binfmt.d/qemu-aarch64.conf", f"{binfmt_d.HEADER.decode()}{arm}\n")
     _write(tmp / "root/usr/lib/binfmt.d/qemu-aarch64.conf", f"{packaged_arm}\n")
     _write(tmp / "root/usr/lib/binfmt.d/qemu-s390x.conf", f"{s390x}\n")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import config, rootpath, sandbox
+from binfmtctl import binfmt_d, binfmts, boot_report, files, persist, rootpath, sandbox
 from binfmtctl.errors import ForeignFileError
 from binfmtctl.instance import Instance
 from binfmtctl.sandbox import MS_BIND
@@ -111,7 +111,7 @@ def test_export_refuses_an_administrators_file_and_overwrites_only_when_told(
     assert sorted(os.listdir(tmp_path)) == ["qemu-aarch64.conf"]  # no temporary left over
     argv = ["export", "arm64", "--format", "systemd", "-o", str(tmp_path), "--overwrite-foreign"]
     assert run(sb, *argv).returncode == 0
-    assert config.read_binfmt_d(admin).ours
+    assert binfmt_d.read_binfmt_d(admin).ours
     # Ours now: exporting again (even something else into it) needs no override.
     assert run(sb, "export", "arm64", "--format", "systemd", "-o", str(tmp_path)).returncode == 0
 
@@ -332,7 +332,7 @@ def test_install_persist_next_to_a_fifo_does_not_block(sb: sandbox.Sandbox, tmp_
     # Another name: written, though the boot check reads past the FIFO and the bad links.
     proc = run(sb, "install", "arm", "--persist", *root)
     assert proc.returncode == 0, proc.stderr
-    assert config.read_binfmt_d(etc / "qemu-arm.conf").ours
+    assert binfmt_d.read_binfmt_d(etc / "qemu-arm.conf").ours
     # --all: both kernel entries go; our file goes; the FIFO is refused, not opened.
     proc = run(sb, "uninstall", "--all", "--persist", *root)
     assert proc.returncode == 3, proc.stderr
@@ -396,7 +396,7 @@ def test_binfmt_support_database_entry_of_a_package_is_refused_then_taken_over(
     assert (admindir / "qemu-arm").read_text() == theirs
     proc = run(sb, "install", "arm", *root, "--overwrite-foreign")
     assert proc.returncode == 0, proc.stderr
-    fmt = config.parse_binfmts_admin((admindir / "qemu-arm").read_bytes(), "qemu-arm")
+    fmt = binfmts.parse_binfmts_admin((admindir / "qemu-arm").read_bytes(), "qemu-arm")
     assert (fmt.package, fmt.entry.interpreter) == ("binfmtctl", arm)
 
 
@@ -433,11 +433,13 @@ def test_a_huge_file_at_the_target_is_judged_from_its_start(tmp_path: Path) -> N
     with open(huge, "wb") as fh:
         fh.truncate(8 << 30)
     with pytest.raises(ForeignFileError):
-        config.put(str(tmp_path), "qemu-arm.conf", config.HEADER)
+        files.put(str(tmp_path), "qemu-arm.conf", binfmt_d.HEADER, ours=binfmt_d.marked_binfmt_d)
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         assert len(rootpath.read_at(fd, "qemu-arm.conf", str(huge), limit=100)) == 100
-        have = config.examine(fd, "qemu-arm.conf", str(huge), content=config.HEADER)
+        have = files.examine(
+            fd, "qemu-arm.conf", str(huge), content=binfmt_d.HEADER, ours=binfmt_d.marked_binfmt_d
+        )
     finally:
         os.close(fd)
     assert (have.state, have.what) == ("foreign", "was not written by binfmtctl")
@@ -467,12 +469,12 @@ def test_a_link_to_dev_null_masks_a_file_even_in_a_root_without_dev(tmp_path: Pa
     (tmp_path / "usr/lib/binfmt.d").mkdir(parents=True)
     (tmp_path / "usr/lib/binfmt.d/qemu-arm.conf").write_text(":qemu-arm:E::arm::/bin/true:\n")
     (tmp_path / "etc/binfmt.d/qemu-arm.conf").symlink_to("/dev/null")
-    layout = config.Layout.under(str(tmp_path))
-    report = config.describe(layout, {}, check_interpreter=False)
+    layout = persist.Layout.under(str(tmp_path))
+    report = boot_report.describe(layout, (), check_interpreter=False).to_dict()
     assert report["boot"] == []
-    files = report["files"]
-    assert isinstance(files, list)
-    assert [(f["path"], f["problem"]) for f in files] == [
+    listed = report["files"]
+    assert isinstance(listed, list)
+    assert [(f["path"], f["problem"]) for f in listed] == [
         (f"{tmp_path}/etc/binfmt.d/qemu-arm.conf", None),
         (f"{tmp_path}/usr/lib/binfmt.d/qemu-arm.conf", None),
     ]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import config, rootpath, sandbox
+from binfmtctl import binfmt_d, binfmts, files, rootpath, sandbox
 from binfmtctl.errors import ConfigError
 from binfmtctl.instance import Instance
 from conftest import cli, qemu
@@ -146,7 +146,13 @@ def test_a_directory_swapped_for_a_link_during_writes_never_leads_out(
     try:
         for n in range(300):
             try:
-                config.put(str(root / "etc/binfmt.d"), f"x{n}.conf", config.HEADER, root=str(root))
+                files.put(
+                    str(root / "etc/binfmt.d"),
+                    f"x{n}.conf",
+                    binfmt_d.HEADER,
+                    root=str(root),
+                    ours=binfmt_d.marked_binfmt_d,
+                )
                 outcomes["written"] = outcomes.get("written", 0) + 1
             except ConfigError as err:  # the attacker won every retry of a step
                 outcomes[err.message] = outcomes.get(err.message, 0) + 1
@@ -181,7 +187,7 @@ def test_install_persist_follows_an_absolute_link_inside_the_root(
     target = envelope(proc)["data"]["steps"][0]["persist"]["target"]
     assert target == f"{root}/etc/binfmt.d/qemu-aarch64.conf"
     landed = root / str(victim).lstrip("/") / "qemu-aarch64.conf"
-    assert config.parse_binfmt_d(landed.read_bytes()).ours
+    assert binfmt_d.parse_binfmt_d(landed.read_bytes()).ours
     assert snapshot(victim) == before
     # uninstall --persist removes the file it wrote, inside the root, and nothing else.
     proc = cli(sb, "uninstall", "arm64", "--persist", "--root", str(root), "--json")
@@ -263,7 +269,7 @@ def test_links_planted_by_an_ordinary_user_never_lead_out(
     argv = ["install", "arm", "--persist", "--root", str(root), "--overwrite-foreign"]
     assert cli(sb, *argv).returncode == 0
     assert not (root / "etc/binfmt.d/qemu-arm.conf").is_symlink()
-    assert config.parse_binfmt_d((root / "etc/binfmt.d/qemu-arm.conf").read_bytes()).ours
+    assert binfmt_d.parse_binfmt_d((root / "etc/binfmt.d/qemu-arm.conf").read_bytes()).ours
     assert snapshot(victim) == before
 
 
@@ -280,7 +286,7 @@ def test_binfmt_support_database_is_made_inside_the_root_and_uninstall_says_remo
     proc = cli(sb, "install", "arm64", "--persist=binfmt-support", "--root", str(root), "--json")
     assert proc.returncode == 0, proc.stderr
     inside = root / str(victim).lstrip("/") / "qemu-aarch64"
-    fmt = config.parse_binfmts_admin(inside.read_bytes(), "qemu-aarch64")
+    fmt = binfmts.parse_binfmts_admin(inside.read_bytes(), "qemu-aarch64")
     assert fmt.package == "binfmtctl"
     assert snapshot(victim) == before
     # update-binfmts --remove also unregisters: uninstall reports that as removed.

@@ -16,7 +16,8 @@ from binfmtctl.errors import (
     NotMountedError,
     RefusedError,
 )
-from binfmtctl.instance import Instance, in_initial_user_namespace
+from binfmtctl.instance import Instance
+from binfmtctl.namespaces import changes_reach_host, in_initial_user_namespace
 
 
 def entry(
@@ -31,7 +32,7 @@ def test_names_are_listed_newest_first_like_the_match_order(sb: sandbox.Sandbox)
         for name in ("aa", "zz", "mm", "bb"):
             inst.register(entry(name, magic=b"same", interpreter=f"/bin/{name}"))
         # The kernel tries the newest first: exec of a "same"-magic file goes to bb.
-        return inst.names(), inst.entries()[0].state.entry.interpreter
+        return inst.names(), inst.entries()[0].entry.interpreter
 
     names, first = sb.run(scenario)
     assert names == ["bb", "mm", "zz", "aa"]
@@ -112,7 +113,7 @@ def test_controls_and_missing_entries(sb: sandbox.Sandbox) -> None:
 
 
 def test_private_instance_is_not_the_hosts(sb: sandbox.Sandbox) -> None:
-    assert sb.run(lambda: Instance().is_host) is False
+    assert sb.run(changes_reach_host) is False
     assert sb.run(in_initial_user_namespace) is False
 
 

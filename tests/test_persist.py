@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import config, sandbox
-from binfmtctl.entry import EntryState
+from binfmtctl import binfmt_d, binfmts, sandbox
+from binfmtctl.entry import Handler
 from binfmtctl.instance import Instance
 from binfmtctl.sandbox import MS_BIND
 from conftest import cli, foreign_busybox, qemu, run_in
@@ -47,8 +47,8 @@ def envelope(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return data
 
 
-def entries(box: sandbox.Sandbox) -> dict[str, EntryState]:
-    return box.run(lambda: {n.name: n.state for n in Instance().entries()})
+def entries(box: sandbox.Sandbox) -> dict[str, Handler]:
+    return box.run(lambda: {h.name: h for h in Instance().entries()})
 
 
 def test_systemd_binfmt_registers_our_files_exactly_as_install_does(
@@ -109,7 +109,7 @@ def test_install_persist_binfmt_support_goes_through_its_database(
     assert proc.returncode == 0, proc.stderr
     step = envelope(proc)["data"]["steps"][0]
     assert step["persist"]["action"] == "written"
-    fmt = config.parse_binfmts_admin((admindir / "qemu-aarch64").read_bytes(), "qemu-aarch64")
+    fmt = binfmts.parse_binfmts_admin((admindir / "qemu-aarch64").read_bytes(), "qemu-aarch64")
     assert (fmt.package, fmt.entry) == ("binfmtctl", entries(sb)["qemu-aarch64"].entry)
     found = run_in(
         sb, UPDATE_BINFMTS, "--admindir", str(admindir), "--find", str(foreign_busybox("arm64"))
@@ -154,7 +154,7 @@ def test_install_persist_overrides_the_packaged_file_and_status_explains_it(
     assert proc.returncode == 0, proc.stderr
     ours = tmp_path / "etc/binfmt.d/qemu-arm.conf"
     assert envelope(proc)["data"]["steps"][0]["persist"]["target"] == str(ours)
-    assert config.read_binfmt_d(ours).ours
+    assert binfmt_d.read_binfmt_d(ours).ours
     cfg = envelope(cli(sb, "status", *root, "--json"))["data"]["config"]
     arm_cfg = next(n for n in cfg["names"] if n["name"] == "qemu-arm")
     assert [(f["path"], f["role"]) for f in arm_cfg["files"]] == [
@@ -195,7 +195,7 @@ def test_install_persist_overrides_the_packaged_file_and_status_explains_it(
     assert (tmp_path / "etc/binfmt.d/qemu-arm.conf").read_text() == PACKAGED_ARM
     proc = cli(sb, "install", "arm", "--persist", "--overwrite-foreign", *root)
     assert proc.returncode == 0, proc.stderr
-    assert config.read_binfmt_d(tmp_path / "etc/binfmt.d/qemu-arm.conf").ours
+    assert binfmt_d.read_binfmt_d(tmp_path / "etc/binfmt.d/qemu-arm.conf").ours
 
 
 def test_apply_touches_only_the_names_in_its_files_and_reports_each_line(
@@ -253,7 +253,7 @@ def test_boot_simulation_matches_the_real_systemd_binfmt(
         sandbox.mount(str(tmp_path / "etc/binfmt.d"), "/etc/binfmt.d", None, MS_BIND)
         sandbox.mount(str(tmp_path / "usr/lib/binfmt.d"), "/usr/lib/binfmt.d", None, MS_BIND)
         subprocess.run([SYSTEMD_BINFMT], check=False, capture_output=True)
-        return [(n.name, n.state.entry.to_dict()) for n in Instance().entries()]
+        return [(h.name, h.entry.to_dict()) for h in Instance().entries()]
 
     assert sb.run(boot) == expected
     assert aarch64  # the flush removed the arm64 handler install had registered

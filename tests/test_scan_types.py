@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from binfmtctl import diagnose
+from binfmtctl import scan
 from binfmtctl.sandbox import Sandbox
 from conftest import CACHE, cli, foreign_busybox
 
@@ -64,7 +64,7 @@ def _core(path: Path) -> Path:
 
 
 def _head(path: Path) -> bytes:
-    return path.read_bytes()[: diagnose.SCAN_READ].ljust(diagnose.SCAN_READ, b"\0")
+    return path.read_bytes()[: scan.SCAN_READ].ljust(scan.SCAN_READ, b"\0")
 
 
 def test_kinds_of_real_files(tmp_path: Path) -> None:
@@ -79,24 +79,24 @@ def test_kinds_of_real_files(tmp_path: Path) -> None:
     }
     if CRT1.exists():
         cases[CRT1] = "object"
-    assert {str(p): diagnose.elf_kind(_head(p)) for p in cases} == {
+    assert {str(p): scan.elf_kind(_head(p)) for p in cases} == {
         str(p): kind for p, kind in cases.items()
     }
 
 
 def test_kinds_of_big_endian_and_32_bit_headers() -> None:
     s390x = _head(foreign_busybox("s390x"))  # 64-bit big-endian program
-    assert diagnose.elf_kind(s390x) == "program"
+    assert scan.elf_kind(s390x) == "program"
     as_object = bytearray(s390x)
     as_object[16:18] = (1).to_bytes(2, "big")
-    assert diagnose.elf_kind(bytes(as_object)) == "object"
+    assert scan.elf_kind(bytes(as_object)) == "object"
     armhf = bytearray(_head(foreign_busybox("armhf")))  # 32-bit: e_entry is 4 bytes at 24
     armhf[16:18] = (3).to_bytes(2, "little")
     armhf[24:28] = bytes(4)
     armhf[28:32] = b"\xff\xff\xff\xff"  # e_phoff, not part of a 32-bit e_entry
-    assert diagnose.elf_kind(bytes(armhf)) == "library"
+    assert scan.elf_kind(bytes(armhf)) == "library"
     armhf[16:18] = (0).to_bytes(2, "little")  # ET_NONE
-    assert diagnose.elf_kind(bytes(armhf)) == "other"
+    assert scan.elf_kind(bytes(armhf)) == "other"
 
 
 def _tree(tmp_path: Path) -> Path:

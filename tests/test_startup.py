@@ -25,9 +25,8 @@ import pytest
 from binfmtctl import arch as _arch
 from binfmtctl import host, interpreters, plan, sandbox
 from binfmtctl.arch import CATALOG, Arch, Profile
-from binfmtctl.entry import Entry
+from binfmtctl.entry import Entry, Handler
 from binfmtctl.explain import _misfit, recognise, sample_header
-from binfmtctl.instance import Named
 from conftest import ROOT, foreign_busybox, qemu
 
 BINFMT_D = Path("/usr/lib/binfmt.d")
@@ -328,7 +327,7 @@ def _status_reads() -> tuple[int, int]:
     calls = []
     real = Instance.entries
 
-    def counting(self: Instance) -> list[Named]:
+    def counting(self: Instance) -> list[Handler]:
         calls.append(self.mountpoint)
         return real(self)
 

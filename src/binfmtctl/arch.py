@@ -92,14 +92,19 @@ class Arch:
         return self.data == ELFDATA2MSB
 
     @property
+    def byteorder(self) -> Literal["big", "little"]:
+        """For int.to_bytes/from_bytes: the byte order of this arch's ELF files."""
+        return "big" if self.big_endian else "little"
+
+    @property
     def bits(self) -> int:
         return 32 if self.elf_class == ELFCLASS32 else 64
 
     def _u16(self, value: int) -> bytes:
-        return value.to_bytes(2, "big" if self.big_endian else "little")
+        return value.to_bytes(2, self.byteorder)
 
     def _u32(self, value: int) -> bytes:
-        return value.to_bytes(4, "big" if self.big_endian else "little")
+        return value.to_bytes(4, self.byteorder)
 
     def magic_mask(self, profile: Profile | str = Profile.QEMU) -> tuple[bytes, bytes]:
         """Derive the binfmt_misc magic and mask for this arch."""
@@ -133,14 +138,13 @@ class Arch:
             return False
         if header[EI_CLASS] != self.elf_class or header[EI_DATA] != self.data:
             return False
-        order: Literal["big", "little"] = "big" if self.big_endian else "little"
-        if int.from_bytes(header[E_MACHINE : E_MACHINE + 2], order) != self.machine:
+        if int.from_bytes(header[E_MACHINE : E_MACHINE + 2], self.byteorder) != self.machine:
             return False
         if self.e_flags is not None:
             at = e_flags_offset(self.elf_class)
             if len(header) < at + 4:
                 return False
-            flags = int.from_bytes(header[at : at + 4], order)
+            flags = int.from_bytes(header[at : at + 4], self.byteorder)
             return flags & self.e_flags[0] == self.e_flags[1]
         return True
 

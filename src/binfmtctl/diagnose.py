@@ -1,10 +1,8 @@
-"""Which entry would run a file, and why an exec fails.
+"""Why an exec fails: the first known cause that applies, with the command that fixes it.
 
-The kernel's decision at execve is reproduced from data: the entries of an
-instance (newest first, disabled ones skipped, first match wins, M and E
-alike), then the native ELF loader, then ``#!`` scripts. Diagnosis walks the
-known causes of "exec format error" and "no such file or directory" in order
-and reports the first that applies, with the command that fixes it.
+Diagnosis walks the known causes of "exec format error" and "no such file or
+directory" in order (:class:`CauseCode`), from the facts of each file on the
+way (:mod:`binfmtctl.find`: the kernel's own choice of runner).
 
 Paths are looked up inside a root (``/`` or a chroot / container rootfs)
 exactly as the kernel would there: absolute symlinks restart at that root.
@@ -13,44 +11,44 @@ Everything here reads files; nothing writes.
 
 from __future__ import annotations
 
-import operator
 import os
 import shlex
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
 
 from binfmtctl import arch as _arch
-from binfmtctl import elf, interpreters, rootpath
-from binfmtctl.instance import Handler, Instance, Snapshot, in_initial_user_namespace
+from binfmtctl import elf, host, interpreters, rootpath
+from binfmtctl.entry import Handler
+from binfmtctl.explain import recognise
+from binfmtctl.find import _ABI_WORDS, Facts, inspect, is_native
+from binfmtctl.instance import Instance, Snapshot
+from binfmtctl.namespaces import in_initial_user_namespace, other_user_namespaces
 
-# Cause codes, in the order they are checked.
-NOT_FOUND = "not_found"
-NOT_EXECUTABLE = "not_executable"
-NOT_READABLE = "not_readable"
-TOO_MANY_LEVELS = "too_many_levels"
-NOT_MOUNTED = "not_mounted"
-INSTANCE_DISABLED = "instance_disabled"
-PRIVATE_INSTANCE = "private_instance"
-HANDLER_DISABLED = "handler_disabled"
-WRONG_ABI = "wrong_abi"
-NO_HANDLER = "no_handler"
-UNKNOWN_FORMAT = "unknown_format"
-SHADOWED = "shadowed"
-INTERPRETER_MISSING = "interpreter_missing"
-INTERPRETER_UNUSABLE = "interpreter_unusable"
-WRONG_EMULATOR = "wrong_emulator"
-INTERPRETER_DYNAMIC = "interpreter_dynamic"
-LOADER_MISSING = "loader_missing"
-SCRIPT_INTERPRETER_MISSING = "script_interpreter_missing"
 
-# Verdicts of ``find`` (what the kernel does with a file right now).
-HANDLED, NATIVE, SCRIPT = "handled", "native", "script"
-NO_HANDLER_VERDICT, DISABLED_VERDICT, UNMOUNTED_VERDICT = "no_handler", "disabled", "not_mounted"
-UNKNOWN_VERDICT, MISSING_VERDICT = "unknown", "missing"
-NOT_REGULAR_VERDICT = "not_regular"  # a FIFO, socket, device or directory: never read
+class CauseCode(str, Enum):
+    """Why a program does not run, in the order the causes are checked."""
+
+    NOT_FOUND = "not_found"
+    NOT_EXECUTABLE = "not_executable"
+    NOT_READABLE = "not_readable"
+    TOO_MANY_LEVELS = "too_many_levels"
+    NOT_MOUNTED = "not_mounted"
+    INSTANCE_DISABLED = "instance_disabled"
+    PRIVATE_INSTANCE = "private_instance"
+    HANDLER_DISABLED = "handler_disabled"
+    WRONG_ABI = "wrong_abi"
+    NO_HANDLER = "no_handler"
+    UNKNOWN_FORMAT = "unknown_format"
+    SHADOWED = "shadowed"
+    INTERPRETER_MISSING = "interpreter_missing"
+    INTERPRETER_UNUSABLE = "interpreter_unusable"
+    WRONG_EMULATOR = "wrong_emulator"
+    INTERPRETER_DYNAMIC = "interpreter_dynamic"
+    LOADER_MISSING = "loader_missing"
+    SCRIPT_INTERPRETER_MISSING = "script_interpreter_missing"
+
 
 MAX_DEPTH = 5  # the kernel gives up (ELOOP) after this many interpreter rewrites
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -64,138 +62,17 @@ KNOWN_LOADERS: dict[int, tuple[str, ...]] = {
 resolve_in = rootpath.resolve_in
 where = rootpath.where
 
-_ABI_WORDS = {
-    "armhf": "armhf (hard-float)",
-    "armel": "armel (soft-float)",
-    "o32": "MIPS o32",
-    "n32": "MIPS n32",
-    "n64": "MIPS n64",
-}
-
-
-# -- the instance, as data -------------------------------------------------------
-
-
-# -- one file --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What the kernel sees of a file: its first bytes, and what they say."""
-
-    path: str  # as passed to execve (inside the root)
-    host_path: str  # where we read it
-    header: bytes
-    ident: elf.ElfIdentity | None
-    loader: str | None  # PT_INTERP of a dynamically linked ELF
-    script: tuple[str, str | None] | None  # #! interpreter and argument
-
-    def elf_dict(self) -> dict[str, object] | None:
-        if self.ident is None:
-            return None
-        out = self.ident.to_dict()
-        out["linking"] = "dynamic" if self.loader else "static"
-        out["interpreter"] = self.loader
-        return out
-
-    def summary(self) -> str:
-        if self.ident is None:
-            if self.script is not None:
-                arg = f" {self.script[1]}" if self.script[1] else ""
-                return f"script (#!{self.script[0]}{arg})"
-            return "not an ELF file or #! script"
-        return describe_ident(self.ident, self.loader)
-
-
-def describe_ident(ident: elf.ElfIdentity, loader: str | None) -> str:
-    found = ident.arch
-    name = found.name if found else f"unknown machine {ident.machine}"
-    abi = f" {ident.abi}" if ident.abi else ""
-    endian = "LSB" if ident.endian == "little" else "MSB"
-    link = f"dynamic, loader {loader}" if loader else "static"
-    kind = elf.ET_NAMES.get(ident.e_type, str(ident.e_type))
-    return f"ELF {ident.bits}-bit {endian} {kind} {name}{abi}, {link}"
-
-
-def inspect(host_path: str, path: str | None = None) -> Facts:
-    """Read a file's header and what it says, from one non-blocking open.
-
-    Raises OSError; elf.NotRegularFileError for a FIFO, socket, device or
-    directory (nothing is read from those: a FIFO would block).
-    """
-    with elf.open_regular(host_path) as fh:
-        header = elf.header_of(fh)
-        ident = elf.identity(header)
-        loader = elf.program_interpreter(fh) if ident is not None else None
-    script = elf.shebang(header) if ident is None else None
-    return Facts(path or host_path, host_path, header, ident, loader, script)
-
-
-def is_native(ident: elf.ElfIdentity, native: Iterable[_arch.Arch]) -> bool:
-    found = ident.arch
-    return found is not None and any(found.name == a.name for a in native)
-
-
-# -- find: what the kernel does with a file now ---------------------------------
-
-
-@dataclass(frozen=True)
-class Finding:
-    path: str
-    facts: Facts | None
-    handler: Handler | None
-    verdict: str
-    detail: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "elf": self.facts.elf_dict() if self.facts else None,
-            "match": self.handler.to_dict() if self.handler else None,
-            "verdict": self.verdict,
-            "detail": self.detail,
-        }
-
-
-def find(state: Snapshot, facts: Facts, native: Sequence[_arch.Arch]) -> Finding:
-    """The kernel's choice for ``facts``: a handler, the native loader, #!, or nothing."""
-    winner = state.winner(facts.header, facts.path)
-    if winner is not None:
-        return Finding(facts.path, facts, winner, HANDLED, f"run by {winner.describe()}")
-    ident = facts.ident
-    if ident is not None and is_native(ident, native):
-        return Finding(facts.path, facts, None, NATIVE, "native ELF for this host")
-    if ident is None and facts.script is not None:
-        return Finding(facts.path, facts, None, SCRIPT, f"#! script run by {facts.script[0]}")
-    would = state.matching(facts.header, facts.path)
-    if not state.mounted:
-        return Finding(
-            facts.path, facts, None, UNMOUNTED_VERDICT,
-            f"no handler: binfmt_misc is not mounted at {state.mountpoint}",
-        )  # fmt: skip
-    if not state.enabled:
-        also = f" (otherwise {would[0].name} would run it)" if would else ""
-        return Finding(
-            facts.path, facts, None, DISABLED_VERDICT,
-            f"no handler: binfmt_misc is disabled{also}",
-        )  # fmt: skip
-    if ident is None:
-        return Finding(facts.path, facts, None, UNKNOWN_VERDICT, "exec format error")
-    off = f" ({would[0].name} matches but is disabled)" if would else ""
-    return Finding(facts.path, facts, None, NO_HANDLER_VERDICT, f"no handler{off}")
-
-
 # -- why: the first cause that applies ------------------------------------------
 
 
 @dataclass(frozen=True)
 class Cause:
-    code: str
+    code: CauseCode
     message: str
     fix: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message, "fix": self.fix}
+        return {"code": self.code.value, "message": self.message, "fix": self.fix}
 
 
 @dataclass(frozen=True)
@@ -243,7 +120,7 @@ OtherInstances = Callable[[], list[tuple[int, Snapshot]]]
 class Context:
     """Everything ``why`` consults: the instance, the root, the host's native arches."""
 
-    state: Snapshot
+    snapshot: Snapshot
     root: str = "/"
     native: Sequence[_arch.Arch] = ()
     others: OtherInstances | None = None  # looked at only when nothing here matches
@@ -268,7 +145,7 @@ def lookup(ctx: Context, command: str, path_env: str | None) -> str | Cause:
         if host_path and os.path.isfile(host_path) and os.access(host_path, os.X_OK):
             return candidate
     return Cause(
-        NOT_FOUND,
+        CauseCode.NOT_FOUND,
         f"{command}: command not found in {where(root)} (PATH={':'.join(dirs)}).",
         "give the full path, or run it where it is installed",
     )
@@ -282,7 +159,7 @@ def diagnose(ctx: Context, command: str, path_env: str | None = None) -> Diagnos
     chain: list[Link] = []
     cause = _examine(ctx, found, chain, 0)
     notes: list[str] = []
-    if cause is None and not ctx.state.host and chain and "binfmt_misc" in chain[-1].runner:
+    if cause is None and not ctx.snapshot.host and chain and "binfmt_misc" in chain[-1].runner:
         notes.append(
             "this binfmt_misc is a private instance of a user namespace: its entries "
             "exist only here, not on the host"
@@ -293,7 +170,7 @@ def diagnose(ctx: Context, command: str, path_env: str | None = None) -> Diagnos
 def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | None:
     if depth >= MAX_DEPTH:
         return Cause(
-            TOO_MANY_LEVELS,
+            CauseCode.TOO_MANY_LEVELS,
             f"{path}: more than {MAX_DEPTH} levels of interpreters (#! lines or handlers); "
             "the kernel gives up with 'too many levels of symbolic links' (ELOOP).",
             "point the #! line at the real interpreter",
@@ -309,7 +186,7 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
         return _not_regular(path, elf.file_kind(mode))
     if not os.access(host_path, os.X_OK):
         return Cause(
-            NOT_EXECUTABLE,
+            CauseCode.NOT_EXECUTABLE,
             f"{path} is not an executable file, so exec fails with 'permission denied'.",
             f"chmod +x {shlex.quote(host_path)}",
         )
@@ -320,7 +197,7 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
     except OSError as err:
         return _unreadable(path, err)
     ident = facts.ident
-    winner = ctx.state.winner(facts.header, path)
+    winner = ctx.snapshot.winner(facts.header, path)
     if winner is not None:
         chain.append(Link(path, facts.summary(), f"binfmt_misc entry {winner.describe()}"))
         return _check_handler(ctx, facts, winner)
@@ -332,7 +209,7 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
         chain.append(Link(path, facts.summary(), f"the kernel's #! loader, then {interp}"))
         if resolve_in(ctx.root, interp) is None:
             return Cause(
-                SCRIPT_INTERPRETER_MISSING,
+                CauseCode.SCRIPT_INTERPRETER_MISSING,
                 f"{path} is a script for {interp}, which does not exist in "
                 f"{where(ctx.root)}; the kernel reports 'no such file or directory' "
                 "for the script itself.",
@@ -349,14 +226,16 @@ def _missing(root: str, path: str) -> Cause:
         try:
             os.stat(path)
         except OSError as err:
-            return Cause(NOT_FOUND, f"{path} is a symlink that leads nowhere ({err.strerror}).")
-    return Cause(NOT_FOUND, f"{path} does not exist in {where(root)}.")
+            return Cause(
+                CauseCode.NOT_FOUND, f"{path} is a symlink that leads nowhere ({err.strerror})."
+            )
+    return Cause(CauseCode.NOT_FOUND, f"{path} does not exist in {where(root)}.")
 
 
 def _not_regular(path: str, kind: str) -> Cause:
     """The kernel execs only regular files; a FIFO is never opened (it would block)."""
     return Cause(
-        NOT_EXECUTABLE,
+        CauseCode.NOT_EXECUTABLE,
         f"{path} is not a regular file (a {kind}), so exec fails with 'permission denied'.",
         "run a regular executable file",
     )
@@ -364,7 +243,7 @@ def _not_regular(path: str, kind: str) -> Cause:
 
 def _unreadable(path: str, err: OSError) -> Cause:
     return Cause(
-        NOT_READABLE,
+        CauseCode.NOT_READABLE,
         f"{path} cannot be read ({err.strerror}), so which handler the kernel would "
         "choose for it cannot be told.",
         "run `binfmtctl why` as a user who can read it",
@@ -373,61 +252,61 @@ def _unreadable(path: str, err: OSError) -> Cause:
 
 def _no_runner(ctx: Context, facts: Facts) -> Cause:
     """No enabled entry matches a file the kernel cannot run itself."""
-    state, ident, path = ctx.state, facts.ident, facts.path
+    snapshot, ident, path = ctx.snapshot, facts.ident, facts.path
     what = _what(ident) if ident else "file"
-    would = state.matching(facts.header, path)
+    would = snapshot.matching(facts.header, path)
     arch_word = ident.arch.name if ident and ident.arch else None
     install = f"binfmtctl install {arch_word}" if arch_word else None
     if not would:
         other = _elsewhere(ctx, facts)
         if other is not None:
             return other
-    if not state.mounted:
+    if not snapshot.mounted:
         return Cause(
-            NOT_MOUNTED,
-            f"binfmt_misc is not mounted at {state.mountpoint}, so the kernel has no "
+            CauseCode.NOT_MOUNTED,
+            f"binfmt_misc is not mounted at {snapshot.mountpoint}, so the kernel has no "
             f"handler for this {what} and reports 'exec format error'.",
-            f"sudo mount -t binfmt_misc binfmt_misc {state.mountpoint}"
+            f"sudo mount -t binfmt_misc binfmt_misc {snapshot.mountpoint}"
             + (f" && {install}" if install else ""),
         )
-    if not state.enabled:
+    if not snapshot.enabled:
         hint = (
             f" (otherwise {would[0].name} would run it)"
             if would
             else " (and no entry would run it anyway)"
         )
         return Cause(
-            INSTANCE_DISABLED,
-            f"binfmt_misc at {state.mountpoint} is switched off (status: disabled), "
+            CauseCode.INSTANCE_DISABLED,
+            f"binfmt_misc at {snapshot.mountpoint} is switched off (status: disabled), "
             f"so no handler runs this {what}{hint}.",
-            f"echo 1 | sudo tee {state.mountpoint}/status",
+            f"echo 1 | sudo tee {snapshot.mountpoint}/status",
         )
     if would:
         return Cause(
-            HANDLER_DISABLED,
+            CauseCode.HANDLER_DISABLED,
             f"the handler {would[0].name} for this {what} is registered but disabled, "
             "so the kernel skips it and reports 'exec format error'.",
             f"binfmtctl enable {would[0].name}",
         )
     if ident is None:
         return Cause(
-            UNKNOWN_FORMAT,
+            CauseCode.UNKNOWN_FORMAT,
             f"{path} is neither an ELF program nor a #! script and no handler matches it, "
             "so exec fails with 'exec format error' (a shell would run it as a sh script).",
             f"add a #! line to {path}",
         )
-    sibling = _sibling(state, ident)
+    sibling = _sibling(snapshot, ident)
     if sibling is not None:
         return sibling
     if arch_word is None:
         return Cause(
-            NO_HANDLER,
+            CauseCode.NO_HANDLER,
             f"no binfmt_misc handler matches this {what} (e_machine {ident.machine}, "
             "unknown to binfmtctl), so exec fails with 'exec format error'.",
             "register a handler for it with `binfmtctl explain` and a custom entry",
         )
     return Cause(
-        NO_HANDLER,
+        CauseCode.NO_HANDLER,
         f"no binfmt_misc handler matches this {what}, so exec fails with 'exec format error'.",
         install,
     )
@@ -441,18 +320,18 @@ def _what(ident: elf.ElfIdentity) -> str:
     return f"{name} program"
 
 
-def _sibling(state: Snapshot, ident: elf.ElfIdentity) -> Cause | None:
+def _sibling(snapshot: Snapshot, ident: elf.ElfIdentity) -> Cause | None:
     """An enabled handler for the same machine but another ABI, endianness or class."""
     mine = ident.arch
     if mine is None:
         return None
-    for h in state.handlers:
-        theirs = h.arch
+    for h in snapshot.handlers:
+        theirs = recognise(h.entry)
         if not h.enabled or theirs is None or theirs.name == mine.name:
             continue
         if theirs.machine == ident.machine or theirs.family == mine.family:
             return Cause(
-                WRONG_ABI,
+                CauseCode.WRONG_ABI,
                 f"this is a {mine.description} program ({mine.name}), but the registered "
                 f"{h.name} runs {theirs.description} programs ({theirs.name}) only, so "
                 "exec fails with 'exec format error'.",
@@ -471,12 +350,12 @@ def _elsewhere(ctx: Context, facts: Facts) -> Cause | None:
             continue
         arch_word = facts.ident.arch.name if facts.ident and facts.ident.arch else hit.name
         here = (
-            f"binfmt_misc is not mounted at {ctx.state.mountpoint}"
-            if not ctx.state.mounted
+            f"binfmt_misc is not mounted at {ctx.snapshot.mountpoint}"
+            if not ctx.snapshot.mounted
             else "no handler here matches it"
         )
         return Cause(
-            PRIVATE_INSTANCE,
+            CauseCode.PRIVATE_INSTANCE,
             f"{here}; the handler {hit.name} exists only in the private binfmt_misc of "
             f"another user namespace (process {pid}): whatever registered it ran inside a "
             "user namespace (a rootless container, `unshare -U`) and changed that private "
@@ -498,10 +377,10 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
     ident, path, root = facts.ident, facts.path, ctx.root
     found = ident.arch if ident else None
     if found is not None and not _suits(winner, found):
-        for older in ctx.state.handlers[ctx.state.handlers.index(winner) + 1 :]:
+        for older in ctx.snapshot.handlers[ctx.snapshot.handlers.index(winner) + 1 :]:
             if older.enabled and _suits(older, found) and older.entry.matches(facts.header, path):
                 return Cause(
-                    SHADOWED,
+                    CauseCode.SHADOWED,
                     f"the newer entry {winner.describe()} also matches this "
                     f"{_what(ident) if ident else 'file'} and the kernel tries the newest "
                     f"entry first, so {older.name} never gets it.",
@@ -514,7 +393,7 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
     if not fixed and inside is None:
         if os.path.abspath(root) != "/":
             return Cause(
-                INTERPRETER_MISSING,
+                CauseCode.INTERPRETER_MISSING,
                 f"{winner.name} has no F flag, so the kernel looks up its interpreter "
                 f"{interp} inside {root} at every exec, and it is not there: exec fails "
                 "with 'no such file or directory'.",
@@ -522,7 +401,7 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
                 "opens the interpreter once, on the host)",
             )
         return Cause(
-            INTERPRETER_MISSING,
+            CauseCode.INTERPRETER_MISSING,
             f"the interpreter {interp} of {winner.name} does not exist, so exec fails "
             "with 'no such file or directory'.",
             f"binfmtctl install {arch_word} --replace",
@@ -545,7 +424,7 @@ def _check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
                 else "the emulator is there, but"
             )
             return Cause(
-                INTERPRETER_DYNAMIC,
+                CauseCode.INTERPRETER_DYNAMIC,
                 f"the interpreter {interp} of {winner.name} is dynamically linked: {how} "
                 f"its loader {needs} and libraries must exist inside {root}, and they do not.",
                 f"apt-get install qemu-user-static && binfmtctl install {arch_word} --replace "
@@ -581,10 +460,12 @@ def _unfit_emulator(
         error = _UNFIT_ERRNO.get(code)
         if error is None:
             continue
-        if code is interpreters.Problem.FOREIGN_CPU and ctx.state.winner(looked.header, emulator):
+        if code is interpreters.Problem.FOREIGN_CPU and ctx.snapshot.winner(
+            looked.header, emulator
+        ):
             continue  # another entry emulates the emulator itself: the kernel chains them
         return Cause(
-            INTERPRETER_UNUSABLE,
+            CauseCode.INTERPRETER_UNUSABLE,
             f"the interpreter {interp} of {winner.name} cannot run on this machine: it is "
             f"{words}, so exec fails with '{error}'.",
             f"binfmtctl install {arch_word} --replace",
@@ -592,7 +473,7 @@ def _unfit_emulator(
     meant = interpreters.targets(interp)
     if found is not None and meant and found not in meant:
         return Cause(
-            WRONG_EMULATOR,
+            CauseCode.WRONG_EMULATOR,
             f"{winner.name} runs this {found.name} program with {interp}, which by its "
             f"name emulates {', '.join(a.name for a in meant)}, not {found.name}: QEMU "
             "refuses it ('Invalid ELF image for this architecture').",
@@ -628,7 +509,7 @@ def _check_loader(ctx: Context, facts: Facts) -> Cause | None:
         else:
             fix = f"install the {arch_word} C library (libc6) in {root}"
         return Cause(
-            LOADER_MISSING,
+            CauseCode.LOADER_MISSING,
             f"this dynamically linked {what} needs its loader {loader}, which does not "
             f"exist in {where(root)}: {outcome}.",
             fix,
@@ -666,7 +547,7 @@ def _abi_cause(
     mine = _ABI_WORDS.get(ident.abi or "", ident.abi or "?")
     other = _ABI_WORDS.get(theirs.abi or "", theirs.abi or "?")
     return Cause(
-        WRONG_ABI,
+        CauseCode.WRONG_ABI,
         f"this is an {mine} program and needs the loader {wanted}, but {where(root)} "
         f"has the {other} loader {their_loader}: the two ABIs cannot share a loader or "
         "libraries.",
@@ -678,260 +559,26 @@ def _abi_cause(
 
 
 def other_instances(proc: str = "/proc") -> list[tuple[int, Snapshot]]:
-    """binfmt_misc instances mounted by processes in other user namespaces.
+    """binfmt_misc instances with handlers, mounted by processes in other user namespaces.
 
     Seen through /proc/PID/root; needs privileges over those namespaces (root on
     the host has them). Unreadable ones are skipped.
     """
-    try:
-        mine = os.stat(f"{proc}/self/ns/user").st_ino
-    except OSError:
-        return []
-    seen: set[int] = {mine}
     out: list[tuple[int, Snapshot]] = []
-    for pid in sorted((p for p in os.listdir(proc) if p.isdigit()), key=int):
-        try:
-            ns = os.stat(f"{proc}/{pid}/ns/user").st_ino
-            if ns in seen:
-                continue
-            with open(f"{proc}/{pid}/mountinfo") as fh:
-                points = [line.split()[4] for line in fh if " - binfmt_misc " in line]
-        except OSError:
-            continue
-        seen.add(ns)
+    for pid, points in other_user_namespaces(proc):
         for point in points:
             try:
-                state = Instance(f"{proc}/{pid}/root{point}").snapshot()
+                snapshot = Instance(f"{proc}/{pid}/root{point}").snapshot()
             except Exception:  # noqa: BLE001, S112 - a process that went away, or no access
                 continue
-            if state.mounted and state.handlers:
-                out.append((int(pid), state))
+            if snapshot.mounted and snapshot.handlers:
+                out.append((pid, snapshot))
                 break
     return out
 
 
 def default_context(instance: Instance, root: str = "/") -> Context:
-    from binfmtctl import host
-
-    state = instance.snapshot()
+    """The facts ``why`` needs, gathered once from this system."""
+    snapshot = instance.snapshot()
     others: OtherInstances | None = other_instances if in_initial_user_namespace() else None
-    return Context(state, root, host.native_arches(), others)
-
-
-# -- scan: every ELF file of a tree ---------------------------------------------
-
-SCAN_READ = 64  # enough for the ELF identity, e_entry and e_flags of both classes
-
-
-class ElfKind(str, Enum):
-    """What an ELF file is, for scan: only programs are ever exec'd, so only they
-    need a handler; the others are reported apart and never fail a scan."""
-
-    PROGRAM = "program"  # ET_EXEC, or ET_DYN with an entry point
-    OBJECT = "object"  # ET_REL
-    CORE = "core"  # ET_CORE
-    LIBRARY = "library"  # ET_DYN without an entry point
-    OTHER = "other"  # ET_NONE and processor/OS-specific types
-
-
-PROGRAM = ElfKind.PROGRAM
-ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4  # e_type (elf.ET_NAMES names them)
-# Verdict of a group of files the kernel never executes.
-NOT_EXECUTABLE_VERDICT = "not_executable"
-
-
-def elf_kind(head: bytes) -> ElfKind:
-    """PROGRAM for ET_EXEC and ET_DYN with an entry point, else what the file is.
-
-    ``head`` is at least SCAN_READ bytes of a file that starts with the ELF magic.
-    A PIE program and a shared library are both ET_DYN; a library without an
-    entry point (e_entry 0) cannot be run, one with it (libc.so.6, ld.so) can.
-    """
-    order: Literal["big", "little"] = "big" if head[5] == _arch.ELFDATA2MSB else "little"
-    e_type = int.from_bytes(head[16:18], order)
-    if e_type == ET_EXEC:
-        return PROGRAM
-    if e_type == ET_DYN:
-        width = 8 if head[4] == _arch.ELFCLASS64 else 4
-        return PROGRAM if any(head[24 : 24 + width]) else ElfKind.LIBRARY
-    return {ET_REL: ElfKind.OBJECT, ET_CORE: ElfKind.CORE}.get(e_type, ElfKind.OTHER)
-
-
-@dataclass
-class Group:
-    arch: str | None
-    abi: str | None
-    bits: int
-    endian: str
-    machine: int
-    verdict: str
-    handler: Handler | None
-    files: list[str] = field(default_factory=list)
-    kind: ElfKind = PROGRAM
-
-    def to_dict(self, limit: int | None = None) -> dict[str, Any]:
-        return {
-            "arch": self.arch,
-            "abi": self.abi,
-            "class": self.bits,
-            "endian": self.endian,
-            "machine": self.machine,
-            "kind": self.kind.value,
-            "count": len(self.files),
-            "verdict": self.verdict,
-            "match": self.handler.to_dict() if self.handler else None,
-            "files": self.files if limit is None else self.files[:limit],
-        }
-
-
-@dataclass(frozen=True)
-class ScanProblem:
-    """A file or directory of the tree that could not be read, and why."""
-
-    path: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "reason": self.reason}
-
-
-@dataclass
-class ScanReport:
-    top: str
-    files: int = 0
-    unreadable: int = 0
-    groups: list[Group] = field(default_factory=list)
-    problems: list[ScanProblem] = field(default_factory=list)
-
-    def cannot_read(self, path: str, err: OSError) -> None:
-        """One unreadable file or directory: counted and reported; the walk goes on."""
-        self.unreadable += 1
-        self.problems.append(ScanProblem(path, str(err.strerror or err)))
-
-    @property
-    def elf_files(self) -> int:
-        return sum(len(g.files) for g in self.groups)
-
-    def uncovered(self) -> list[Group]:
-        """Programs nothing runs (objects, cores and libraries never count)."""
-        return [g for g in self.groups if g.kind == PROGRAM and g.verdict not in (HANDLED, NATIVE)]
-
-    def not_executable(self) -> list[Group]:
-        """Groups of files the kernel never executes (objects, cores, plain libraries)."""
-        return [g for g in self.groups if g.kind != PROGRAM]
-
-
-def scan(top: str, state: Snapshot, native: Sequence[_arch.Arch]) -> ScanReport:
-    """Every ELF file under ``top`` (symlinks not followed), grouped by arch/ABI and handler.
-
-    Only the first bytes of each file are read. Which entry matches depends only
-    on the bytes some entry's mask looks at (and the extension, for E entries),
-    so the decision is made once per distinct set of those bytes.
-    """
-    positions: set[int] = set(range(20)) | {0x24, 0x25, 0x26, 0x27, 0x30, 0x31, 0x32, 0x33}
-    by_extension = False
-    for h in state.handlers:
-        e = h.entry
-        if e.kind == "E":
-            by_extension = True
-            continue
-        for i in range(len(e.magic)):
-            if e.mask is None or e.mask[i]:
-                positions.add(e.offset + i)
-    need = max(SCAN_READ, max(positions) + 1)
-    pick = operator.itemgetter(*sorted(positions))
-    native_names = {a.name for a in native}
-    decided: dict[tuple[Any, ...], Group] = {}
-    report = ScanReport(top)
-    stack = [top]
-    while stack:
-        directory = stack.pop()
-        try:
-            it = os.scandir(directory)
-        except OSError as err:
-            report.cannot_read(directory, err)
-            continue
-        with it:
-            for item in it:
-                try:
-                    if item.is_dir(follow_symlinks=False):
-                        stack.append(item.path)
-                        continue
-                    if not item.is_file(follow_symlinks=False):
-                        continue  # symlinks, FIFOs, sockets, devices: never opened
-                except OSError as err:
-                    report.cannot_read(item.path, err)
-                    continue
-                report.files += 1
-                try:
-                    # Non-blocking and fstat-checked: a file replaced by a FIFO since
-                    # the directory was read is refused, not waited on.
-                    fd = elf.open_regular_fd(item.path, follow=False, seen_regular=True)
-                    try:
-                        head = os.read(fd, need)
-                    finally:
-                        os.close(fd)
-                except OSError as err:
-                    report.cannot_read(item.path, err)
-                    continue
-                if head[:4] != _arch.ELF_MAGIC:
-                    continue
-                if len(head) < need:
-                    head = head.ljust(need, b"\0")
-                key: tuple[Any, ...] = (pick(head), elf_kind(head))
-                if by_extension:
-                    key = (key, os.path.splitext(item.name)[1])
-                group = decided.get(key)
-                if group is None:
-                    group = _decide(head, item.path, state, native_names, report)
-                    if group is None:
-                        continue
-                    decided[key] = group
-                group.files.append(item.path)
-    for g in report.groups:
-        g.files.sort()
-    report.problems.sort(key=lambda p: p.path)
-    report.groups.sort(key=lambda g: (-len(g.files), g.arch or "", g.abi or ""))
-    return report
-
-
-def _decide(
-    head: bytes, path: str, state: Snapshot, native: set[str], report: ScanReport
-) -> Group | None:
-    ident = elf.identity(head)
-    if ident is None:
-        return None
-    found = ident.arch
-    kind = elf_kind(head)
-    winner = state.winner(head, path) if kind == PROGRAM else None
-    if kind != PROGRAM:
-        verdict = NOT_EXECUTABLE_VERDICT
-    elif winner is not None:
-        verdict = HANDLED
-    elif found is not None and found.name in native:
-        verdict = NATIVE
-    else:
-        verdict = NO_HANDLER_VERDICT
-    for g in report.groups:
-        if (
-            g.machine == ident.machine
-            and g.bits == ident.bits
-            and g.endian == ident.endian
-            and g.abi == ident.abi
-            and g.verdict == verdict
-            and g.handler == winner
-            and g.kind == kind
-        ):
-            return g
-    group = Group(
-        found.name if found else None,
-        ident.abi,
-        ident.bits,
-        ident.endian,
-        ident.machine,
-        verdict,
-        winner,
-        kind=kind,
-    )
-    report.groups.append(group)
-    return group
+    return Context(snapshot, root, host.native_arches(), others)

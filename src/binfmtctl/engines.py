@@ -23,13 +23,13 @@ the platform written in the image config on every engine version.
 from __future__ import annotations
 
 import contextlib
-import errno
+import dataclasses
 import json
 import os
 import shutil
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 from binfmtctl import arch as _arch
 from binfmtctl.errors import BinfmtError, EngineError, engine_error
 from binfmtctl.instance import DEFAULT_MOUNTPOINT, Instance, Snapshot
+from binfmtctl.namespaces import NamespaceView, Relation, Seen, instance_view, read_text
 
 ENGINES = ("docker", "podman")
 IMAGE_REPO = "localhost/binfmtctl-probe"
@@ -295,10 +296,10 @@ def verify(
     eng = engine or Engine.find(engine_name)
     rows = [_arch.resolve(a) if isinstance(a, str) else a for a in arches]
     check_reachable(eng)
-    handlers = _snapshot(mountpoint)
+    snapshot = _snapshot(mountpoint)
     if image is not None:
-        return [_verify_image(eng, row, image, handlers) for row in rows]
-    return _verify_probes(eng, rows, handlers)
+        return [_verify_image(eng, row, image, snapshot) for row in rows]
+    return _verify_probes(eng, rows, snapshot)
 
 
 def _container_name(row: _arch.Arch, run_id: str) -> str:
@@ -316,7 +317,7 @@ def _run_named(eng: Engine, result: dict[str, Any], argv: list[str], name: str) 
         raise
 
 
-def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> list[dict[str, Any]]:
+def _verify_probes(eng: Engine, rows: list[_arch.Arch], snapshot: Snapshot) -> list[dict[str, Any]]:
     from binfmtctl import probes
 
     run_id = os.urandom(4).hex()  # secrets.token_hex, without its imports
@@ -335,7 +336,7 @@ def _verify_probes(eng: Engine, rows: list[_arch.Arch], handlers: Snapshot) -> l
                 engine=eng.name,
             )
         for row, img in zip(rows, images, strict=True):
-            result = _result(row, _entry_for(handlers, img.probe), eng.name)
+            result = _result(row, _entry_for(snapshot, img.probe), eng.name)
             result["image"] = img.tag
             name = _container_name(row, run_id)
             _run_named(eng, result, eng.run_argv(img.platform, img.tag, name=name), name)
@@ -366,11 +367,11 @@ def _run_one(eng: Engine, result: dict[str, Any], argv: list[str]) -> None:
         result["error"] = f"{eng.name} run exited {done.returncode}: {_engine_says(done)}"
 
 
-def _verify_image(eng: Engine, row: _arch.Arch, image: str, handlers: Snapshot) -> dict[str, Any]:
+def _verify_image(eng: Engine, row: _arch.Arch, image: str, snapshot: Snapshot) -> dict[str, Any]:
     from binfmtctl import host
 
     sample = row.magic_mask()[0]
-    result = _result(row, _entry_for(handlers, sample), eng.name)
+    result = _result(row, _entry_for(snapshot, sample), eng.name)
     result["image"] = image
     name = _container_name(row, os.urandom(4).hex())
     argv = eng.run_argv(oci_platform(row), image, "-m", entrypoint="uname", name=name)
@@ -394,149 +395,48 @@ def remove_images(eng: Engine, tags: Sequence[str]) -> None:
             eng.call("rmi", "--force", *tags)
 
 
-# --- diagnostics for `binfmtctl status` ------------------------------------
-
-NS_GET_PARENT = 0xB702  # ioctl: the parent of a user namespace
+# --- which instance each engine's containers use (for `binfmtctl status`) -------
 
 
-@dataclass
-class NamespaceView:
-    """What one engine process's namespaces say about the instance it uses."""
+@dataclass(frozen=True)
+class EngineView:
+    """One container engine, as ``status`` shows it: found? reachable? which instance?"""
 
-    pid: int
-    userns: str  # "same", "child", "other", "unknown"
-    instance: str  # "same", "private", "inherited", "unknown"
-    detail: str
-    facts: dict[str, Any] = field(default_factory=dict)
+    name: str
+    binary: str | None
+    reachable: bool | None = None  # None: not asked (podman has no daemon)
+    rootless: bool | None = None
+    pid: int | None = None  # the daemon (docker) or the rootless namespace holder (podman)
+    userns: Relation | None = None
+    instance: Seen = Seen.UNKNOWN
+    detail: str = ""
+    socket: str | None = None  # docker: the daemon's socket, when it is a unix socket
 
-
-def _ns_key(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _userns_relation(pid: int, proc: str = "/proc") -> str:
-    """``same``, ``child`` (a descendant of ours), ``other``, or ``unknown``."""
-    import fcntl
-
-    mine = _ns_key(f"{proc}/self/ns/user")
-    theirs = _ns_key(f"{proc}/{pid}/ns/user")
-    if mine is None or theirs is None:
-        return "unknown"
-    if mine == theirs:
-        return "same"
-    try:
-        fd = os.open(f"{proc}/{pid}/ns/user", os.O_RDONLY)
-    except OSError:
-        return "unknown"
-    try:
-        for _ in range(33):  # the kernel nests at most 32 user namespaces
-            try:
-                parent = fcntl.ioctl(fd, NS_GET_PARENT)
-            except OSError as err:
-                # EPERM: the parent is outside our namespace, so not our descendant.
-                return "other" if err.errno in (errno.EPERM, errno.ENOENT) else "unknown"
-            os.close(fd)
-            fd = parent
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) == mine:
-                return "child"
-        return "other"
-    finally:
-        os.close(fd)
-
-
-def binfmt_mounts(mountinfo: str) -> list[dict[str, str]]:
-    """binfmt_misc mounts in a /proc/PID/mountinfo text: mountpoint and superblock device.
-
-    Each binfmt_misc instance has its own superblock, so the same ``dev``
-    (``major:minor``) means the same instance.
-    """
-    found = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields_ = left.split()
-        if not sep or len(fields_) < 5 or not right.split():
-            continue
-        if right.split()[0] == "binfmt_misc":
-            found.append({"mountpoint": fields_[4], "dev": fields_[2]})
-    return found
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
-
-
-def instance_view(
-    pid: int, mountpoint: str = DEFAULT_MOUNTPOINT, proc: str = "/proc"
-) -> NamespaceView:
-    """Which binfmt_misc instance an exec in ``pid``'s namespaces consults, as far as known.
-
-    Known: whether ``pid`` shares our user namespace or descends from it, and
-    which binfmt_misc superblocks its mount namespace shows.  Assumed: that a
-    namespace whose mounts show no other instance did not mount one elsewhere
-    (in a mount namespace we cannot see) — then, on 6.7+, it falls back to
-    its nearest ancestor's instance, ours.
-    """
-    relation = _userns_relation(pid, proc)
-    ours = binfmt_mounts(_read(f"{proc}/self/mountinfo") or "")
-    our_dev = next((m["dev"] for m in ours if m["mountpoint"] == mountpoint), None)
-    theirs_text = _read(f"{proc}/{pid}/mountinfo")
-    theirs = binfmt_mounts(theirs_text or "")
-    facts: dict[str, Any] = {"our_instance": our_dev, "their_binfmt_mounts": theirs}
-    if relation == "same":
-        return NamespaceView(
-            pid,
-            relation,
-            "same",
-            "runs in binfmtctl's own user namespace: its containers use the handlers "
-            "binfmtctl sees",
-            facts,
+    def seen_as(self, view: NamespaceView, **changes: Any) -> EngineView:
+        """This engine with what ``view`` says about its namespaces."""
+        return dataclasses.replace(
+            self,
+            pid=view.pid,
+            userns=view.userns,
+            instance=view.instance,
+            detail=view.detail,
+            **changes,
         )
-    if relation == "unknown" or theirs_text is None:
-        return NamespaceView(
-            pid,
-            relation,
-            "unknown",
-            "cannot read its namespaces (run as root to find out)",
-            facts,
-        )
-    others = [m for m in theirs if m["dev"] != our_dev]
-    if others:
-        where = others[0]["mountpoint"]
-        return NamespaceView(
-            pid,
-            relation,
-            "private",
-            f"its namespace mounted its own binfmt_misc (at {where}): its containers do "
-            "NOT see the handlers binfmtctl configures here, and an install run inside it "
-            "changes only that private instance",
-            facts,
-        )
-    if relation == "other":
-        return NamespaceView(
-            pid,
-            relation,
-            "unknown",
-            "runs in a user namespace that is not binfmtctl's nor a descendant of it",
-            facts,
-        )
-    return NamespaceView(
-        pid,
-        relation,
-        "inherited",
-        "runs in a child user namespace that shows no binfmt_misc instance of its own: "
-        "on Linux 6.7+ it falls back to this one (assumed: it did not mount one in a "
-        "mount namespace binfmtctl cannot see)",
-        facts,
-    )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "binary": self.binary,
+            "reachable": self.reachable,
+            "rootless": self.rootless,
+            "pid": self.pid,
+            "userns": None if self.userns is None else self.userns.value,
+            "instance": self.instance.value,
+            "detail": self.detail,
+        }
+        if self.socket is not None:
+            out["socket"] = self.socket
+        return out
 
 
 def _docker_socket(env: dict[str, str]) -> str:
@@ -566,7 +466,7 @@ def _socket_peer(path: str) -> tuple[bool, int | None, str | None]:
 def _podman_pause_pid(env: dict[str, str]) -> int | None:
     runtime = env.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
     for path in (f"{runtime}/libpod/tmp/pause.pid", f"{runtime}/containers/pause.pid"):
-        text = _read(path)
+        text = read_text(path)
         if text and text.strip().isdigit():
             pid = int(text.strip())
             if os.path.exists(f"/proc/{pid}"):
@@ -574,76 +474,61 @@ def _podman_pause_pid(env: dict[str, str]) -> int | None:
     return None
 
 
-def diagnose(
+def survey(
     mountpoint: str = DEFAULT_MOUNTPOINT, env: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
+) -> list[EngineView]:
     """What ``binfmtctl status`` says about each engine; cheap (no engine command is run)."""
     env = dict(os.environ) if env is None else env
-    out: list[dict[str, Any]] = []
+    out: list[EngineView] = []
     for name in ENGINES:
         binary = shutil.which(name, path=env.get("PATH"))
-        info: dict[str, Any] = {
-            "name": name,
-            "binary": binary,
-            "reachable": None,
-            "rootless": None,
-            "pid": None,
-            "userns": None,
-            "instance": "unknown",
-            "detail": "",
-        }
+        view = EngineView(name, binary)
         if name == "docker":
-            _diagnose_docker(info, env, mountpoint)
+            view = _survey_docker(view, env, mountpoint)
         elif binary is not None:
-            _diagnose_podman(info, env, mountpoint)
-        if binary is None and not info["reachable"]:
+            view = _survey_podman(view, env, mountpoint)
+        if binary is None and not view.reachable:
             continue
-        out.append(info)
+        out.append(view)
     return out
 
 
-def _apply_view(info: dict[str, Any], view: NamespaceView) -> None:
-    info.update(pid=view.pid, userns=view.userns, instance=view.instance, detail=view.detail)
-
-
-def _diagnose_docker(info: dict[str, Any], env: dict[str, str], mountpoint: str) -> None:
+def _survey_docker(view: EngineView, env: dict[str, str], mountpoint: str) -> EngineView:
     path = _docker_socket(env)
     if not path:
-        info["detail"] = "DOCKER_HOST is not a unix socket: cannot see the daemon's namespaces"
-        return
-    info["socket"] = path
+        detail = "DOCKER_HOST is not a unix socket: cannot see the daemon's namespaces"
+        return dataclasses.replace(view, detail=detail)
     reachable, pid, err = _socket_peer(path)
-    info["reachable"] = reachable
+    view = dataclasses.replace(view, socket=path, reachable=reachable)
     if not reachable:
-        info["detail"] = f"no daemon at {path} ({err})"
-        return
+        return dataclasses.replace(view, detail=f"no daemon at {path} ({err})")
     if pid is None:
-        info["detail"] = "daemon reachable; its process is not visible from here"
-        return
-    view = instance_view(pid, mountpoint)
-    info["rootless"] = view.userns not in ("same", "unknown") or path.startswith("/run/user/")
-    _apply_view(info, view)
+        detail = "daemon reachable; its process is not visible from here"
+        return dataclasses.replace(view, detail=detail)
+    seen = instance_view(pid, mountpoint)
+    rootless = seen.userns not in (Relation.SAME, Relation.UNKNOWN) or path.startswith("/run/user/")
+    return view.seen_as(seen, rootless=rootless)
 
 
-def _diagnose_podman(info: dict[str, Any], env: dict[str, str], mountpoint: str) -> None:
+def _survey_podman(view: EngineView, env: dict[str, str], mountpoint: str) -> EngineView:
     rootless = os.geteuid() != 0
-    info["rootless"] = rootless
-    info["reachable"] = None  # podman has no daemon; `podman info` would say more
+    # podman has no daemon (reachable stays None); `podman info` would say more
+    view = dataclasses.replace(view, rootless=rootless)
     if not rootless:
-        info.update(
-            userns="same",
-            instance="same",
+        return dataclasses.replace(
+            view,
+            userns=Relation.SAME,
+            instance=Seen.SAME,
             detail="rootful podman runs containers in this user namespace: they use the "
             "handlers binfmtctl sees",
         )
-        return
     pid = _podman_pause_pid(env)
     if pid is None:
-        info["detail"] = (
-            "rootless podman has no namespace running yet; the next one it creates "
+        return dataclasses.replace(
+            view,
+            instance=Seen.INHERITED,
+            detail="rootless podman has no namespace running yet; the next one it creates "
             "falls back to this instance on Linux 6.7+ unless something mounts "
-            "binfmt_misc inside it (e.g. an installer run with `podman unshare`)"
+            "binfmt_misc inside it (e.g. an installer run with `podman unshare`)",
         )
-        info["instance"] = "inherited"
-        return
-    _apply_view(info, instance_view(pid, mountpoint))
+    return view.seen_as(instance_view(pid, mountpoint))

@@ -129,7 +129,7 @@ def _scan_escaped(buf: bytes, start: int, n: int, data: bytes, field: str) -> in
                 i += 1
 
 
-def _unescape(raw: bytes) -> bytes:
+def unescape(raw: bytes) -> bytes:
     """Decode magic/mask as the kernel's string_unescape(UNESCAPE_HEX) does.
 
     Only ``\\x`` with one or two hex digits is decoded; any other backslash is
@@ -243,9 +243,9 @@ def _scan(data: bytes, *, check_length: bool = True) -> _Fields:
         end = _scan_escaped(buf, p, n, data, "mask")
         raw_mask, mask_at, p = buf[p:end], p, end + 1
 
-        magic = _unescape(raw_magic)
+        magic = unescape(raw_magic)
         if raw_mask and raw_mask[0] != _NUL:
-            mask = _unescape(raw_mask)
+            mask = unescape(raw_mask)
             if len(mask) != len(magic):
                 _raise(
                     f"the mask is {len(mask)} bytes but the magic is {len(magic)}; "
@@ -548,11 +548,37 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class EntryState:
-    """An entry as registered, with whether it is currently enabled."""
+class Handler:
+    """A registered entry and whether it is enabled: what the kernel consults at exec.
+
+    The one type for it, from /proc to the renderer; its name is the entry's.
+    """
 
     entry: Entry
     enabled: bool
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def state(self) -> Handler:
+        """Itself: for callers written against the old ``Named.state`` (sandbox.py)."""
+        return self
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "entry": self.name,
+            "interpreter": self.entry.interpreter,
+            "flags": self.entry.flags,
+        }
+
+    def describe(self) -> str:
+        flags = f", flags {self.entry.flags}" if self.entry.flags else ", no flags"
+        return f"{self.name} ({self.entry.interpreter}{flags})"
+
+
+EntryState = Handler  # the old name, until every caller says Handler
 
 
 _PROC_M = re.compile(
@@ -568,7 +594,7 @@ _PROC_E = re.compile(
 )
 
 
-def parse_proc_entry(name: str, text: bytes) -> EntryState:
+def parse_proc_entry(name: str, text: bytes) -> Handler:
     """Parse /proc/sys/fs/binfmt_misc/NAME (which does not print the name itself)."""
     m = _PROC_M.fullmatch(text)
     if m is not None:
@@ -581,7 +607,7 @@ def parse_proc_entry(name: str, text: bytes) -> EntryState:
             magic=bytes.fromhex(m[5].decode("ascii")),
             mask=None if m[6] is None else bytes.fromhex(m[6].decode("ascii")),
         )
-        return EntryState(entry, m[1] == b"enabled")
+        return Handler(entry, m[1] == b"enabled")
     e = _PROC_E.fullmatch(text)
     if e is not None:
         entry = Entry(
@@ -591,5 +617,5 @@ def parse_proc_entry(name: str, text: bytes) -> EntryState:
             flags=e[3].decode("ascii"),
             extension=os.fsdecode(e[4]),
         )
-        return EntryState(entry, e[1] == b"enabled")
+        return Handler(entry, e[1] == b"enabled")
     raise _fail("not a binfmt_misc entry file", text, 0, "entry")

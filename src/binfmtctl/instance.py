@@ -15,13 +15,14 @@ import ctypes
 import dataclasses
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from binfmtctl.arch import Arch
-from binfmtctl.entry import Entry, EntryState, parse_proc_entry
+from binfmtctl import namespaces
+from binfmtctl.arch import resolve
+from binfmtctl.entry import Entry, Handler, parse_proc_entry
 from binfmtctl.errors import (
     BinfmtError,
     EntryExistsError,
@@ -29,18 +30,18 @@ from binfmtctl.errors import (
     NoSuchEntryError,
     NotBinfmtMiscError,
     NotMountedError,
+    UnknownArchError,
     entry_error,
     from_oserror,
     register_error,
 )
+from binfmtctl.namespaces import changes_reach_host
 
-DEFAULT_MOUNTPOINT = "/proc/sys/fs/binfmt_misc"
+DEFAULT_MOUNTPOINT = namespaces.DEFAULT_MOUNTPOINT  # defined there, the one copy
 CONTROL_FILES = ("register", "status")
 BINFMTFS_MAGIC = 0x42494E4D  # statfs f_type of binfmt_misc ("BINM")
 NAME_MAX = 255  # bytes; the kernel answers ENAMETOOLONG above it
 RACE_RETRIES = 8  # how often a change is retried when another process races it
-# The kernel gives the initial user namespace this fixed inode (PROC_USER_INIT_INO).
-INITIAL_USERNS_INO = 0xEFFFFFFD
 
 
 def name_problem(name: str) -> str | None:
@@ -80,6 +81,17 @@ def check_name(name: str) -> str:
     return name
 
 
+def entry_name(word: str, present: Collection[str]) -> str:
+    """The entry a command-line word names: a registered name as given, else an
+    arch's qemu-ARCH entry, else the word itself, checked (exit 2) as an entry name."""
+    if word in present:
+        return word
+    try:
+        return resolve(word).entry_name
+    except UnknownArchError:
+        return check_name(word)
+
+
 @functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
@@ -106,45 +118,6 @@ def disabled_warning(mountpoint: str) -> str:
         f"binfmt_misc at {mountpoint} is disabled as a whole: no handler runs until "
         "`binfmtctl enable --instance`"
     )
-
-
-def in_initial_user_namespace(proc: str = "/proc") -> bool:
-    """True when this process is in the host's user namespace.
-
-    In any other one (a rootless container, ``unshare -U``), mounting
-    binfmt_misc creates a private instance: changing it changes nothing on the host.
-    """
-    try:
-        return os.stat(f"{proc}/self/ns/user").st_ino == INITIAL_USERNS_INO
-    except OSError:
-        return True  # no namespaces support at all: there is only the host
-
-
-@dataclass(frozen=True)
-class Handler:
-    """One registered entry as the kernel consults it at exec."""
-
-    name: str
-    entry: Entry
-    enabled: bool
-
-    @property
-    def arch(self) -> Arch | None:
-        """The catalog arch this entry handles, if it is an ELF handler for one."""
-        from binfmtctl.explain import recognise
-
-        return recognise(self.entry)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "entry": self.name,
-            "interpreter": self.entry.interpreter,
-            "flags": self.entry.flags,
-        }
-
-    def describe(self) -> str:
-        flags = f", flags {self.entry.flags}" if self.entry.flags else ", no flags"
-        return f"{self.name} ({self.entry.interpreter}{flags})"
 
 
 @dataclass(frozen=True)
@@ -178,14 +151,6 @@ class Snapshot:
             "enabled": self.enabled,
             "host": self.host,
         }
-
-
-@dataclass(frozen=True)
-class Named:
-    """An entry as the instance lists it: its file name and parsed state."""
-
-    name: str
-    state: EntryState
 
 
 class Instance:
@@ -254,11 +219,6 @@ class Instance:
         with self._opened():
             pass
 
-    @property
-    def is_host(self) -> bool:
-        """Whether changes here reach the host (we are in the initial user namespace)."""
-        return in_initial_user_namespace()
-
     def enabled(self) -> bool:
         return self._read("status", "read status").strip() == b"enabled"
 
@@ -279,25 +239,25 @@ class Instance:
     def snapshot(self) -> Snapshot:
         """What the kernel consults at exec right now, as data."""
         if not self.mounted:
-            return Snapshot(self.mountpoint, False, False, self.is_host)
-        handlers = tuple(Handler(n.name, n.state.entry, n.state.enabled) for n in self.entries())
-        return Snapshot(self.mountpoint, True, self.enabled(), self.is_host, handlers)
+            return Snapshot(self.mountpoint, False, False, changes_reach_host())
+        handlers = tuple(self.entries())
+        return Snapshot(self.mountpoint, True, self.enabled(), changes_reach_host(), handlers)
 
-    def get(self, name: str) -> EntryState:
+    def get(self, name: str) -> Handler:
         raw = self._read(check_name(name), f"read entry {name}")
         return parse_proc_entry(name, raw)
 
-    def entries(self) -> list[Named]:
+    def entries(self) -> list[Handler]:
         """Every entry, newest first; entries removed while reading are skipped."""
-        out: list[Named] = []
+        out: list[Handler] = []
         for name in self.names():
             try:
-                out.append(Named(name, self.get(name)))
+                out.append(self.get(name))
             except NoSuchEntryError:
                 continue
         return out
 
-    def find(self, name: str) -> EntryState | None:
+    def find(self, name: str) -> Handler | None:
         try:
             return self.get(name)
         except NoSuchEntryError:
@@ -368,7 +328,7 @@ class Instance:
                 self.enable(entry.name)
             return False
 
-    def replace(self, entry: Entry) -> EntryState | None:
+    def replace(self, entry: Entry) -> Handler | None:
         """Register ``entry`` in place of a same-named one (if any); return that one.
 
         The kernel has no atomic replace: the old entry must be removed before
@@ -402,7 +362,7 @@ class Instance:
             f"cannot replace {entry.name}: other processes keep registering it", entry=entry.name
         )
 
-    def _swap(self, old: EntryState, entry: Entry) -> None:
+    def _swap(self, old: Handler, entry: Entry) -> None:
         temp = dataclasses.replace(entry, name=temporary_name(entry.name))
         self._register(temp, entry.name)  # the kernel's verdict on the new definition
         try:
@@ -434,7 +394,7 @@ class Instance:
             f"cannot replace {entry.name}: other processes keep registering it", entry=entry.name
         )
 
-    def _restore(self, old: EntryState) -> bool:
+    def _restore(self, old: Handler) -> bool:
         """Put ``old`` back (with its enabled state); whether that worked."""
         try:
             self.ensure(old.entry)

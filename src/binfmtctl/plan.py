@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from binfmtctl import host, interpreters
 from binfmtctl.arch import CATALOG, Arch, Profile
-from binfmtctl.entry import Entry, EntryState, normalize_flags
+from binfmtctl.entry import Entry, Handler, normalize_flags
 from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
 from binfmtctl.instance import Instance
 
@@ -105,7 +105,7 @@ def _search(arch: Arch, options: Options, searched: Searched | None) -> interpre
 
 def plan_install(
     arches: Sequence[Arch],
-    current: Mapping[str, EntryState],
+    current: Mapping[str, Handler],
     options: Options,
     searched: Searched | None = None,
 ) -> list[Step]:
@@ -127,7 +127,7 @@ def plan_install(
 
 def _plan_one(
     arch: Arch,
-    current: Mapping[str, EntryState],
+    current: Mapping[str, Handler],
     options: Options,
     flags: str,
     *,

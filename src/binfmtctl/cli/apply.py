@@ -1,21 +1,15 @@
-"""``binfmtctl apply``: register from binfmt.d files, the way systemd-binfmt does.
-
-Unlike ``systemd-binfmt`` at boot, nothing is flushed: only the names the
-files define are touched. Each line replaces a same-named entry; if the kernel
-refuses the new line, the old entry stays registered (systemd-binfmt would
-leave the name unregistered).
-"""
+"""``binfmtctl apply``: register from binfmt.d files, the way systemd-binfmt does
+(:mod:`binfmtctl.apply`)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from binfmtctl import config, plan
+from binfmtctl import apply, binfmt_d
 from binfmtctl.cli.output import Result, outcome_code, table
-from binfmtctl.entry import Entry, EntryState
-from binfmtctl.errors import BinfmtError, ConfigError, RefusedError
-from binfmtctl.instance import Instance, name_problem
+from binfmtctl.instance import Instance
+from binfmtctl.persist import Layout
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -46,112 +40,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=handle)
 
 
-def apply_files(
-    instance: Instance, paths: list[str], dry_run: bool = False, root: str = "/"
-) -> Result:
-    """Register every line of ``paths`` (resolved inside ``root``); the library form of the verb.
-
-    Only regular files are read: a FIFO, device or dangling link is a failed row.
-    Every file is read and every line parsed before the kernel is touched, so
-    an unreadable file or a bad line is known up front (and never half-applied
-    after a register). Each valid line then goes through
-    :meth:`Instance.replace`: the kernel proves the new definition before the
-    old entry is removed, so a line it refuses leaves the working handler as
-    it was, and the error names the file and line.
-    """
-    result = Result("apply", human=human)
-    rows: list[dict[str, Any]] = []
-    work: list[tuple[dict[str, Any], Entry]] = []
-    codes: set[int] = set()
-    for path in paths:
-        try:
-            conf = config.read_binfmt_d(path, root)
-        except BinfmtError as err:
-            codes.add(err.exit_code)
-            result.fail(err)
-            rows.append(
-                {
-                    "path": path,
-                    "line": None,
-                    "name": None,
-                    "action": "failed",
-                    "reason": err.message,
-                }
-            )
-            continue
-        for rule in conf.rules:
-            row: dict[str, Any] = {"path": path, "line": rule.line, "name": rule.name}
-            rows.append(row)
-            if rule.entry is None:
-                assert rule.error is not None
-                bad = ConfigError(
-                    f"{rule.where}: {rule.error.message}",
-                    path=path,
-                    line=rule.line,
-                    field=rule.error.field,
-                    position=rule.error.position,
-                )
-                codes.add(bad.exit_code)
-                result.errors.append(bad.to_dict())
-                row.update(action="invalid", reason=f"{rule.error.field}: {rule.error.reason}")
-            elif (problem := name_problem(rule.entry.name)) is not None:
-                bad = ConfigError(f"{rule.where}: {problem}", path=path, line=rule.line)
-                codes.add(bad.exit_code)
-                result.errors.append(bad.to_dict())
-                row.update(action="invalid", reason=problem)
-            elif "C" in rule.entry.flags and (
-                unsafe := plan.credentials_problem(rule.entry.interpreter)
-            ):
-                refused = RefusedError(f"{rule.where}: {unsafe}", path=path, line=rule.line)
-                codes.add(refused.exit_code)
-                result.errors.append(refused.to_dict())
-                row.update(action="refused", reason=unsafe)
-            elif dry_run:
-                row.update(action="would register", reason=None)
-            else:
-                work.append((row, rule.entry))
-    if work:
-        instance.mount()
-    for row, entry in work:
-        before: EntryState | None = None
-        try:
-            before = instance.find(entry.name)
-            old = instance.replace(entry)
-        except BinfmtError as err:
-            codes.add(err.exit_code)
-            message = f"{row['path']}:{row['line']}: {err.message}{_kept(instance, before)}"
-            result.errors.append({**err.to_dict(), "message": message, **_at(row)})
-            row.update(action="failed", reason=err.message)
-            continue
-        action = "registered" if old is None else "replaced"
-        if old is not None and old.entry == entry:
-            action = "re-registered"
-        row.update(action=action, reason=None)
-    done = sum(r["action"] in DONE for r in rows)
-    result.data = {"dry_run": dry_run, "mountpoint": instance.mountpoint, "lines": rows}
-    result.exit_code = outcome_code(done, len(rows) - done)
-    if codes and not done and len(codes) == 1:
+def apply_result(report: apply.ApplyReport) -> Result:
+    """The apply report as a command result."""
+    result = Result("apply", report.to_dict(), human=human)
+    result.errors = [f.to_dict() for f in report.errors]
+    result.exit_code = outcome_code(report.done, len(report.lines) - report.done)
+    codes = {f.exit_code for f in report.errors}
+    if codes and not report.done and len(codes) == 1:
         result.exit_code = codes.pop()  # one reason for everything, e.g. 4: privileges
     return result
-
-
-DONE = frozenset({"registered", "replaced", "re-registered", "would register"})
-
-
-def _at(row: dict[str, Any]) -> dict[str, Any]:
-    return {"path": row["path"], "line": row["line"]}
-
-
-def _kept(instance: Instance, before: EntryState | None) -> str:
-    """Say so when the entry a refused line would have replaced is still there, unchanged."""
-    if before is None:
-        return ""
-    try:
-        still = instance.find(before.entry.name) == before
-    except BinfmtError:
-        return ""
-    state = "enabled" if before.enabled else "disabled"
-    return f"; {before.entry.name} stays registered as it was ({state})" if still else ""
 
 
 def human(data: dict[str, Any]) -> str:
@@ -165,10 +62,12 @@ def human(data: dict[str, Any]) -> str:
 
 
 def handle(args: argparse.Namespace) -> Result:
-    layout = config.Layout.under(args.root)
+    layout = Layout.under(args.root)
     if args.files:
-        paths = [config.find_conf(word, layout.binfmt_d, layout.root) for word in args.files]
+        paths = [binfmt_d.find_conf(word, layout.binfmt_d, layout.root) for word in args.files]
     else:
         # A directory boot reads that cannot be listed: stop before touching the kernel.
-        paths = config.boot_files(layout.binfmt_d, layout.root)
-    return apply_files(Instance(args.mountpoint), paths, args.dry_run, layout.root)
+        paths = binfmt_d.boot_files(layout.binfmt_d, layout.root)
+    return apply_result(
+        apply.apply_files(Instance(args.mountpoint), paths, args.dry_run, layout.root)
+    )

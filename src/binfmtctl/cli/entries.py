@@ -5,16 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from binfmtctl import arch as _arch
 from binfmtctl.cli.output import Result, outcome_code
-from binfmtctl.errors import (
-    EXIT_FAILED,
-    BinfmtError,
-    NoSuchEntryError,
-    UnknownArchError,
-    UsageError,
-)
-from binfmtctl.instance import Instance, check_name
+from binfmtctl.errors import EXIT_FAILED, UsageError
+from binfmtctl.instance import Instance
+from binfmtctl.switch import switch
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -42,16 +36,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p.set_defaults(handler=handle, on=verb == "enable")
 
 
-def entry_name(instance: Instance, word: str) -> str:
-    """An entry name as given, or the qemu-ARCH entry of an arch word."""
-    if word in instance.names():
-        return word
-    try:
-        return _arch.resolve(word).entry_name
-    except UnknownArchError:
-        return word
-
-
 def handle(args: argparse.Namespace) -> Result:
     verb = "enable" if args.on else "disable"
     if args.instance and args.names:
@@ -59,36 +43,19 @@ def handle(args: argparse.Namespace) -> Result:
     if not args.instance and not args.names:
         raise UsageError(f"name the entries or ARCHes to {verb}, or use --instance")
     instance = Instance(args.mountpoint)
-    instance.require_mounted()
     if args.instance:
+        instance.require_mounted()
         instance.set_enabled(args.on)
         return Result(
             verb,
             {"changed": [], "instance": f"{verb}d"},
             human=lambda d: f"binfmt_misc at {instance.mountpoint}: {d['instance']}",
         )
-    # Every name is checked before anything is switched: one bad word changes nothing.
-    names = [check_name(entry_name(instance, word)) for word in args.names]
-    present = set(instance.names())
-    result = Result(verb, human=lambda d: "\n".join(_lines(d, verb)))
-    changed: list[str] = []
-    absent: list[str] = []
-    codes: set[int] = set()
-    for name in dict.fromkeys(names):
-        try:
-            (instance.enable if args.on else instance.disable)(name)
-            changed.append(name)
-        except NoSuchEntryError as err:
-            if name in present:
-                absent.append(name)  # removed by another process meanwhile
-            else:
-                codes.add(err.exit_code)
-                result.fail(err)
-        except BinfmtError as err:
-            codes.add(err.exit_code)
-            result.fail(err)
-    result.data = {"changed": changed, "absent": absent}
-    result.exit_code = failure_code(len(changed) + len(absent), codes)
+    report = switch(instance, args.names, args.on)
+    result = Result(verb, report.to_dict(), human=lambda d: "\n".join(_lines(d, verb)))
+    result.errors = [f.to_dict() for f in report.errors]
+    codes = {f.exit_code for f in report.errors}
+    result.exit_code = failure_code(len(report.changed) + len(report.absent), codes)
     return result
 
 

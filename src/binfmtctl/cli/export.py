@@ -1,10 +1,5 @@
-"""``binfmtctl export``: print (or write) the entries install would register.
-
-Formats: ``register`` (the raw lines), ``systemd`` (binfmt.d files),
-``binfmt-support`` (update-binfmts format files for ``--import``), ``json``.
-With ``-o DIR`` one file per entry is written atomically; without, everything
-is printed (for ``systemd`` the printout is itself one valid binfmt.d file).
-"""
+"""``binfmtctl export``: print (or write) the entries install would register
+(:mod:`binfmtctl.export`)."""
 
 from __future__ import annotations
 
@@ -12,13 +7,12 @@ import argparse
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import config, plan
+from binfmtctl import export, plan
 from binfmtctl.cli.install import add_force_interpreter, options_from
 from binfmtctl.cli.output import Result, outcome_code
-from binfmtctl.entry import Entry
-from binfmtctl.errors import BinfmtError, UsageError
+from binfmtctl.errors import EXIT_OK, EXIT_PARTIAL
 
-FORMATS = ("register", "systemd", "binfmt-support", "json")
+FORMATS = export.FORMATS
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -72,89 +66,24 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> Result:
-    options = options_from(args)
-    arches = _arch.resolve_all(args.arches) if args.arches else plan.default_arches(options)
-    steps = plan.plan_install(arches, {}, options)
-    result = Result("export", human=lambda d: "\n".join(e["register"] for e in d["entries"]))
-    entries: list[dict[str, Any]] = []
-    for step in steps:
-        if step.entry is None:
-            result.errors.append(
-                {"code": step.action, "message": step.reason, "arch": step.arch.name}
-            )
-            continue
-        entries.append(
-            {"arch": step.arch.name, "register": str(step.entry), **step.entry.to_dict()}
-        )
-    if not entries and result.errors:
-        raise UsageError(result.errors[0]["message"])
-    result.data = {"format": args.format, "entries": entries, "files": []}
-    built = [step.entry for step in steps if step.entry is not None]
-    files = render_files(built, args.format)
+    report = export.export(
+        args.arches,
+        options_from(args),
+        args.format,
+        args.output_dir,
+        overwrite_foreign=args.overwrite_foreign,
+    )
+    result = Result("export", report.to_dict())
+    result.errors = [f.to_dict() for f in report.errors]
     if args.output_dir:
-        written, refused = [], 0
-        ours = OWNER_MARKS.get(args.format, _nothing_ours)
-        for name, content in files.items():
-            try:
-                saved = config.put(
-                    args.output_dir.rstrip("/") or "/",
-                    name,
-                    content,
-                    ours=ours,
-                    overwrite_foreign=args.overwrite_foreign,
-                )
-            except BinfmtError as err:
-                result.errors.append(err.to_dict())
-                refused += 1
-                continue
-            written.append(saved.target)
-        result.data["files"] = written
         result.human = lambda d: "\n".join(f"wrote {p}" for p in d["files"])
-        if refused:
-            result.exit_code = outcome_code(len(written), refused)
+        if report.refused:
+            result.exit_code = outcome_code(len(report.written), report.refused)
     elif args.format != "register":
-        text = printout(files, args.format)
+        text = export.printout(report.rendered, args.format)
         result.human = lambda d: text
-    if result.errors and result.exit_code == 0:
-        result.exit_code = 3
+    else:
+        result.human = lambda d: "\n".join(e["register"] for e in d["entries"])
+    if result.errors and result.exit_code == EXIT_OK:
+        result.exit_code = EXIT_PARTIAL
     return result
-
-
-# Files that carry binfmtctl's mark, per format; register lines and JSON cannot carry one,
-# so an existing file of those is replaced only when it already holds the same bytes.
-OWNER_MARKS = {"systemd": config.marked_binfmt_d, "binfmt-support": config.marked_binfmts}
-
-
-def _nothing_ours(data: bytes) -> bool:
-    return False
-
-
-def render_files(entries: list[Entry], fmt: str) -> dict[str, bytes]:
-    """File name -> content, one file per entry, in ``fmt``."""
-    import json
-
-    out: dict[str, bytes] = {}
-    for entry in entries:
-        if fmt == "systemd":
-            out[config.conf_name(entry.name)] = config.format_binfmt_d([entry])
-        elif fmt == "binfmt-support":
-            out[entry.name] = config.format_binfmts(entry)
-        elif fmt == "json":
-            out[f"{entry.name}.json"] = (json.dumps(entry.to_dict(), indent=2) + "\n").encode()
-        else:
-            out[entry.name] = entry.register_bytes() + b"\n"
-    return out
-
-
-def printout(files: dict[str, bytes], fmt: str) -> str:
-    """Everything on stdout: one binfmt.d file, or the format files one after another."""
-    import json
-    import os
-
-    if fmt == "systemd":
-        lines = [line for c in files.values() for line in c.splitlines(keepends=True)]
-        body = b"".join(line for line in lines if not line.startswith(b"#"))
-        return os.fsdecode(config.HEADER + body)
-    if fmt == "json":
-        return json.dumps([json.loads(c) for c in files.values()], indent=2)
-    return "\n".join(f"# {name}\n{os.fsdecode(c)}" for name, c in files.items())

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import diagnose, elf, host
+from binfmtctl import elf, find, host, rootpath
 from binfmtctl.cli.output import Result
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK
 from binfmtctl.instance import Instance
@@ -54,19 +54,19 @@ def handle(args: argparse.Namespace) -> Result:
     missing = 0
     for name in args.files:
         path = name if root == "/" else "/" + name.lstrip("/")
-        host_path = diagnose.resolve_in(root, os.path.abspath(path) if root == "/" else path)
+        host_path = rootpath.resolve_in(root, os.path.abspath(path) if root == "/" else path)
         facts = None
-        verdict, summary = diagnose.MISSING_VERDICT, "missing"
+        verdict, summary = find.Verdict.MISSING.value, "missing"
         if host_path is not None:
             try:
-                facts = diagnose.inspect(host_path, path)
+                facts = find.inspect(host_path, path)
             except elf.NotRegularFileError as err:
-                verdict, summary = diagnose.NOT_REGULAR_VERDICT, "not a regular file"
+                verdict, summary = find.Verdict.NOT_REGULAR.value, "not a regular file"
                 detail = f"a {err.kind}: the kernel execs only regular files"
             except OSError as err:
                 detail = f"cannot read it: {err.strerror}"
         else:
-            detail = f"does not exist in {diagnose.where(root)}"
+            detail = f"does not exist in {rootpath.where(root)}"
             if root == "/" and os.path.islink(path):  # a dangling or looping symlink
                 detail = f"a symlink that leads nowhere: {_stat_error(path)}"
         if facts is None:
@@ -82,7 +82,7 @@ def handle(args: argparse.Namespace) -> Result:
                 }
             )
             continue
-        found = diagnose.find(state, facts, native)
+        found = find.find(state, facts, native)
         out = found.to_dict()
         out["summary"] = facts.summary()
         files.append(out)

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import config, interpreters, plan, rootpath
+from binfmtctl import install, interpreters, persist, plan
 from binfmtctl.cli.output import Result, outcome_code, table
-from binfmtctl.entry import Entry
-from binfmtctl.errors import BinfmtError, NoSuchEntryError, UnknownArchError, UsageError
-from binfmtctl.instance import Instance, check_name, disabled_warning
+from binfmtctl.errors import EXIT_OK, EXIT_PRIVILEGES, PermissionDeniedError, UsageError
+from binfmtctl.instance import Instance
 
-PERSIST_KINDS = ("systemd", "binfmt-support")
-# Steps after which the entry is ours and registered: those are persisted.
-PERSISTED = frozenset({plan.REGISTER, plan.REPLACE, plan.ENABLE, plan.UNCHANGED})
-
-PRIVATE_WARNING = (
-    "this process is not in the host's user namespace: the binfmt_misc it changes is "
-    "a private one, and the host's handlers stay as they were"
-)
+PERSIST_KINDS = persist.STORES
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -138,144 +129,29 @@ def options_from(args: argparse.Namespace) -> plan.Options:
     )
 
 
-@dataclass(frozen=True)
-class Persist:
-    """Where and how install/uninstall make their change survive a reboot."""
-
-    kind: str = "systemd"  # or "binfmt-support"
-    layout: config.Layout = field(default_factory=config.Layout)
-    binfmt_d: str | None = None  # default: the layout's admin directory (/etc/binfmt.d)
-    overwrite_foreign: bool = False  # replace/remove a same-named file binfmtctl did not write
-
-    @property
-    def directory(self) -> str:
-        """The binfmt.d directory written, as named on this system (inside the layout's root)."""
-        if self.binfmt_d is None:
-            return self.layout.admin_binfmt_d
-        return rootpath.shown(self.layout.root, self.binfmt_d)
-
-
-def persist_from(args: argparse.Namespace) -> Persist | None:
+def persist_from(args: argparse.Namespace) -> persist.Store | None:
+    """The store ``--persist`` names, or None without it."""
     if not args.persist:
         if args.binfmt_d:
             raise UsageError("--binfmt-d only makes sense with --persist")
         return None
-    return Persist(
+    return persist.store(
         args.persist,
-        config.Layout.under(args.root),
+        persist.Layout.under(args.root),
         args.binfmt_d,
         overwrite_foreign=args.overwrite_foreign,
     )
 
 
-def _forget_one(persist: Persist, name: str, dry_run: bool) -> config.Saved:
-    root, force = persist.layout.root, persist.overwrite_foreign
-    if persist.kind == "binfmt-support":
-        return config.forget_binfmts(
-            name,
-            persist.layout.binfmts_admindir,
-            root=root,
-            overwrite_foreign=force,
-            dry_run=dry_run,
-        )
-    return config.forget_systemd(
-        name, persist.directory, root=root, overwrite_foreign=force, dry_run=dry_run
-    )
-
-
-def _ours_persisted(persist: Persist) -> list[str]:
-    """Names binfmtctl persisted: its marked files, or its binfmt-support formats."""
-    if persist.kind == "binfmt-support":
-        formats = config.read_binfmts_admin(persist.layout.binfmts_admindir, persist.layout.root)
-        return [f.name for f in formats if f.package == config.PACKAGE]
-    return config.our_conf_files(persist.directory, persist.layout.root)
-
-
-def _persist_one(persist: Persist, entry: Entry, dry_run: bool) -> config.Saved:
-    root, force = persist.layout.root, persist.overwrite_foreign
-    if persist.kind == "binfmt-support":
-        return config.save_binfmts(
-            entry,
-            persist.layout.binfmts_admindir,
-            root=root,
-            overwrite_foreign=force,
-            dry_run=dry_run,
-        )
-    return config.save_systemd(
-        entry,
-        persist.directory,
-        persist.layout.binfmt_d,
-        root=root,
-        overwrite_foreign=force,
-        dry_run=dry_run,
-    )
-
-
-def install(
-    instance: Instance,
-    words: list[str],
-    options: plan.Options,
-    dry_run: bool = False,
-    persist: Persist | None = None,
-) -> Result:
-    """Plan and carry out an install; the library form of the verb.
-
-    With ``persist`` every entry that is (or already was) registered as ours is
-    also written to the boot configuration.
-    """
-    result = Result("install", human=_human_install)
-    searched: plan.Searched = {}  # each arch's emulator is looked for once
-    arches = _arch.resolve_all(words) if words else plan.default_arches(options, searched)
-    if not arches:
-        raise UsageError(
-            "no foreign emulator found; install QEMU's static user-mode emulators "
-            "(Debian/Ubuntu: `sudo apt-get install qemu-user-static`) or name ARCHes"
-        )
-    if not dry_run:
-        instance.mount()
-    current = {n.name: n.state for n in instance.entries()} if instance.mounted else {}
-    steps = plan.plan_install(arches, current, options, searched)
-    done, failed, rows = 0, 0, []
-    for step in steps:
-        row = step.to_dict()
-        if step.failed:
-            failed += 1
-        elif not dry_run:
-            try:
-                row["action"] = plan.apply(instance, step)
-            except BinfmtError as err:
-                failed += 1
-                row["action"] = "failed"
-                row["reason"] = err.message
-                result.errors.append({**err.to_dict(), "arch": step.arch.name})
-                rows.append(row)
-                continue
-            done += 1
-        else:
-            done += 1
-        if step.failed:
-            result.errors.append(
-                {"code": step.action, "message": step.reason, "arch": step.arch.name}
-            )
-        result.warnings.extend(f"{step.arch.name}: {w}" for w in step.warnings)
-        if persist is not None and step.entry is not None and step.action in PERSISTED:
-            try:
-                saved = _persist_one(persist, step.entry, dry_run)
-                row["persist"] = saved.to_dict()
-                result.warnings.extend(f"{step.arch.name}: {w}" for w in saved.warnings)
-            except BinfmtError as err:
-                failed += 1  # registered, not persisted: partly done (3)
-                row["persist"] = {"action": "failed", "target": None, "reason": err.message}
-                result.errors.append({**err.to_dict(), "arch": step.arch.name})
-        rows.append(row)
-    if not instance.is_host:
-        result.warnings.append(PRIVATE_WARNING)
-    if instance.mounted and not instance.enabled():
-        result.warnings.append(disabled_warning(instance.mountpoint))
-    result.data = {"dry_run": dry_run, "mountpoint": instance.mountpoint, "steps": rows}
-    result.exit_code = outcome_code(done, failed)
-    if failed and not done and all(e.get("code") == "permission_denied" for e in result.errors):
-        result.exit_code = 4
+def install_result(report: install.InstallReport) -> Result:
+    """The install report as a command result: data, errors, warnings, exit code."""
+    result = Result("install", report.to_dict(), human=_human_install)
+    result.errors = [f.to_dict() for f in report.errors]
+    result.warnings = list(report.warnings)
+    result.exit_code = outcome_code(report.done, report.failed)
+    denied = all(f.code == PermissionDeniedError.code for f in report.errors)
+    if report.failed and not report.done and denied:
+        result.exit_code = EXIT_PRIVILEGES
     return result
 
 
@@ -306,26 +182,27 @@ def _human_install(data: dict[str, Any]) -> str:
 
 def handle_install(args: argparse.Namespace) -> Result:
     instance = Instance(args.mountpoint)
-    result = install(
-        instance, args.arches, options_from(args), args.dry_run, persist=persist_from(args)
+    report = install.install(
+        instance, args.arches, options_from(args), args.dry_run, store=persist_from(args)
     )
+    result = install_result(report)
     if not args.test:
         return result
     if args.dry_run:
         result.warnings.append("--test does nothing with --dry-run: nothing was installed")
         return result
-    return _and_test(instance, result, args.json)
+    return _and_test(instance, report, result, args.json)
 
 
-def _and_test(instance: Instance, result: Result, as_json: bool) -> Result:
+def _and_test(
+    instance: Instance, report: install.InstallReport, result: Result, as_json: bool
+) -> Result:
     """Run `test` on every arch install left with a handler; one exit code for both."""
     import sys
 
     from binfmtctl.cli import test as test_verb
-    from binfmtctl.errors import EXIT_PRIVILEGES
 
-    steps = result.data["steps"]
-    ready = [s["arch"] for s in steps if s["action"] not in ("refused", "missing", "failed")]
+    ready = [r.step.arch.name for r in report.rows if r.ready]
     if not ready:
         return result
     stream = sys.stderr
@@ -336,9 +213,9 @@ def _and_test(instance: Instance, result: Result, as_json: bool) -> Result:
     )
     result.data["test"] = tested.data
     passed = {r["arch"] for r in tested.data["results"] if r["ok"]}
-    good = sum(s["arch"] in passed for s in steps)
+    good = sum(r.step.arch.name in passed for r in report.rows)
     if result.exit_code != EXIT_PRIVILEGES:
-        result.exit_code = outcome_code(good, len(steps) - good)
+        result.exit_code = outcome_code(good, len(report.rows) - good)
     result.human = _human_install_and_test
     return result
 
@@ -349,75 +226,19 @@ def _human_install_and_test(data: dict[str, Any]) -> str:
     return _human_install(data) + "\n\n" + test_verb.human(data["test"])
 
 
-def is_qemu_handler(name: str, arch_name: str | None, interpreter: str) -> bool:
-    """Entries binfmtctl may remove with --all: recognised arch AND a QEMU name/interpreter."""
-    base = interpreter.rsplit("/", 1)[-1]
-    return arch_name is not None and (name.startswith("qemu-") or "qemu" in base)
-
-
 def handle_uninstall(args: argparse.Namespace) -> Result:
-    if not args.all and not args.targets:
-        raise UsageError("name the ARCHes or entries to remove, or use --all")
-    instance = Instance(args.mountpoint)
-    instance.require_mounted()
-    result = Result("uninstall", human=_human_uninstall)
-    persist = persist_from(args)
-    names: list[str] = []
-    if args.all and persist is not None:
-        names.extend(_ours_persisted(persist))
-    if args.all:
-        from binfmtctl.explain import recognise
-
-        for item in instance.entries():
-            found = recognise(item.state.entry)
-            if is_qemu_handler(
-                item.name, found.name if found else None, item.state.entry.interpreter
-            ):
-                names.append(item.name)
-    present = set(instance.names())
-    for word in args.targets:
-        if word in present:
-            names.append(word)
-            continue
-        try:
-            names.append(_arch.resolve(word).entry_name)
-        except UnknownArchError:
-            names.append(check_name(word))  # before anything is removed: exit 2
-    rows, done, failed = [], 0, 0
-    codes: set[int] = set()
-    for name in dict.fromkeys(names):
-        if persist is not None:
-            was_present = name in present
-            try:
-                saved = _forget_one(persist, name, args.dry_run)
-                result.data.setdefault("persist", []).append(saved.to_dict())
-            except BinfmtError as err:
-                failed += 1
-                codes.add(err.exit_code)
-                result.fail(err)
-            present = set(instance.names())  # update-binfmts --remove also unregisters
-            if was_present and name not in present:
-                rows.append({"name": name, "action": "removed"})  # by update-binfmts
-                done += 1
-                continue
-        if name not in present:
-            rows.append({"name": name, "action": "absent"})
-            continue
-        try:
-            if not args.dry_run:
-                instance.remove(name)
-            rows.append({"name": name, "action": "removed"})
-            done += 1
-        except NoSuchEntryError:
-            rows.append({"name": name, "action": "absent"})  # another process removed it
-        except BinfmtError as err:
-            failed += 1
-            codes.add(err.exit_code)
-            result.fail(err)
-            rows.append({"name": name, "action": "failed", "reason": err.message})
-    result.data = {"dry_run": args.dry_run, "removed": rows, **result.data}
-    result.exit_code = outcome_code(done, failed) if failed else 0
-    if failed and not done and len(codes) == 1:
+    report = install.uninstall(
+        Instance(args.mountpoint),
+        args.targets,
+        every_qemu=args.all,
+        store=persist_from(args),
+        dry_run=args.dry_run,
+    )
+    result = Result("uninstall", report.to_dict(), human=_human_uninstall)
+    result.errors = [f.to_dict() for f in report.errors]
+    result.exit_code = outcome_code(report.done, report.failed) if report.failed else EXIT_OK
+    codes = {f.exit_code for f in report.errors}
+    if report.failed and not report.done and len(codes) == 1:
         result.exit_code = codes.pop()  # one reason for everything, e.g. 4: privileges
     return result
 

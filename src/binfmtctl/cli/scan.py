@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import diagnose, host
+from binfmtctl import host, scan
 from binfmtctl.cli.output import Result, table
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK, UsageError
 from binfmtctl.instance import Instance
@@ -65,7 +65,7 @@ def human(data: dict[str, Any]) -> str:
             lines.append(f"  ... and {len(problems) - SHOWN} more (--json lists all)")
     if not data["groups"]:
         return "\n".join(lines)
-    programs = [g for g in data["groups"] if g.get("kind", diagnose.PROGRAM) == diagnose.PROGRAM]
+    programs = [g for g in data["groups"] if g.get("kind", scan.PROGRAM) == scan.PROGRAM]
     others = [g for g in data["groups"] if g not in programs]
     rows = []
     for g in programs:
@@ -99,7 +99,7 @@ def handle(args: argparse.Namespace) -> Result:
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir} is not a directory; scan walks a tree (see `find`)")
     state = Instance(args.mountpoint).snapshot()
-    report = diagnose.scan(args.dir, state, host.native_arches())
+    report = scan.scan(args.dir, state, host.native_arches())
     data = {
         "dir": args.dir,
         "instance": state.to_dict(),

@@ -7,9 +7,13 @@ import os
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import config, credentials, elf, host, interpreters
+from binfmtctl import boot_report, credentials, elf, host, interpreters
+from binfmtctl.boot_report import BootReport
 from binfmtctl.cli.output import Result, table
-from binfmtctl.instance import Instance, Named, disabled_warning
+from binfmtctl.entry import Handler
+from binfmtctl.instance import Instance, disabled_warning
+from binfmtctl.namespaces import changes_reach_host
+from binfmtctl.persist import Layout
 
 STATUS_SECTIONS = """\
 sections of the output, in order:
@@ -58,14 +62,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=handle)
 
 
-def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[str]]:
+def entry_problems(handler: Handler, newer: list[Handler]) -> tuple[str | None, list[str]]:
     """The arch an entry is for, and what is wrong with it, in words."""
     from binfmtctl.explain import recognise, sample_header
 
-    entry = named.state.entry
+    entry = handler.entry
     problems: list[str] = []
-    found = recognise(entry) if entry.kind == "M" else None
-    if not named.state.enabled:
+    found = recognise(entry)
+    if not handler.enabled:
         problems.append("disabled: the kernel skips it")
     path = entry.interpreter
     if not os.path.exists(path):
@@ -85,7 +89,7 @@ def entry_problems(named: Named, newer: list[Named]) -> tuple[str | None, list[s
     if found is not None:
         sample = sample_header(found)
         for other in newer:
-            if other.state.enabled and other.state.entry.matches(sample):
+            if other.enabled and other.entry.matches(sample):
                 problems.append(
                     f"shadowed by the newer entry {other.name}: the kernel tries it first"
                 )
@@ -121,8 +125,8 @@ def _loader(path: str) -> str | None:
         return None
 
 
-def collect(instance: Instance, named: list[Named] | None = None) -> dict[str, Any]:
-    """Host, instance and entries; ``named``: the instance's entries if already read."""
+def collect(instance: Instance, handlers: list[Handler] | None = None) -> dict[str, Any]:
+    """Host, instance and entries; ``handlers``: the instance's entries if already read."""
     me = host.host_arch()
     mounted = instance.mounted  # one statfs proof, not one per use
     data: dict[str, Any] = {
@@ -135,22 +139,22 @@ def collect(instance: Instance, named: list[Named] | None = None) -> dict[str, A
             "mountpoint": instance.mountpoint,
             "mounted": mounted,
             "enabled": None,
-            "host": instance.is_host,
+            "host": changes_reach_host(),
         },
         "entries": [],
     }
     if not mounted:
         return data
     data["instance"]["enabled"] = instance.enabled()
-    named = instance.entries() if named is None else named
-    for index, item in enumerate(named):
-        arch_name, problems = entry_problems(item, named[:index])
+    handlers = instance.entries() if handlers is None else handlers
+    for index, item in enumerate(handlers):
+        arch_name, problems = entry_problems(item, handlers[:index])
         data["entries"].append(
             {
                 "name": item.name,
                 "arch": arch_name,
-                "enabled": item.state.enabled,
-                "entry": item.state.entry.to_dict(),
+                "enabled": item.enabled,
+                "entry": item.entry.to_dict(),
                 "problems": problems,
             }
         )
@@ -219,13 +223,15 @@ def handle(args: argparse.Namespace) -> Result:
     from binfmtctl import engines
 
     instance = Instance(args.mountpoint)
-    layout = config.Layout.under(args.root)
+    layout = Layout.under(args.root)
     if args.boot:
-        return Result("status", {"config": config_of(instance, layout)}, human=boot_human)
-    named = instance.entries() if instance.mounted else []  # read once for both sections
-    data = collect(instance, named)
-    data["engines"] = engines.diagnose(args.mountpoint)
-    data["config"] = config_of(instance, layout, named)
+        report = config_of(instance, layout)
+        return Result("status", {"config": report.to_dict()}, human=boot_human)
+    handlers = instance.entries() if instance.mounted else []  # read once for both sections
+    data = collect(instance, handlers)
+    data["engines"] = [view.to_dict() for view in engines.survey(args.mountpoint)]
+    report = config_of(instance, layout, handlers)
+    data["config"] = report.to_dict()
     result = Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
     if data["instance"]["enabled"] is False:
         result.warnings.append(disabled_warning(instance.mountpoint))
@@ -233,15 +239,30 @@ def handle(args: argparse.Namespace) -> Result:
 
 
 def config_of(
-    instance: Instance, layout: config.Layout, named: list[Named] | None = None
-) -> dict[str, Any]:
-    """The persistent configuration, compared with the running kernel (``named``: its entries)."""
-    running = {}
-    if named is None and instance.mounted:
-        named = instance.entries()
-    if named:
-        running = {n.name: (n.state.entry, n.state.enabled) for n in named}
-    return config.describe(layout, running)
+    instance: Instance, layout: Layout, handlers: list[Handler] | None = None
+) -> BootReport:
+    """The persistent configuration, compared with the running kernel (``handlers``:
+    its entries, when already read)."""
+    if handlers is None:
+        handlers = instance.entries() if instance.mounted else []
+    return boot_report.describe(layout, handlers)
+
+
+def _not_registered(name: dict[str, Any]) -> list[str]:
+    """A name's ``not_registered`` problem: boot registers it (``boot`` set), the kernel
+    does not hold it now (``running`` null); then it is the last of its problems
+    (:class:`binfmtctl.boot_report.ProblemCode`). Read from the data, never from words."""
+    if name["running"] is None and name["boot"] is not None and name["problems"]:
+        return list(name["problems"][-1:])
+    return []
+
+
+def _registers_nothing(name: dict[str, Any]) -> list[str]:
+    """A name that neither runs now nor is registered at boot has only
+    ``registers_nothing`` problems: its last boot line is refused."""
+    if name["running"] is None and name["boot"] is None:
+        return list(name["problems"])
+    return []
 
 
 def config_human(data: dict[str, Any]) -> str:
@@ -263,8 +284,11 @@ def config_human(data: dict[str, Any]) -> str:
     problems = [p for name in cfg["names"] for p in name["problems"]]
     if not data["instance"]["mounted"]:
         # Every configured name is "not registered now": say it once.
-        absent = [p for p in problems if ": not registered now;" in p]
-        problems = [p for p in problems if p not in absent]
+        absent = [p for name in cfg["names"] for p in _not_registered(name)]
+        problems = []
+        for name in cfg["names"]:
+            keep = len(name["problems"]) - len(_not_registered(name))
+            problems.extend(name["problems"][:keep])
         if absent:
             problems.append(
                 f"binfmt_misc is not mounted, so none of the {len(absent)} entries above is "
@@ -291,7 +315,7 @@ def boot_human(data: dict[str, Any]) -> str:
         for b in cfg["boot"]
     ]
     head = "at boot systemd-binfmt registers (newest first, the order the kernel tries them):"
-    dropped = [p for n in cfg["names"] for p in n["problems"] if "registers nothing" in p]
+    dropped = [p for name in cfg["names"] for p in _registers_nothing(name)]
     return "\n".join(
         [head, table(rows, ["ENTRY", "FLAGS", "INTERPRETER", "FROM"]), *dropped, *unread]
     )

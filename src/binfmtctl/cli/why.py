@@ -79,6 +79,6 @@ def handle(args: argparse.Namespace) -> Result:
     found = diagnose.diagnose(ctx, args.cmd, path_env)
     data = found.to_dict()
     data["args"] = list(args.args)
-    data["instance"] = ctx.state.to_dict()
+    data["instance"] = ctx.snapshot.to_dict()
     # The cause is the answer, not an error of binfmtctl: it is in data.cause and on stdout.
     return Result("why", data, human=human, exit_code=EXIT_OK if found.ok else EXIT_FAILED)
