@@ -376,6 +376,8 @@ def test_an_interrupted_scan_prints_its_envelope(
         calls.append(path)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the loop runs the handler here, before an iterator exists
+                pass
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)  # what diagnose's walk calls

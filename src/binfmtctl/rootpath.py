@@ -128,9 +128,11 @@ def _walk(
                 stack.append(os.open(part, _DIR_FLAGS, dir_fd=here))
             except OSError as err:
                 # Swapped for a link since the stat: O_NOFOLLOW refused it. Look again.
-                if err.errno not in (errno.ELOOP, errno.ENOTDIR) or links >= MAX_LINKS:
+                if err.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
                 links += 1
+                if links > MAX_LINKS:  # swapped at every look: the same refusal as a loop
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), shown(root, path)) from err
                 parts.insert(0, part)
                 continue
             names.append(part)
