@@ -39,9 +39,7 @@ aarch64
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import functools
 import os
 import signal
 import stat
@@ -59,62 +57,62 @@ from binfmtctl.errors import (
     UsageError,
     exec_error,
 )
+from binfmtctl.syscalls import (
+    CLONE_NEWNS,
+    CLONE_NEWUSER,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    mount,
+    setns,
+    unshare,
+)
 
 if TYPE_CHECKING:
     from binfmtctl.arch import Arch
     from binfmtctl.plan import Step
 
+__all__ = [
+    "CLONE_NEWNS",
+    "CLONE_NEWUSER",
+    "DEFAULT_MOUNTPOINT",
+    "FULL_ID_COUNT",
+    "MS_BIND",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_NOSUID",
+    "MS_PRIVATE",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_REMOUNT",
+    "PROC_SYS",
+    "Sandbox",
+    "enter",
+    "enter_rootfs",
+    "kernel_refusal",
+    "kernel_supports_private_instances",
+    "mount",
+    "mount_private_instance",
+    "run",
+    "setns",
+    "unshare",
+    "write_full_id_maps",
+]
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-MS_BIND = 0x1000
-MS_REMOUNT = 0x20
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
 DEFAULT_MOUNTPOINT = "/proc/sys/fs/binfmt_misc"
 PROC_SYS = "/proc/sys"
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Python ignores these at startup; an ignored signal stays ignored across exec.
 _PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
-
-
-@functools.cache
-def _c() -> ctypes.CDLL:
-    # The C library this process already has: find_library("c") would run ldconfig.
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"{what}: {os.strerror(code)}")
-
-
-def mount(
-    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
-) -> None:
-    """mount(2); raises OSError."""
-
-    def enc(value: str | None) -> bytes | None:
-        return None if value is None else os.fsencode(value)
-
-    result: int = _c().mount(enc(source), enc(target), enc(fstype), flags, enc(data))
-    _check(result, f"mount {target}")
-
-
-def unshare(flags: int) -> None:
-    _check(_c().unshare(flags), "unshare")
-
-
-def setns(fd: int, nstype: int) -> None:
-    _check(_c().setns(fd, nstype), "setns")
 
 
 def kernel_supports_private_instances(release: str | None = None) -> bool:
