@@ -19,12 +19,12 @@ def test_readme_lists_exactly_the_public_names() -> None:
 
 
 def test_every_public_name_resolves_to_what_its_module_defines() -> None:
-    from binfmtctl import instance, sandbox
+    from binfmtctl import instance, rootless
 
     for name in binfmtctl.__all__:
         assert getattr(binfmtctl, name) is not None, name
     assert binfmtctl.Instance is instance.Instance
-    assert binfmtctl.call is sandbox.call
+    assert binfmtctl.call is rootless.call
     assert binfmtctl.install.__name__ == "binfmtctl.install"
 
 

@@ -1,4 +1,4 @@
-"""What a newcomer meets first: ``--version``, errors raised through ``sandbox.call``,
+"""What a newcomer meets first: ``--version``, errors raised through ``rootless.call``,
 ``run --json`` and ``run --help``, ``status`` without binfmt_misc and ``status --help``."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from binfmtctl import __version__, sandbox
+from binfmtctl import __version__, rootless, sandbox
 from binfmtctl.cli import build_parser
 from binfmtctl.errors import (
     BinfmtError,
@@ -66,7 +66,7 @@ def test_errors_survive_pickling_unchanged(error: BinfmtError) -> None:
 @pytest.mark.skipif(_NO_SANDBOX is not None, reason=f"no private binfmt_misc: {_NO_SANDBOX}")
 def test_error_raised_through_call_reads_as_raised() -> None:
     with pytest.raises(UnknownArchError) as caught:
-        sandbox.call(["true"], arches=["nosucharch"])
+        rootless.call(["true"], rootless.RunOptions(arches=["nosucharch"]))
     assert str(caught.value) == ("unknown architecture 'nosucharch'; `binfmtctl arches` lists them")
     assert caught.value.to_dict() == {
         "code": "unknown_arch",

@@ -331,10 +331,10 @@ def test_run_json_passes_the_signal_on_and_reports_the_commands_status(
 
 _CALL = """
 import sys
-from binfmtctl import sandbox, signals
+from binfmtctl import rootless, signals
 try:
     with signals.interruptible():
-        sandbox.call(sys.argv[1:], arches=["arm64"])
+        rootless.call(sys.argv[1:], rootless.RunOptions(arches=["arm64"]))
 except signals.Interrupted as stop:
     sys.exit(stop.exit_code)
 """

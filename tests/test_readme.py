@@ -49,7 +49,7 @@ from pathlib import Path
 
 import pytest
 
-from binfmtctl import probes, sandbox
+from binfmtctl import probes, rootless, sandbox
 from binfmtctl.cli import build_parser
 from conftest import ROOT, foreign_busybox, needs_sandbox
 
@@ -330,7 +330,7 @@ def test_not_run_entries_are_all_still_examples() -> None:
 
 @needs_sandbox
 def test_readme_python_examples(workdir: Path) -> None:
-    """``EXPR  # -> VALUE`` lines are evaluated (in a child: sandbox.call forks)."""
+    """``EXPR  # -> VALUE`` lines are evaluated (in a child: rootless.call forks)."""
     checked = 0
     for lang, examples in BLOCKS:
         if lang != "python":
@@ -341,7 +341,8 @@ def test_readme_python_examples(workdir: Path) -> None:
                 continue
             expr, value = found.groups()
             script = (
-                "import sys\nfrom binfmtctl import sandbox\n"
+                "import sys\nfrom binfmtctl import rootless, sandbox\n"
+                "from binfmtctl.rootless import RunOptions\n"
                 f"result = {expr}\nprint(repr(result), file=sys.stderr)\n"
             )
             proc = subprocess.run(
@@ -361,12 +362,19 @@ def test_readme_python_examples(workdir: Path) -> None:
 def test_readme_python_names_exist() -> None:
     """The API lines that are not evaluated (they never return, or need a function) name
     things the module has."""
-    names = set()
+    modules = {"sandbox": sandbox, "rootless": rootless}
+    names: set[tuple[str, str]] = set()
     for lang, examples in BLOCKS:
         if lang == "python":
-            names |= {m for e in examples for m in re.findall(r"sandbox\.(\w+)\(", e.command)}
-    assert names >= {"call", "exec_command", "run", "Sandbox"}
-    assert all(callable(getattr(sandbox, name, None)) for name in names), names
+            for e in examples:
+                names |= set(re.findall(r"\b(sandbox|rootless)\.(\w+)\(", e.command))
+    assert names >= {
+        ("rootless", "call"),
+        ("rootless", "exec_command"),
+        ("sandbox", "run"),
+        ("sandbox", "Sandbox"),
+    }
+    assert all(callable(getattr(modules[m], name, None)) for m, name in names), names
 
 
 # -- the mask comparison table ------------------------------------------------------

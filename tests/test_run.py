@@ -20,11 +20,12 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from binfmtctl import sandbox
+from binfmtctl import rootless, sandbox
 from binfmtctl.diagnose import resolve_in
 from binfmtctl.errors import (
     CommandNotFoundError,
@@ -267,7 +268,7 @@ def test_rootfs_has_proc_dev_sys_tmp_and_starts_in_slash(who: str, rootfs: Path)
         who, "run", "--arch", "arm64", "--rootfs", str(rootfs), "--", "/bin/sh", "-c", script
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["/", "enabled", "dev", "sys", "1777", sandbox.ROOTFS_PATH]
+    assert proc.stdout.splitlines() == ["/", "enabled", "dev", "sys", "1777", rootless.ROOTFS_PATH]
     # Only the empty mountpoints were added to the root; /tmp's file went with the tmpfs.
     assert sorted(p.name for p in rootfs.iterdir()) == ["bin", "dev", "proc", "sys", "tmp", "usr"]
     assert list((rootfs / "tmp").iterdir()) == []
@@ -431,20 +432,21 @@ def test_kernel_refusal(release: str, refused: bool) -> None:
 @pytest.mark.skipif(_NO_SANDBOX is not None, reason=f"no private binfmt_misc: {_NO_SANDBOX}")
 def test_call_returns_statuses_and_raises_errors() -> None:
     busybox = str(foreign_busybox("arm64"))
-    assert sandbox.call([busybox, "false"], arches=["aarch64"]) == 1
-    assert sandbox.call([busybox, "sh", "-c", "kill -KILL $$"], arches=["arm64"]) == -9
+    arm64 = rootless.RunOptions(arches=["arm64"])
+    assert rootless.call([busybox, "false"], rootless.RunOptions(arches=["aarch64"])) == 1
+    assert rootless.call([busybox, "sh", "-c", "kill -KILL $$"], arm64) == -9
     with pytest.raises(CommandNotFoundError):
-        sandbox.call(["/no/such/program"], arches=["arm64"])
+        rootless.call(["/no/such/program"], arm64)
     with pytest.raises(InterpreterError, match="no emulator for aarch64"):
-        sandbox.call(["true"], arches=["arm64"], interpreter_dirs=["/nonexistent"])
+        rootless.call(["true"], replace(arm64, interpreter_dirs=["/nonexistent"]))
     with pytest.raises(UsageError, match="only map on offer is `auto`"):
-        sandbox.call(["true"], arches=["arm64"], uid_map="0 0 1")
+        rootless.call(["true"], replace(arm64, uid_map="0 0 1"))
 
 
 @pytest.mark.skipif(_NO_SANDBOX is not None, reason=f"no private binfmt_misc: {_NO_SANDBOX}")
 def test_prepare_inside_run_registers_handlers_and_returns_the_steps() -> None:
     def body() -> tuple[list[tuple[str, str]], str]:
-        steps = sandbox.prepare(arches=["arm64", "armhf"])
+        steps = rootless.prepare(rootless.RunOptions(arches=["arm64", "armhf"]))
         out = subprocess.run(
             [str(foreign_busybox("armhf")), "uname", "-m"],
             capture_output=True,

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from binfmtctl import arch as _arch
-from binfmtctl import host, interpreters, plan, sandbox
+from binfmtctl import host, interpreters, plan, rootless, sandbox
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry, Handler
 from binfmtctl.explain import _misfit, recognise, sample_header
@@ -127,7 +127,7 @@ def _install_every_found() -> None:
 
 
 def _register_every_found() -> None:
-    steps = sandbox.register_handlers(None)
+    steps = rootless.register_handlers(None)
     assert steps and all(s.action == plan.REGISTER for s in steps)
 
 

@@ -27,9 +27,10 @@ _EXPORTS = {
     "BinfmtsStore": "binfmtctl.persist",
     # running foreign programs in a private instance (rootless)
     "Sandbox": "binfmtctl.sandbox",
-    "call": "binfmtctl.sandbox",
-    "exec_command": "binfmtctl.sandbox",
     "run": "binfmtctl.sandbox",
+    "RunOptions": "binfmtctl.rootless",
+    "call": "binfmtctl.rootless",
+    "exec_command": "binfmtctl.rootless",
     # every error binfmtctl raises
     "BinfmtError": "binfmtctl.errors",
 }
@@ -56,6 +57,7 @@ __all__ = [
     "Handler",
     "Instance",
     "Layout",
+    "RunOptions",
     "Sandbox",
     "Snapshot",
     "SystemdStore",
@@ -83,7 +85,8 @@ if TYPE_CHECKING:
     from binfmtctl.errors import BinfmtError
     from binfmtctl.instance import Instance, Snapshot
     from binfmtctl.persist import BinfmtsStore, Layout, SystemdStore
-    from binfmtctl.sandbox import Sandbox, call, exec_command, run
+    from binfmtctl.rootless import RunOptions, call, exec_command
+    from binfmtctl.sandbox import Sandbox, run
 
 
 # Not seen by type checkers: they read the imports above, so a misspelt name is an error.

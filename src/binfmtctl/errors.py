@@ -33,7 +33,7 @@ class BinfmtError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as built, not by calling ``__init__`` again with the finished message.
 
-        Errors cross process boundaries (``sandbox.call``, ``sandbox.run``); the
+        Errors cross process boundaries (``rootless.call``, ``sandbox.run``); the
         default reduction re-ran ``__init__(message)``, so subclasses whose
         ``__init__`` composes the message wrapped it a second time.
         """

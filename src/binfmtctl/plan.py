@@ -25,6 +25,12 @@ KEPT = "kept"  # another tool's handler for the same arch is already there
 REFUSED, MISSING = "refused", "missing"
 FAILURES = frozenset({REFUSED, MISSING})
 
+#: What to do when no emulator is found, said once for install and run.
+INSTALL_EMULATORS = (
+    "install QEMU's static user-mode emulators "
+    "(Debian/Ubuntu: `sudo apt-get install qemu-user-static`)"
+)
+
 
 @dataclass(frozen=True)
 class Options:

@@ -11,16 +11,10 @@ Three ways in:
   returns its result (or re-raises its exception);
 * :class:`Sandbox` keeps one namespace alive so several calls share an instance.
 
-And to run a program with QEMU handlers registered (what ``binfmtctl run`` and
-``binfmtctl shell`` do):
-
-* :func:`prepare` enters a fresh instance, registers F handlers
-  (:func:`register_handlers`) and optionally chroots into a root file system
-  (:func:`enter_rootfs`);
-* :func:`exec_command` does that and then replaces this process with the
-  command, so stdin/stdout/stderr, signals and the exit status are the
-  command's own;
-* :func:`call` does the same in a child and returns its exit status.
+And :func:`enter_rootfs` sets up a root file system inside one and chroots.
+Running a program with QEMU handlers registered (``binfmtctl run`` and
+``binfmtctl shell``) is :mod:`binfmtctl.rootless`, one floor up: this module
+knows namespaces and mounts, not handlers or planning.
 
 Why the host's /proc and /sys are bind-mounted into a root file system rather
 than mounted afresh: a fresh proc needs a PID namespace of our own, which only
@@ -31,8 +25,7 @@ host's mounts are allowed in a user namespace and keep the private binfmt_misc
 visible at /proc/sys/fs/binfmt_misc inside the root.
 
 >>> from binfmtctl import sandbox                          # doctest: +SKIP
->>> sandbox.call(["arm64/busybox", "uname", "-m"], arches=["arm64"])
-aarch64
+>>> sandbox.run(os.getuid)
 0
 """
 
@@ -43,19 +36,16 @@ import errno
 import os
 import signal
 import stat
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from binfmtctl import rootpath, signals
 from binfmtctl.errors import (
-    CommandNotFoundError,
     RootlessUnavailableError,
     SandboxError,
     UsageError,
-    exec_error,
 )
 from binfmtctl.syscalls import (
     CLONE_NEWNS,
@@ -72,10 +62,6 @@ from binfmtctl.syscalls import (
     setns,
     unshare,
 )
-
-if TYPE_CHECKING:
-    from binfmtctl.arch import Arch
-    from binfmtctl.plan import Step
 
 __all__ = [
     "CLONE_NEWNS",
@@ -100,6 +86,7 @@ __all__ = [
     "mount_private_instance",
     "run",
     "setns",
+    "stop_child",
     "unshare",
     "write_full_id_maps",
 ]
@@ -110,9 +97,6 @@ T = TypeVar("T")
 DEFAULT_MOUNTPOINT = "/proc/sys/fs/binfmt_misc"
 PROC_SYS = "/proc/sys"
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
-ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Python ignores these at startup; an ignored signal stays ignored across exec.
-_PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
 
 
 def kernel_supports_private_instances(release: str | None = None) -> bool:
@@ -314,7 +298,7 @@ class _MapHelper:
             with os.fdopen(self._done_r, "rb") as pipe:
                 answer = pipe.read()
         except BaseException as stop:
-            _stop_child(self.pid, stop)
+            stop_child(self.pid, stop)
             raise
         os.waitpid(self.pid, 0)
         if answer != b"ok":
@@ -433,7 +417,7 @@ def _fork_call(body: Callable[[], T]) -> T:
         with os.fdopen(read_fd, "rb") as pipe:
             payload = pipe.read()
     except BaseException as stop:
-        _stop_child(pid, stop)
+        stop_child(pid, stop)
         raise
     _, wait_status = os.waitpid(pid, 0)
     if not payload:
@@ -450,7 +434,7 @@ def _fork_call(body: Callable[[], T]) -> T:
     raise value
 
 
-def _stop_child(pid: int, stop: BaseException) -> None:
+def stop_child(pid: int, stop: BaseException) -> None:
     """We are interrupted while a child runs: pass the signal on, as a shell does, and reap it.
 
     The child gets the signal that stopped us (SIGINT for a plain
@@ -588,56 +572,6 @@ class Sandbox:
             return fn(*args, **kwargs)
 
         return _fork_call(body)
-
-
-# -- running a program with handlers registered ------------------------------
-
-
-def register_handlers(
-    arches: Sequence[str | Arch] | None = None,
-    *,
-    flags: str = "F",
-    mountpoint: str = DEFAULT_MOUNTPOINT,
-    interpreter_dirs: Sequence[str] | None = None,
-) -> list[Step]:
-    """Register QEMU handlers in the (private) instance at ``mountpoint``.
-
-    ``arches`` are catalog rows or any name ``binfmtctl arches`` knows (QEMU,
-    Debian, OCI, uname -m); None means every foreign arch whose emulator is
-    found. Uses the same planning as ``binfmtctl install``; any arch that
-    cannot be registered (no emulator: the error says which package has it;
-    the host's own arch) raises before anything else runs. Returns the steps.
-    """
-    from binfmtctl import arch as _arch
-    from binfmtctl import interpreters, plan
-    from binfmtctl.errors import InterpreterError, RefusedError
-    from binfmtctl.instance import Instance
-
-    options = plan.Options(
-        flags=flags, interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS)
-    )
-    searched: plan.Searched = {}  # each arch's emulator is looked for once
-    if arches is None:
-        chosen = plan.default_arches(options, searched)
-        if not chosen:
-            raise InterpreterError(
-                "no foreign emulator found, so there is nothing to register; install "
-                "QEMU's static user-mode emulators (Debian/Ubuntu: `sudo apt-get install "
-                "qemu-user-static`) or pass --interpreter-dir"
-            )
-    else:
-        chosen = [a if isinstance(a, _arch.Arch) else _arch.resolve(a) for a in arches]
-    instance = Instance(mountpoint)
-    current = {n.name: n.state for n in instance.entries()}
-    steps = plan.plan_install(list(dict.fromkeys(chosen)), current, options, searched)
-    for step in steps:
-        if step.action == plan.MISSING:
-            raise InterpreterError(step.reason, arch=step.arch.name)
-        if step.failed:
-            raise RefusedError(step.reason, arch=step.arch.name)
-    for step in steps:
-        plan.apply(instance, step)
-    return steps
 
 
 def _refuse(root: str, what: str, **context: Any) -> SandboxError:
@@ -817,164 +751,3 @@ def enter_rootfs(root: str, *, host_resolv_conf: str = "/etc/resolv.conf") -> No
         raise _refuse(root, f"cannot set it up: {err}") from err
     finally:
         os.close(root_fd)
-
-
-def prepare(
-    *,
-    arches: Sequence[str | Arch] | None = None,
-    flags: str = "F",
-    rootfs: str | None = None,
-    uid_map: str | None = None,
-    gid_map: str | None = None,
-    mountpoint: str = DEFAULT_MOUNTPOINT,
-    interpreter_dirs: Sequence[str] | None = None,
-) -> list[Step]:
-    """Enter a fresh private instance, register handlers, and chroot if asked.
-
-    Everything :func:`exec_command` does before the exec: this process ends up
-    root in its own user namespace (see :func:`enter` for ``uid_map``), with the
-    handlers of :func:`register_handlers` and, with ``rootfs``, inside
-    :func:`enter_rootfs`. Handlers use the F flag by default, so their emulator
-    is opened now and keeps working in the root. Returns the steps carried out.
-    """
-    enter(mountpoint=mountpoint, uid_map=uid_map, gid_map=gid_map)
-    steps = register_handlers(
-        arches, flags=flags, mountpoint=mountpoint, interpreter_dirs=interpreter_dirs
-    )
-    if rootfs is not None:
-        enter_rootfs(rootfs)
-    return steps
-
-
-def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> NoReturn:
-    """Replace this process with ``argv`` (looked up in PATH), as a shell would.
-
-    Signals Python ignores (SIGPIPE, SIGXFSZ) are reset first, since an ignored
-    signal stays ignored across exec. Raises ExecError (126, or 127 when not
-    found) if the exec fails; see :func:`_exec_search` for the lookup.
-    """
-    if not argv:
-        raise UsageError("no command given: put it after `--`")
-    for name in _PYTHON_IGNORED:
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    environ = dict(os.environ if env is None else env)
-    if "/" in argv[0]:
-        try:
-            os.execve(argv[0], list(argv), environ)  # noqa: S606 - the user's own command
-        except OSError as err:
-            raise exec_error(err, argv[0]) from err
-    _exec_search(argv, environ)
-
-
-def _exec_search(argv: Sequence[str], env: dict[str, str]) -> NoReturn:
-    """Try ``argv[0]`` in each PATH directory, with the shell's (bash's) exit statuses.
-
-    A directory we may not search, or that lacks the name, is skipped, as are
-    directories named like the command: not found anywhere is 127, like the
-    shell (Python's execvp would report the unsearchable directory's EACCES,
-    126). A file that is found but cannot be run is 126 unless a later PATH
-    directory has one that runs.
-    """
-    path = env.get("PATH", os.defpath)
-    failed: OSError | None = None
-    for directory in path.split(":"):
-        candidate = os.path.join(directory or ".", argv[0])
-        try:
-            if stat.S_ISDIR(os.stat(candidate).st_mode):
-                continue
-        except OSError:
-            continue  # not there, or hidden in a directory we may not search
-        try:
-            os.execve(candidate, list(argv), env)  # noqa: S606 - the user's own command
-        except OSError as err:
-            failed = failed or err
-    if failed is not None:
-        raise exec_error(failed, argv[0]) from failed
-    raise CommandNotFoundError(
-        f"cannot run {argv[0]}: command not found in PATH ({path})",
-        program=argv[0],
-    )
-
-
-def exec_command(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    arches: Sequence[str | Arch] | None = None,
-    flags: str = "F",
-    rootfs: str | None = None,
-    uid_map: str | None = None,
-    gid_map: str | None = None,
-    mountpoint: str = DEFAULT_MOUNTPOINT,
-    interpreter_dirs: Sequence[str] | None = None,
-) -> NoReturn:
-    """:func:`prepare`, then become ``argv``: this process never comes back.
-
-    Because the command replaces this process (no fork), its stdin, stdout,
-    stderr, signals and exit status are exactly its own: a parent shell sees
-    ``128+N`` when it is killed by signal N. Nothing outlives it: the
-    namespace, its binfmt_misc and the root's mounts go when it exits. With
-    ``rootfs`` and no ``env``, PATH is set to the standard one of a Linux root.
-    """
-    prepare(
-        arches=arches,
-        flags=flags,
-        rootfs=rootfs,
-        uid_map=uid_map,
-        gid_map=gid_map,
-        mountpoint=mountpoint,
-        interpreter_dirs=interpreter_dirs,
-    )
-    if rootfs is not None and env is None:
-        env = {**os.environ, "PATH": ROOTFS_PATH}
-    exec_prepared(argv, env)
-
-
-def call(argv: Sequence[str], *, forward_signals: bool = False, **options: Any) -> int:
-    """Run ``argv`` like :func:`exec_command`, but in a child; return its exit status.
-
-    The status follows :mod:`subprocess`: the exit code, or ``-N`` if the
-    command was killed by signal N. Takes the keyword arguments of
-    :func:`exec_command`; a failure before the command starts (no namespace,
-    no emulator, exec failed) is raised here as the same BinfmtError.
-
-    Interrupted while the command runs, the signal is passed on to it and it
-    is reaped before the interrupt goes on up. With ``forward_signals``
-    SIGINT, SIGTERM and SIGHUP are only passed on, as a shell wrapper does:
-    the command decides, and its status is returned (``binfmtctl run --json``).
-
-    >>> sandbox.call(["arm64/busybox", "false"], arches=["aarch64"])   # doctest: +SKIP
-    1
-    """
-    import pickle  # here, not at the top: `binfmtctl run` without --json never needs it
-
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(read_fd)
-        try:
-            exec_command(argv, **options)
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            try:
-                payload = pickle.dumps(exc)
-            except Exception:  # noqa: BLE001
-                import traceback  # here, not at the top: only for an error pickle refuses
-
-                payload = pickle.dumps(SandboxError(traceback.format_exc()))
-            os.write(write_fd, payload)
-        finally:
-            os._exit(127)
-    os.close(write_fd)
-    try:
-        forwarding = signals.forwarded_to(pid) if forward_signals else contextlib.nullcontext()
-        with forwarding, os.fdopen(read_fd, "rb") as pipe:
-            payload = pipe.read()  # empty: the exec happened and closed the pipe
-            _, status = os.waitpid(pid, 0)
-    except BaseException as stop:
-        _stop_child(pid, stop)
-        raise
-    if payload:
-        raise pickle.loads(payload)  # noqa: S301 - our own child's bytes
-    return os.waitstatus_to_exitcode(status)

@@ -2,7 +2,7 @@
 
 Both enter a private user + mount namespace with its own binfmt_misc
 (Linux 6.7+), register F handlers there and then *exec* the command in this
-very process (:func:`binfmtctl.sandbox.exec_command`): its stdin, stdout,
+very process (:func:`binfmtctl.rootless.exec_command`): its stdin, stdout,
 stderr, signals and exit status are its own, and nothing is left behind.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import interpreters, plan, sandbox
+from binfmtctl import interpreters, plan, rootless
 from binfmtctl.cli.output import Result
 from binfmtctl.errors import UsageError
 
@@ -114,14 +114,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     s.set_defaults(handler=handle_shell)
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "arches": args.arches,
-        "flags": args.flags,
-        "uid_map": args.uid_map,
-        "mountpoint": args.mountpoint,
-        "interpreter_dirs": args.interpreter_dir,
-    }
+def _options(args: argparse.Namespace, rootfs: str | None) -> rootless.RunOptions:
+    return rootless.RunOptions(
+        arches=args.arches,
+        flags=args.flags,
+        rootfs=rootfs,
+        uid_map=args.uid_map,
+        mountpoint=args.mountpoint,
+        interpreter_dirs=args.interpreter_dir,
+    )
 
 
 def handle_run(args: argparse.Namespace) -> Result:
@@ -134,14 +135,14 @@ def handle_run(args: argparse.Namespace) -> Result:
         raise UsageError(f"--rootfs {args.rootfs}: not a directory")
     if args.json:
         return run_captured(command, args)
-    sandbox.exec_command(command, rootfs=args.rootfs, **_options(args))
+    rootless.exec_command(command, _options(args, args.rootfs))
 
 
 def run_captured(command: list[str], args: argparse.Namespace) -> Result:
     """``run --json``: the command in a child with its stdout and stderr captured.
 
     An exec'd command would leave nothing to print the envelope, so with --json
-    it runs through ``sandbox.call`` instead; file descriptors 1 and 2 point at
+    it runs through ``rootless.call`` instead; file descriptors 1 and 2 point at
     temporary files for the call's duration (the child inherits them), then come
     back. stdin stays the command's own. SIGINT, SIGTERM and SIGHUP are passed
     on to the command, as a shell would; its status is the answer.
@@ -156,9 +157,7 @@ def run_captured(command: list[str], args: argparse.Namespace) -> Result:
         try:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
-            status = sandbox.call(
-                command, rootfs=args.rootfs, forward_signals=True, **_options(args)
-            )
+            status = rootless.call(command, _options(args, args.rootfs), forward_signals=True)
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
@@ -227,9 +226,9 @@ def handle_shell(args: argparse.Namespace) -> Result:
     env = {
         **os.environ,
         "SHELL": shell,
-        "PATH": sandbox.ROOTFS_PATH,
+        "PATH": rootless.ROOTFS_PATH,
         "HOME": "/root",
         "PS1": f"({label}) {name}:\\w\\$ ",
         "debian_chroot": f"{label} {name}",
     }
-    sandbox.exec_command([shell, "-i"], env=env, rootfs=rootfs, **_options(args))
+    rootless.exec_command([shell, "-i"], _options(args, rootfs), env=env)

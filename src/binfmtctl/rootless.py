@@ -1,0 +1,261 @@
+"""Run a program with QEMU handlers registered, without root (``run``, ``shell``).
+
+One floor above planning and the namespace mechanics: :func:`prepare` enters
+a fresh private instance (:func:`binfmtctl.sandbox.enter`), registers the
+handlers ``install`` would plan (:func:`register_handlers`, through
+:func:`binfmtctl.plan.plan_install`) and optionally chroots into a root file
+system (:func:`binfmtctl.sandbox.enter_rootfs`);
+
+* :func:`exec_command` does that and then replaces this process with the
+  command, so stdin/stdout/stderr, signals and the exit status are the
+  command's own;
+* :func:`call` does the same in a child and returns its exit status.
+
+What to run with is one frozen :class:`RunOptions`, the same for all three.
+
+>>> from binfmtctl import rootless                         # doctest: +SKIP
+>>> rootless.call(["arm64/busybox", "uname", "-m"], rootless.RunOptions(arches=["arm64"]))
+aarch64
+0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from binfmtctl import arch as _arch
+from binfmtctl import interpreters, plan, sandbox, signals
+from binfmtctl.errors import (
+    CommandNotFoundError,
+    InterpreterError,
+    RefusedError,
+    SandboxError,
+    UsageError,
+    exec_error,
+)
+from binfmtctl.instance import Instance
+
+#: PATH inside a root file system: the standard one of a Linux root.
+ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Python ignores these at startup; an ignored signal stays ignored across exec.
+_PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a program: which handlers, which root, which ids.
+
+    ``arches`` are catalog rows or any name ``binfmtctl arches`` knows (QEMU,
+    Debian, OCI, uname -m); None means every foreign arch whose emulator is
+    found. Handlers use the F flag by default, so their emulator is opened at
+    registration and keeps working in ``rootfs``. ``uid_map``/``gid_map``: see
+    :func:`binfmtctl.sandbox.enter`. A list given for ``arches`` or
+    ``interpreter_dirs`` is kept as a tuple.
+    """
+
+    arches: Sequence[str | _arch.Arch] | None = None
+    flags: str = "F"
+    rootfs: str | None = None
+    uid_map: str | None = None
+    gid_map: str | None = None
+    mountpoint: str = sandbox.DEFAULT_MOUNTPOINT
+    interpreter_dirs: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("arches", "interpreter_dirs"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
+
+def register_handlers(
+    arches: Sequence[str | _arch.Arch] | None = None,
+    *,
+    flags: str = "F",
+    mountpoint: str = sandbox.DEFAULT_MOUNTPOINT,
+    interpreter_dirs: Sequence[str] | None = None,
+) -> list[plan.Step]:
+    """Register QEMU handlers in the (private) instance at ``mountpoint``.
+
+    Uses the same planning as ``binfmtctl install`` (:func:`plan.plan_install`);
+    any arch that cannot be registered (no emulator: the error says which
+    package has it; the host's own arch) raises before anything is written.
+    Returns the steps.
+    """
+    options = plan.Options(
+        flags=flags, interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS)
+    )
+    searched: plan.Searched = {}  # each arch's emulator is looked for once
+    if arches is None:
+        chosen = plan.default_arches(options, searched)
+        if not chosen:
+            raise InterpreterError(
+                "no foreign emulator found, so there is nothing to register; "
+                f"{plan.INSTALL_EMULATORS} or pass --interpreter-dir"
+            )
+    else:
+        chosen = [a if isinstance(a, _arch.Arch) else _arch.resolve(a) for a in arches]
+    instance = Instance(mountpoint)
+    current = {n.name: n.state for n in instance.entries()}
+    steps = plan.plan_install(list(dict.fromkeys(chosen)), current, options, searched)
+    for step in steps:
+        if step.action == plan.MISSING:
+            raise InterpreterError(step.reason, arch=step.arch.name)
+        if step.failed:
+            raise RefusedError(step.reason, arch=step.arch.name)
+    for step in steps:
+        plan.apply(instance, step)
+    return steps
+
+
+def prepare(options: RunOptions = RunOptions()) -> list[plan.Step]:
+    """Enter a fresh private instance, register handlers, and chroot if asked.
+
+    Everything :func:`exec_command` does before the exec: this process ends up
+    root in its own user namespace, with the handlers of
+    :func:`register_handlers` and, with ``options.rootfs``, inside
+    :func:`binfmtctl.sandbox.enter_rootfs`. Returns the steps carried out.
+    """
+    sandbox.enter(mountpoint=options.mountpoint, uid_map=options.uid_map, gid_map=options.gid_map)
+    steps = register_handlers(
+        options.arches,
+        flags=options.flags,
+        mountpoint=options.mountpoint,
+        interpreter_dirs=options.interpreter_dirs,
+    )
+    if options.rootfs is not None:
+        sandbox.enter_rootfs(options.rootfs)
+    return steps
+
+
+def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> NoReturn:
+    """Replace this process with ``argv`` (looked up in PATH), as a shell would.
+
+    Signals Python ignores (SIGPIPE, SIGXFSZ) are reset first, since an ignored
+    signal stays ignored across exec. Raises ExecError (126, or 127 when not
+    found) if the exec fails; see :func:`_exec_search` for the lookup.
+    """
+    if not argv:
+        raise UsageError("no command given: put it after `--`")
+    for name in _PYTHON_IGNORED:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    environ = dict(os.environ if env is None else env)
+    if "/" in argv[0]:
+        try:
+            os.execve(argv[0], list(argv), environ)  # noqa: S606 - the user's own command
+        except OSError as err:
+            raise exec_error(err, argv[0]) from err
+    _exec_search(argv, environ)
+
+
+def _exec_search(argv: Sequence[str], env: dict[str, str]) -> NoReturn:
+    """Try ``argv[0]`` in each PATH directory, with the shell's (bash's) exit statuses.
+
+    A directory we may not search, or that lacks the name, is skipped, as are
+    directories named like the command: not found anywhere is 127, like the
+    shell (Python's execvp would report the unsearchable directory's EACCES,
+    126). A file that is found but cannot be run is 126 unless a later PATH
+    directory has one that runs.
+    """
+    path = env.get("PATH", os.defpath)
+    failed: OSError | None = None
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", argv[0])
+        try:
+            if stat.S_ISDIR(os.stat(candidate).st_mode):
+                continue
+        except OSError:
+            continue  # not there, or hidden in a directory we may not search
+        try:
+            os.execve(candidate, list(argv), env)  # noqa: S606 - the user's own command
+        except OSError as err:
+            failed = failed or err
+    if failed is not None:
+        raise exec_error(failed, argv[0]) from failed
+    raise CommandNotFoundError(
+        f"cannot run {argv[0]}: command not found in PATH ({path})",
+        program=argv[0],
+    )
+
+
+def exec_command(
+    argv: Sequence[str],
+    options: RunOptions = RunOptions(),
+    *,
+    env: Mapping[str, str] | None = None,
+) -> NoReturn:
+    """:func:`prepare`, then become ``argv``: this process never comes back.
+
+    Because the command replaces this process (no fork), its stdin, stdout,
+    stderr, signals and exit status are exactly its own: a parent shell sees
+    ``128+N`` when it is killed by signal N. Nothing outlives it: the
+    namespace, its binfmt_misc and the root's mounts go when it exits. With
+    ``options.rootfs`` and no ``env``, PATH is set to the standard one of a
+    Linux root.
+    """
+    prepare(options)
+    if options.rootfs is not None and env is None:
+        env = {**os.environ, "PATH": ROOTFS_PATH}
+    exec_prepared(argv, env)
+
+
+def call(
+    argv: Sequence[str],
+    options: RunOptions = RunOptions(),
+    *,
+    env: Mapping[str, str] | None = None,
+    forward_signals: bool = False,
+) -> int:
+    """Run ``argv`` like :func:`exec_command`, but in a child; return its exit status.
+
+    The status follows :mod:`subprocess`: the exit code, or ``-N`` if the
+    command was killed by signal N. A failure before the command starts (no
+    namespace, no emulator, exec failed) is raised here as the same BinfmtError.
+
+    Interrupted while the command runs, the signal is passed on to it and it
+    is reaped before the interrupt goes on up. With ``forward_signals``
+    SIGINT, SIGTERM and SIGHUP are only passed on, as a shell wrapper does:
+    the command decides, and its status is returned (``binfmtctl run --json``).
+
+    >>> rootless.call(["arm64/busybox", "false"], RunOptions(arches=["aarch64"]))  # doctest: +SKIP
+    1
+    """
+    import pickle  # here, not at the top: `binfmtctl run` without --json never needs it
+
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_fd)
+        try:
+            exec_command(argv, options, env=env)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            try:
+                payload = pickle.dumps(exc)
+            except Exception:  # noqa: BLE001
+                import traceback  # here, not at the top: only for an error pickle refuses
+
+                payload = pickle.dumps(SandboxError(traceback.format_exc()))
+            os.write(write_fd, payload)
+        finally:
+            os._exit(127)
+    os.close(write_fd)
+    try:
+        forwarding = signals.forwarded_to(pid) if forward_signals else contextlib.nullcontext()
+        with forwarding, os.fdopen(read_fd, "rb") as pipe:
+            payload = pipe.read()  # empty: the exec happened and closed the pipe
+            _, status = os.waitpid(pid, 0)
+    except BaseException as stop:
+        sandbox.stop_child(pid, stop)
+        raise
+    if payload:
+        raise pickle.loads(payload)  # noqa: S301 - our own child's bytes
+    return os.waitstatus_to_exitcode(status)
