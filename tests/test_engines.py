@@ -32,8 +32,9 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import arch, engines, host, namespaces, probes, sandbox
+from binfmtctl import arch, engines, namespaces, probes, sandbox
 from binfmtctl.errors import EngineError, SandboxError
+from binfmtctl.native import native_arches
 from conftest import ROOT, cli, foreign_busybox, qemu
 
 PODMAN, DOCKER, DOCKERD = "/usr/bin/podman", "/usr/bin/docker", "/usr/sbin/dockerd"
@@ -365,7 +366,7 @@ def test_podman_runs_every_probe_in_a_container(
     eng = _podman(short_tmp)
     results = engine_box.run(engines.verify, "podman", PODMAN_ARCHES, engine=eng)
     _assert_all_ok(results, PODMAN_ARCHES, "podman")
-    native = {a.name for a in host.native_arches()}
+    native = {a.name for a in native_arches()}
     assert {r["arch"]: r["entry"] for r in results} == {
         name: None if name in native else arch.resolve(name).entry_name for name in PODMAN_ARCHES
     }

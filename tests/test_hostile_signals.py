@@ -225,7 +225,7 @@ def test_install_test_is_stopped_too(sb: sandbox.Sandbox, tmp_path: Path) -> Non
 
     status, err, started, living, left, names = sb.run(body)
     assert started and (status, err) == (143, "binfmtctl: error: interrupted by SIGTERM\n")
-    # install also keeps its cache of the host's native arches there (host.py): not a probe.
+    # install also keeps its cache of the host's native arches there (native.py): not a probe.
     assert (living, [n for n in left if n != "binfmtctl"]) == ([], [])
     assert names == ["qemu-aarch64", "register", "slow-arm64", "status"]  # install's work stays
 

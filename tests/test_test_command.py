@@ -22,12 +22,11 @@ from binfmtctl import elf, host, probes, sandbox
 from binfmtctl.arch import CATALOG, Profile
 from binfmtctl.entry import Entry
 from binfmtctl.instance import Instance, Snapshot
+from binfmtctl.native import native_arches
 from binfmtctl.plan import build_entry
 from conftest import cli, foreign_busybox, qemu, run_in
 
-FOREIGN = [
-    name for name in probes.available() if name not in {a.name for a in host.native_arches()}
-]
+FOREIGN = [name for name in probes.available() if name not in {a.name for a in native_arches()}]
 WITH_QEMU = [n for n in FOREIGN if os.path.exists(f"/usr/bin/{CATALOG[n].emulator_name}-static")]
 
 
@@ -307,7 +306,7 @@ def _native_in_fresh_instance() -> list[str]:
 
 
 def test_native_arches_are_the_probes_the_kernel_runs_itself(sb: sandbox.Sandbox) -> None:
-    native = [a.name for a in host.native_arches()]
+    native = [a.name for a in native_arches()]
     me = host.host_arch()
     assert me is not None and me.name in native
     # The same answer by the other route: every probe exec'd with nothing registered.
@@ -321,7 +320,7 @@ def test_native_arches_are_the_probes_the_kernel_runs_itself(sb: sandbox.Sandbox
     assert results(cli(sb, "test", "--json", "i386"))["i386"]["entry"] == "qemu-i386"
 
 
-NATIVE_NOW = "from binfmtctl import host; print(*[a.name for a in host.native_arches()])"
+NATIVE_NOW = "from binfmtctl import native; print(*[a.name for a in native.native_arches()])"
 
 
 def envelope_any(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -339,7 +338,7 @@ def test_install_without_arch_follows_the_detected_native_set(
     sb.run(subprocess.run, argv, capture_output=True, check=True, env=env)
     cache = tmp_path / "binfmtctl" / "native.json"
     stored = json.loads(cache.read_text())
-    assert stored["native"] == [a.name for a in host.native_arches()]
+    assert stored["native"] == [a.name for a in native_arches()]
     # Pretend this kernel also ran aarch64 natively (as an arm64 host runs arm).
     cache.write_text(json.dumps({**stored, "native": [*stored["native"], "aarch64"]}))
     argv = [sys.executable, "-m", "binfmtctl", "install", "--json"]

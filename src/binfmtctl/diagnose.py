@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from binfmtctl import arch as _arch
-from binfmtctl import elf, host, interpreters, rootpath
+from binfmtctl import elf, interpreters, rootpath
 from binfmtctl.entry import Handler
 from binfmtctl.explain import recognise
 from binfmtctl.find import _ABI_WORDS, Facts, inspect, is_native
 from binfmtctl.instance import Instance, Snapshot
 from binfmtctl.namespaces import in_initial_user_namespace, other_user_namespaces
+from binfmtctl.native import native_arches
 
 
 class CauseCode(str, Enum):
@@ -581,4 +582,4 @@ def default_context(instance: Instance, root: str = "/") -> Context:
     """The facts ``why`` needs, gathered once from this system."""
     snapshot = instance.snapshot()
     others: OtherInstances | None = other_instances if in_initial_user_namespace() else None
-    return Context(snapshot, root, host.native_arches(), others)
+    return Context(snapshot, root, native_arches(), others)

@@ -368,7 +368,7 @@ def _run_one(eng: Engine, result: dict[str, Any], argv: list[str]) -> None:
 
 
 def _verify_image(eng: Engine, row: _arch.Arch, image: str, snapshot: Snapshot) -> dict[str, Any]:
-    from binfmtctl import host
+    from binfmtctl import host, native
 
     sample = row.magic_mask()[0]
     result = _result(row, _entry_for(snapshot, sample), eng.name)
@@ -379,7 +379,7 @@ def _verify_image(eng: Engine, row: _arch.Arch, image: str, snapshot: Snapshot) 
     if result["code"] == "ok":
         said = result["output"].strip()
         expected = list(row.uname)
-        if row in host.native_arches() and result["entry"] is None:
+        if row in native.native_arches() and result["entry"] is None:
             expected.append(host.machine())  # a native program reports the host's kernel
         if said not in expected:
             result["code"] = "wrong_output"

@@ -16,6 +16,7 @@ from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry, Handler, normalize_flags
 from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
 from binfmtctl.instance import Instance
+from binfmtctl.native import native_arches
 
 DEFAULT_FLAGS = "F"
 
@@ -89,7 +90,7 @@ def default_arches(options: Options, searched: Searched | None = None) -> list[A
 
     Pass the same ``searched`` to :func:`plan_install` to reuse the searches.
     """
-    native = {a.name for a in host.native_arches()}
+    native = {a.name for a in native_arches()}
     out = []
     for arch in CATALOG.values():
         if arch.name in native:
@@ -124,7 +125,7 @@ def plan_install(
         raise UsageError(f"--flags: {err}") from err
     searched = {} if searched is None else searched
     me = host.host_arch()
-    native = frozenset(a.name for a in host.native_arches())
+    native = frozenset(a.name for a in native_arches())
     return [
         _plan_one(arch, current, options, flags, me=me, native=native, searched=searched)
         for arch in arches

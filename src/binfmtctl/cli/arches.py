@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from binfmtctl import host, interpreters
+from binfmtctl import interpreters
 from binfmtctl.arch import CATALOG
 from binfmtctl.cli.output import Result, table
 from binfmtctl.instance import Instance
+from binfmtctl.native import native_arches
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def collect(instance: Instance) -> dict[str, Any]:
     registered = set(instance.names()) if instance.mounted else set()
-    native = {a.name for a in host.native_arches()}
+    native = {a.name for a in native_arches()}
     rows = []
     for arch in CATALOG.values():
         found = interpreters.find(arch)

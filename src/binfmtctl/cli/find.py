@@ -6,10 +6,11 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import elf, find, host, rootpath
+from binfmtctl import elf, find, rootpath
 from binfmtctl.cli.output import Result
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK
 from binfmtctl.instance import Instance
+from binfmtctl.native import native_arches
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def human(data: dict[str, Any]) -> str:
 
 def handle(args: argparse.Namespace) -> Result:
     state = Instance(args.mountpoint).snapshot()
-    native = host.native_arches()
+    native = native_arches()
     root = args.rootfs or "/"
     files: list[dict[str, Any]] = []
     missing = 0

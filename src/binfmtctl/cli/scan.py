@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import host, scan
+from binfmtctl import native, scan
 from binfmtctl.cli.output import Result, table
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK, UsageError
 from binfmtctl.instance import Instance
@@ -99,7 +99,7 @@ def handle(args: argparse.Namespace) -> Result:
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir} is not a directory; scan walks a tree (see `find`)")
     state = Instance(args.mountpoint).snapshot()
-    report = scan.scan(args.dir, state, host.native_arches())
+    report = scan.scan(args.dir, state, native.native_arches())
     data = {
         "dir": args.dir,
         "instance": state.to_dict(),

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import boot_report, credentials, elf, host, interpreters
+from binfmtctl import boot_report, credentials, elf, host, interpreters, native
 from binfmtctl.boot_report import BootReport
 from binfmtctl.cli.output import Result, table
 from binfmtctl.entry import Handler
@@ -133,7 +133,7 @@ def collect(instance: Instance, handlers: list[Handler] | None = None) -> dict[s
         "host": {
             "machine": host.machine(),
             "arch": me.name if me else None,
-            "native": [a.name for a in host.native_arches()],
+            "native": [a.name for a in native.native_arches()],
         },
         "instance": {
             "mountpoint": instance.mountpoint,

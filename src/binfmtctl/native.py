@@ -1,0 +1,179 @@
+"""Which catalog arches this host runs natively, asked of the kernel itself.
+
+Every arch's probe program is exec'd with no binfmt_misc handler in the way
+(in a fresh private instance); the ones the kernel runs itself are native.
+The answer is kept per boot (:func:`detect_native`), so only the first call
+after a boot pays for the 36 execs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import stat
+from pathlib import Path
+
+from binfmtctl import arch as _arch
+from binfmtctl import host
+
+
+def family_arches(uname_m: str | None = None) -> list[_arch.Arch]:
+    """QEMU's notion of native: every arch of the host's family.
+
+    i386 and x86_64 on an x86_64 host; arm and aarch64 on arm64.  The answer
+    for another machine, where the kernel cannot be asked: it is wrong where
+    the kernel lacks 32-bit support (arm64 CPUs without AArch32).
+    """
+    me = host.host_arch(uname_m)
+    if me is None:
+        return []
+    return [a for a in _arch.CATALOG.values() if a.family == me.family]
+
+
+def native_arches(uname_m: str | None = None) -> list[_arch.Arch]:
+    """Arches the host's CPU and kernel run without emulation, in catalog order.
+
+    Decided by exec'ing each arch's probe program with no binfmt_misc handler
+    in the way (in a fresh private instance; see :func:`detect_native`).  With
+    ``uname_m`` (another machine) only the family rule can answer.
+    """
+    if uname_m is not None:
+        return family_arches(uname_m)
+    names = set(detect_native())
+    return [a for a in _arch.CATALOG.values() if a.name in names]
+
+
+@functools.cache
+def detect_native() -> tuple[str, ...]:
+    """Names of the arches whose probe the kernel runs itself; cached per boot.
+
+    About 40-90 ms on a 2-core x86_64 (36 execs plus a namespace); the answer
+    is kept in :func:`_cache_file`, under a key naming this boot.
+    """
+    cache = _cache_file()
+    if cache is not None:
+        stored = _read_cache(cache)
+        if stored is not None:
+            return stored
+    found = _detect()
+    if cache is not None:
+        try:
+            cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            tmp.write_text(json.dumps({"key": _cache_key(), "native": list(found)}))
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a cache we cannot write is only slower
+    return found
+
+
+CACHE_MAX = 64 * 1024  # a larger native.json is not ours
+
+
+def _read_cache(path: Path) -> tuple[str, ...] | None:
+    """The stored answer if it is for this boot; None for anything else.
+
+    Never blocks on a FIFO or reads a device (O_NONBLOCK, then fstat), and
+    takes only a list of names.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        stored = json.loads(os.read(fd, CACHE_MAX))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    if not isinstance(stored, dict) or stored.get("key") != _cache_key():
+        return None
+    names = stored.get("native")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    return tuple(names)
+
+
+def _cache_file() -> Path | None:
+    """Where detect_native keeps its answer.
+
+    $XDG_RUNTIME_DIR, else /run for root (both are emptied at every boot),
+    else $XDG_CACHE_HOME or ~/.cache (the boot id in the key makes an answer of
+    an earlier boot miss). Root is judged by the uid outside this user
+    namespace: inside ``binfmtctl run``'s, everyone is uid 0 but only real
+    root can write /run.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "binfmtctl" / "native.json"
+    if _outside_uid() == 0:
+        return Path("/run/binfmtctl/native.json")
+    home = os.environ.get("HOME")
+    cache = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home else None)
+    if not cache or not os.path.isabs(cache):
+        return None
+    return Path(cache) / "binfmtctl" / "native.json"
+
+
+def _outside_uid(uid_map: str = "/proc/self/uid_map") -> int | None:
+    """This process's effective uid as the parent user namespace knows it (None: unknown)."""
+    uid = os.geteuid()
+    try:
+        with open(uid_map) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 3 and all(f.isdigit() for f in fields):
+            inside, outside, count = (int(f) for f in fields)
+            if inside <= uid < inside + count:
+                return outside + uid - inside
+    return None
+
+
+def _cache_key() -> str:
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "?"
+    return f"{boot} {os.uname().release} {host.machine()}"
+
+
+def _run_natively(names: list[str]) -> list[str]:
+    """Exec each probe here, treating the instance as empty; the names that ran."""
+    # Start-up speed: a cached answer (every call but the first per boot) needs
+    # neither the probe programs nor the namespace code.
+    from binfmtctl import probes
+    from binfmtctl.instance import Snapshot
+
+    return [o.arch for o in probes.run(names, Snapshot(), timeout=5.0) if o.ok]
+
+
+def _detect() -> tuple[str, ...]:
+    # Start-up speed, as in _run_natively.
+    from binfmtctl import probes, sandbox
+    from binfmtctl.errors import BinfmtError
+    from binfmtctl.instance import Instance, Snapshot
+
+    names = probes.available()
+    family = {a.name for a in family_arches()}
+    try:
+        ran = set(sandbox.run(_run_natively, names))
+        unsure: set[str] = set()
+    except BinfmtError:
+        # No private instance here: exec only what no enabled handler of ours claims.
+        try:
+            current = Instance().snapshot()
+        except BinfmtError:
+            current = Snapshot(mounted=False)
+        clear = [n for n in names if current.winner(probes.build(n)) is None]
+        ran = set(_run_natively(clear))
+        unsure = set(names) - set(clear)
+    me = host.host_arch()
+    keep = ran | (unsure & family) | ({me.name} if me else set())
+    keep |= {a for a in family if a not in names}  # arches without a probe
+    return tuple(a for a in _arch.CATALOG if a in keep)
