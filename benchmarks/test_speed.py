@@ -8,7 +8,7 @@ foreign arch whose QEMU is installed (``binfmtctl install``), then measures:
 * the floor: each probe run directly by its ``qemu-ARCH-static``, back to back,
   best of N per arch; the floor is the slowest of those single QEMU starts
   (no parallel run can beat it), the sum is what a serial loop would cost;
-* ``probes.run`` over every arch (the work of ``binfmtctl test``, in-process);
+* ``proving.run`` over every arch (the work of ``binfmtctl test``, in-process);
 * the whole ``binfmtctl test`` command (Python start-up included).
 
 Wall times are the median of N runs; the ratio is wall / floor.
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from binfmtctl import probes, sandbox
+from binfmtctl import probes, proving, sandbox
 from binfmtctl.arch import CATALOG
 from binfmtctl.instance import Instance
 
@@ -51,7 +51,7 @@ class Measured:
     floor: float  # the slowest single QEMU start, seconds
     floor_arch: str
     serial: float  # every QEMU start back to back
-    run: float  # probes.run over every arch, median wall
+    run: float  # proving.run over every arch, median wall
     command: float  # the binfmtctl test command, median wall
 
 
@@ -59,8 +59,8 @@ def measure(repeat: int, only: Sequence[str] | None = None) -> Measured:
     """Runs inside the private instance; ``only`` limits the arches (quick mode)."""
     install = [sys.executable, "-m", "binfmtctl", "install", *(only or ())]
     subprocess.run(install, capture_output=True, check=True)
-    handlers = Instance().snapshot()
-    arches = probes.claimed(handlers)
+    snapshot = Instance().snapshot()
+    arches = proving.claimed(snapshot)
     with tempfile.TemporaryDirectory() as where:
         best: dict[str, float] = {}
         for name in arches:  # back to back, one QEMU at a time
@@ -69,7 +69,7 @@ def measure(repeat: int, only: Sequence[str] | None = None) -> Measured:
     walls = []
     for _ in range(repeat):
         start = time.perf_counter()
-        outcomes = probes.run(arches, handlers)
+        outcomes = proving.run(arches, snapshot)
         walls.append(time.perf_counter() - start)
         failed = [o for o in outcomes if not o.ok]
         if failed:
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"floor (slowest single QEMU start): {m.floor * 1000:6.1f} ms ({m.floor_arch})")
     print(f"all QEMU starts back to back:      {m.serial * 1000:6.1f} ms")
     for label, wall in (
-        ("probes.run (in-process)", m.run),
+        ("proving.run (in-process)", m.run),
         ("binfmtctl test (command)", m.command),
     ):
         print(f"{label:33} {wall * 1000:6.1f} ms wall, {wall / m.floor:4.1f} x floor")

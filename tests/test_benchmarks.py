@@ -60,4 +60,4 @@ def test_test_speed_benchmark_quick() -> None:
     assert re.fullmatch(r"arches tested: +2 \(load average .*\)", lines[0]), lines
     assert re.fullmatch(r"floor \(slowest single QEMU start\): +\d+\.\d ms \((aarch64|arm)\)",
                         lines[1]), lines  # fmt: skip
-    assert [line.split()[0] for line in lines[2:]] == ["all", "probes.run", "binfmtctl"]
+    assert [line.split()[0] for line in lines[2:]] == ["all", "proving.run", "binfmtctl"]

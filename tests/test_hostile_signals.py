@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from binfmtctl import probes, sandbox, signals
+from binfmtctl import proving, sandbox, signals
 from binfmtctl.arch import Profile, resolve
 from binfmtctl.errors import SandboxError
 from binfmtctl.instance import Instance
@@ -251,7 +251,7 @@ def test_a_timed_out_probe_takes_its_runners_children_with_it(
 
     status, out, living = sb.run(body)
     (result,) = json.loads(out)["data"]["results"]
-    assert (status, result["code"], living) == (1, probes.TIMED_OUT, [])
+    assert (status, result["code"], living) == (1, proving.OutcomeCode.TIMED_OUT, [])
 
 
 # -- binfmtctl run: the command is the process that gets the signal ----------------

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import elf, host, probes, sandbox
+from binfmtctl import elf, host, probes, proving, sandbox
 from binfmtctl.arch import CATALOG, Profile
 from binfmtctl.entry import Entry
 from binfmtctl.instance import Instance, Snapshot
@@ -302,7 +302,7 @@ def test_image_and_engine_usage_errors(sb: sandbox.Sandbox) -> None:
 
 
 def _native_in_fresh_instance() -> list[str]:
-    return [o.arch for o in probes.run(probes.available(), Snapshot()) if o.ok]
+    return [o.arch for o in proving.run(probes.available(), Snapshot()) if o.ok]
 
 
 def test_native_arches_are_the_probes_the_kernel_runs_itself(sb: sandbox.Sandbox) -> None:

@@ -36,7 +36,7 @@ _EXPORTS = {
 }
 # use-cases, one module each: install.install/uninstall, apply.apply_files,
 # export.export, switch.switch, boot_report.describe, plan.plan_install,
-# find.find, diagnose.diagnose (why), scan.scan
+# find.find, diagnose.diagnose (why), scan.scan, prove.prove (test)
 _MODULES = (
     "apply",
     "boot_report",
@@ -45,6 +45,7 @@ _MODULES = (
     "find",
     "install",
     "plan",
+    "prove",
     "scan",
     "switch",
 )
@@ -71,6 +72,7 @@ __all__ = [
     "find",
     "install",
     "plan",
+    "prove",
     "resolve",
     "run",
     "scan",
@@ -79,7 +81,18 @@ __all__ = [
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from binfmtctl import apply, boot_report, diagnose, export, find, install, plan, scan, switch
+    from binfmtctl import (
+        apply,
+        boot_report,
+        diagnose,
+        export,
+        find,
+        install,
+        plan,
+        prove,
+        scan,
+        switch,
+    )
     from binfmtctl.arch import Arch, resolve
     from binfmtctl.entry import Entry, Handler
     from binfmtctl.errors import BinfmtError

@@ -147,10 +147,10 @@ def _run_natively(names: list[str]) -> list[str]:
     """Exec each probe here, treating the instance as empty; the names that ran."""
     # Start-up speed: a cached answer (every call but the first per boot) needs
     # neither the probe programs nor the namespace code.
-    from binfmtctl import probes
+    from binfmtctl import proving
     from binfmtctl.instance import Snapshot
 
-    return [o.arch for o in probes.run(names, Snapshot(), timeout=5.0) if o.ok]
+    return [o.arch for o in proving.run(names, Snapshot(), timeout=5.0) if o.ok]
 
 
 def _detect() -> tuple[str, ...]:

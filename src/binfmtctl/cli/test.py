@@ -7,13 +7,11 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from binfmtctl import arch as _arch
-from binfmtctl import probes
+from binfmtctl import prove, proving
 from binfmtctl.cli.output import Result, outcome_code, table
-from binfmtctl.errors import BinfmtError, UsageError
 from binfmtctl.instance import Instance
 
 PROGRESS_AFTER = 0.3  # seconds before a live progress line appears on a terminal
@@ -49,10 +47,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout",
         type=_seconds,
-        default=probes.DEFAULT_TIMEOUT,
+        default=proving.DEFAULT_TIMEOUT,
         metavar="S",
         help=f"seconds each probe may take before it counts as hung "
-        f"(default {probes.DEFAULT_TIMEOUT:g})",
+        f"(default {proving.DEFAULT_TIMEOUT:g})",
     )
     p.add_argument(
         "--engine",
@@ -103,9 +101,9 @@ class Progress:
         self.stop = threading.Event()
         self.ticker = threading.Thread(target=self._tick, daemon=True)
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Callable[[proving.Outcome], None]:
         self.ticker.start()
-        return self
+        return self.done
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
@@ -115,7 +113,7 @@ class Progress:
                 self.stream.write("\r\033[K")
                 self.stream.flush()
 
-    def done(self, outcome: probes.Outcome) -> None:
+    def done(self, outcome: proving.Outcome) -> None:
         label = outcome.arch + (" chroot" if outcome.chroot else "")
         with self.lock:
             if label in self.running:
@@ -151,75 +149,25 @@ def run_tests(
     instance: Instance,
     words: Sequence[str],
     *,
-    timeout: float = probes.DEFAULT_TIMEOUT,
+    timeout: float = proving.DEFAULT_TIMEOUT,
     chroot: bool = False,
     progress: TextIO | None = None,
     engine: str | None = None,
     image: str | None = None,
 ) -> Result:
-    """Test ``words`` (or every registered handler); the library form of the verb."""
-    result = Result("test", human=human)
-    handlers = instance.snapshot()
-    if words:
-        rows = _arch.resolve_all(words)
-        names = [a.name for a in rows if a.name in probes.PROBES]
-        missing = [a for a in rows if a.name not in probes.PROBES]
-    else:
-        names, missing = probes.claimed(handlers), []
-        if not names:
-            raise BinfmtError(
-                f"nothing to test: no handler in {instance.mountpoint} claims any "
-                "architecture; register some with `binfmtctl install`, or name ARCHes",
-                mountpoint=instance.mountpoint,
-            )
-    if image is not None and engine is None:
-        raise UsageError("--image needs --engine docker|podman")
-    if engine is not None and chroot:
-        raise UsageError("--chroot and --engine are separate tests; give one of them")
-    start = time.perf_counter()
-    outcomes: list[probes.Outcome] = []
-    by_engine: list[dict[str, Any]] = []
-    if engine is not None:
-        from binfmtctl import engines
-
-        by_engine = engines.verify(engine, names, image=image, mountpoint=instance.mountpoint)
-    elif progress is not None:
-        labels = names + ([f"{n} chroot" for n in names] if chroot else [])
-        with Progress(labels, progress) as bar:
-            outcomes = probes.run(names, handlers, timeout=timeout, chroot=chroot, on_done=bar.done)
-    else:
-        outcomes = probes.run(names, handlers, timeout=timeout, chroot=chroot)
-    wall = time.perf_counter() - start
-    results = [o.to_dict() for o in outcomes] + by_engine
-    for row in missing:
-        reason = probes.NO_PROBE.get(row.name, "none was written")
-        results.append(_no_probe(row.name, f"no probe program for {row.name}: {reason}"))
-    ok = sum(bool(r["ok"]) for r in results)
-    result.data = {
-        "mountpoint": instance.mountpoint,
-        "chroot": chroot,
-        "engine": engine,
-        "timeout": timeout,
-        "seconds": round(wall, 4),
-        "results": results,
-    }
-    result.exit_code = outcome_code(ok, len(results) - ok)
+    """:func:`binfmtctl.prove.prove`, rendered; a progress line on ``progress`` if given."""
+    report = prove.prove(
+        instance,
+        words,
+        timeout=timeout,
+        chroot=chroot,
+        watch=(lambda labels: Progress(labels, progress)) if progress is not None else None,
+        engine=engine,
+        image=image,
+    )
+    result = Result("test", report.to_dict(), human=human)
+    result.exit_code = outcome_code(report.passed, report.failed)
     return result
-
-
-def _no_probe(name: str, error: str) -> dict[str, Any]:
-    return {
-        "arch": name,
-        "entry": None,
-        "ok": False,
-        "output": "",
-        "seconds": 0.0,
-        "error": error,
-        "code": "no_probe",
-        "interpreter": None,
-        "stderr": "",
-        "chroot": False,
-    }
 
 
 def human(data: dict[str, Any]) -> str:
