@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from binfmtctl import rootless, sandbox
+from binfmtctl import forking, rootless, sandbox
 from binfmtctl.diagnose import resolve_in
 from binfmtctl.errors import (
     CommandNotFoundError,
@@ -456,7 +456,7 @@ def test_prepare_inside_run_registers_handlers_and_returns_the_steps() -> None:
         return [(s.arch.name, s.action) for s in steps], out.stdout
 
     # sandbox.run's child enters its own namespace first; prepare() nests one more.
-    steps, out = sandbox._fork_call(body)
+    steps, out = forking.fork_call(body)
     assert steps == [("aarch64", "register"), ("arm", "register")]
     assert out == "armv7l\n"
 

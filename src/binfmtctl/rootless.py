@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from binfmtctl import arch as _arch
-from binfmtctl import interpreters, plan, sandbox, signals
+from binfmtctl import forking, interpreters, plan, sandbox, signals
 from binfmtctl.errors import (
     CommandNotFoundError,
     InterpreterError,
@@ -254,7 +254,7 @@ def call(
             payload = pipe.read()  # empty: the exec happened and closed the pipe
             _, status = os.waitpid(pid, 0)
     except BaseException as stop:
-        sandbox.stop_child(pid, stop)
+        forking.stop_child(pid, stop)
         raise
     if payload:
         raise pickle.loads(payload)  # noqa: S301 - our own child's bytes

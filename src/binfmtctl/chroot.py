@@ -1,0 +1,205 @@
+"""A root file system made ready inside a private namespace, and entered (chroot).
+
+/proc, /dev and /sys are recursive binds of the host's, /tmp a fresh tmpfs,
+and the host's resolv.conf is bound read-only; every mountpoint is opened
+without following symlinks, so nothing leads out of the root. Why binds
+rather than fresh mounts: see :mod:`binfmtctl.sandbox`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+from binfmtctl import rootpath
+from binfmtctl.errors import SandboxError, UsageError
+from binfmtctl.syscalls import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    mount,
+)
+
+
+def _refuse(root: str, what: str, **context: Any) -> SandboxError:
+    return SandboxError(f"--rootfs {root}: {what}", path=root, **context)
+
+
+def _open_mountpoint(parent: int, name: str, root: str, shown: str, *, is_dir: bool) -> int:
+    """An O_PATH descriptor of ``name`` in the directory ``parent``, created if missing.
+
+    Never through a symlink: the root may belong to someone else, and R/proc ->
+    /home/victim would otherwise make us create and mount over a host path.
+    The descriptor (mounted on as /proc/self/fd/N) is the very file checked,
+    so swapping the name for a link afterwards changes nothing.
+    """
+    try:
+        if is_dir:
+            os.mkdir(name, 0o755, dir_fd=parent)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open(name, flags, 0o644, dir_fd=parent))
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise _refuse(
+            root,
+            f"{shown} is missing and cannot be created ({err.strerror}); create it "
+            "or use a writable copy of the root",
+        ) from err
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        _check_mountpoint(os.fstat(fd), parent, name, root, shown, is_dir=is_dir)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_mountpoint(
+    info: os.stat_result, parent: int, name: str, root: str, shown: str, *, is_dir: bool
+) -> None:
+    """Refuse a mountpoint that is a symlink, or not a directory (not a file)."""
+    if stat.S_ISLNK(info.st_mode):
+        target = os.readlink(name, dir_fd=parent)
+        raise _refuse(
+            root,
+            f"{shown} is a symlink (to {target}); binfmtctl mounts nothing through a "
+            f"symlink in a root (it could lead out of it): make {shown} a "
+            f"{'directory' if is_dir else 'file'}",
+            mountpoint=shown,
+        )
+    if stat.S_ISDIR(info.st_mode) != is_dir:
+        kind = "a directory" if is_dir else "a regular file"
+        raise _refuse(root, f"{shown} is not {kind}", mountpoint=shown)
+
+
+def _fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+# statvfs flags -> the mount flags a read-only remount must keep (a user namespace
+# may not drop the flags of a mount it did not create: EPERM).
+_KEPT_FLAGS = {
+    os.ST_NOSUID: MS_NOSUID,
+    os.ST_NODEV: MS_NODEV,
+    os.ST_NOEXEC: MS_NOEXEC,
+    os.ST_NOATIME: 1024,  # MS_NOATIME
+    os.ST_NODIRATIME: 2048,  # MS_NODIRATIME
+    os.ST_RELATIME: 1 << 21,  # MS_RELATIME
+}
+
+
+def _bind_read_only(source: str, parent: int, name: str, target_fd: int, root: str) -> None:
+    """Bind ``source`` over ``name`` (open as ``target_fd``) in ``parent``, read-only.
+
+    Read-only so the command, root in its namespace, cannot change the host's
+    file through the bind; checked after the remount, never assumed.
+    """
+    mount(source, _fd_path(target_fd), None, MS_BIND)
+    bound = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        here, there = os.fstat(bound), os.stat(source)
+        if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+            raise _refuse(root, f"{name} changed while it was being set up")
+        kept = os.fstatvfs(bound).f_flag
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+        flags |= sum(ms for st, ms in _KEPT_FLAGS.items() if kept & st)
+        mount(None, _fd_path(bound), None, flags)
+        if not os.fstatvfs(bound).f_flag & os.ST_RDONLY:
+            raise _refuse(root, f"could not make the bind of {source} read-only")
+    finally:
+        os.close(bound)
+
+
+def _bind_resolv_conf(root_fd: int, root: str, host_resolv_conf: str) -> None:
+    """The host's resolv.conf over the root's, read-only, so DNS works inside (apt).
+
+    Left alone when the root has no /etc directory of its own (a symlink
+    included) or the host has no resolv.conf. A symlinked /etc/resolv.conf
+    (systemd-resolved roots) is followed *inside* the root (rootpath); if it
+    names no regular file there, nothing is bound.
+    """
+    if not os.path.exists(host_resolv_conf):
+        return
+    try:
+        etc = os.open(
+            "etc", os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd
+        )
+    except OSError:
+        return  # no /etc, or a symlink: nothing to bind over that is surely the root's
+    try:
+        try:
+            mode: int | None = os.stat("resolv.conf", dir_fd=etc, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            mode = None  # an empty mountpoint is created, as for /proc
+        if mode is None or stat.S_ISREG(mode):
+            _bind_file(host_resolv_conf, etc, "resolv.conf", root)
+        elif stat.S_ISLNK(mode):
+            with rootpath.locate(root, "/etc/resolv.conf") as (parent, name):
+                found = os.stat(name, dir_fd=parent, follow_symlinks=False) if name else None
+                if found is not None and stat.S_ISREG(found.st_mode):
+                    _bind_file(host_resolv_conf, parent, name, root)
+    except FileNotFoundError:
+        return  # a symlink to nothing inside the root: nothing to bind over
+    finally:
+        os.close(etc)
+
+
+def _bind_file(source: str, parent: int, name: str, root: str) -> None:
+    target = _open_mountpoint(parent, name, root, "/etc/resolv.conf", is_dir=False)
+    try:
+        _bind_read_only(source, parent, name, target, root)
+    finally:
+        os.close(target)
+
+
+_MOUNTPOINTS = ("proc", "dev", "sys", "tmp")
+
+
+def enter_rootfs(root: str, *, host_resolv_conf: str = "/etc/resolv.conf") -> None:
+    """Set up /proc, /dev, /sys, /tmp and /etc/resolv.conf in ``root``, chroot, cd /.
+
+    Call it inside a private namespace (after :func:`enter`): the mounts live
+    and die with that namespace; the root itself only gains the empty
+    mountpoints it lacked. /proc, /dev and /sys are recursive binds of the
+    host's (see the module docstring for why), /tmp is a fresh tmpfs, and the
+    host's resolv.conf is bound read-only over the root's. A mountpoint that
+    is a symlink is refused (SandboxError): it could lead out of the root.
+    """
+    root = os.path.realpath(root)
+    if not os.path.isdir(root):
+        raise UsageError(f"--rootfs {root}: not a directory")
+    try:
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise _refuse(root, f"cannot open it ({err.strerror})") from err
+    try:
+        for name in _MOUNTPOINTS:  # all checked before any is created
+            try:
+                info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            _check_mountpoint(info, root_fd, name, root, f"/{name}", is_dir=True)
+        for name in _MOUNTPOINTS:
+            fd = _open_mountpoint(root_fd, name, root, f"/{name}", is_dir=True)
+            try:
+                if name == "tmp":
+                    mount("tmpfs", _fd_path(fd), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+                else:
+                    mount(f"/{name}", _fd_path(fd), None, MS_BIND | MS_REC)
+            finally:
+                os.close(fd)
+        _bind_resolv_conf(root_fd, root, host_resolv_conf)
+        os.fchdir(root_fd)
+        os.chroot(".")
+        os.chdir("/")
+    except OSError as err:
+        raise _refuse(root, f"cannot set it up: {err}") from err
+    finally:
+        os.close(root_fd)
