@@ -30,10 +30,7 @@ PRIVATE_WARNING = (
     "this process is not in the host's user namespace: the binfmt_misc it changes is "
     "a private one, and the host's handlers stay as they were"
 )
-NO_EMULATOR = (
-    "no foreign emulator found; install QEMU's static user-mode emulators "
-    "(Debian/Ubuntu: `sudo apt-get install qemu-user-static`) or name ARCHes"
-)
+NO_EMULATOR = f"no foreign emulator found; {plan.INSTALL_EMULATORS} or name ARCHes"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from binfmtctl.errors import (
     register_error,
 )
 from binfmtctl.namespaces import changes_reach_host
+from binfmtctl.syscalls import mount
 
 DEFAULT_MOUNTPOINT = namespaces.DEFAULT_MOUNTPOINT  # defined there, the one copy
 CONTROL_FILES = ("register", "status")
@@ -276,8 +277,6 @@ class Instance:
             return
         except NotMountedError:
             pass
-        from binfmtctl.sandbox import mount
-
         try:
             mount("binfmt_misc", self.mountpoint, "binfmt_misc")
         except OSError as err:

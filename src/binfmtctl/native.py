@@ -16,6 +16,7 @@ from pathlib import Path
 
 from binfmtctl import arch as _arch
 from binfmtctl import host
+from binfmtctl.errors import BinfmtError
 
 
 def family_arches(uname_m: str | None = None) -> list[_arch.Arch]:
@@ -156,7 +157,6 @@ def _run_natively(names: list[str]) -> list[str]:
 def _detect() -> tuple[str, ...]:
     # Start-up speed, as in _run_natively.
     from binfmtctl import probes, sandbox
-    from binfmtctl.errors import BinfmtError
     from binfmtctl.instance import Instance, Snapshot
 
     names = probes.available()
