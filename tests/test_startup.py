@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from binfmtctl import arch as _arch
-from binfmtctl import interpreters, plan, rootless, sandbox
+from binfmtctl import hostfacts, interpreters, plan, rootless, sandbox
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry, Handler
 from binfmtctl.explain import _misfit, recognise, sample_header
@@ -141,11 +141,11 @@ def test_plan_without_a_shared_search_still_plans(tmp_path: Path) -> None:
     qemu("qemu-aarch64")
     options = plan.Options()
     shared: plan.Searched = {}
-    arches = plan.default_arches(options, shared)
+    arches = hostfacts.default_arches(options, shared)
     assert CATALOG["aarch64"] in arches
     assert set(shared) >= {a.name for a in arches}
-    with_shared = plan.plan_install(arches, {}, options, shared)
-    alone = plan.plan_install(arches, {}, options)
+    with_shared = plan.plan_install(arches, {}, options, hostfacts.gather(arches, options, shared))
+    alone = plan.plan_install(arches, {}, options, hostfacts.gather(arches, options))
     assert [s.to_dict() for s in with_shared] == [s.to_dict() for s in alone]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from binfmtctl import binfmt_d, plan
+from binfmtctl import binfmt_d, hostfacts
 from binfmtctl.entry import Entry, Handler
 from binfmtctl.errors import BinfmtError, ConfigError, Failure, RefusedError
 from binfmtctl.instance import Instance, name_problem
@@ -97,7 +97,7 @@ def apply_files(
                 errors.append(Failure.of(bad))
                 row.action, row.reason = INVALID, problem
             elif "C" in rule.entry.flags and (
-                unsafe := plan.credentials_problem(rule.entry.interpreter)
+                unsafe := hostfacts.credentials_problem(rule.entry.interpreter)
             ):
                 refused = RefusedError(f"{rule.where}: {unsafe}", path=path, line=rule.line)
                 errors.append(Failure.of(refused))

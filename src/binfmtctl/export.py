@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from binfmtctl import arch as _arch
-from binfmtctl import binfmt_d, binfmts, files, plan
+from binfmtctl import binfmt_d, binfmts, files, hostfacts, plan
 from binfmtctl.entry import Entry
 from binfmtctl.errors import EXIT_FAILED, BinfmtError, Failure, UsageError
 
@@ -56,10 +56,15 @@ def export(
 ) -> ExportReport:
     """Plan ``words`` (every foreign arch found when empty) as install would, render
     each entry in ``fmt`` and, with ``output_dir``, write one file per entry there."""
-    arches = _arch.resolve_all(list(words)) if words else plan.default_arches(options)
-    steps = tuple(plan.plan_install(arches, {}, options))
+    searched: plan.Searched = {}  # each arch's emulator is looked for once
+    arches = (
+        _arch.resolve_all(list(words)) if words else hostfacts.default_arches(options, searched)
+    )
+    steps = tuple(
+        plan.plan_install(arches, {}, options, hostfacts.gather(arches, options, searched))
+    )
     errors = [
-        Failure(s.action, s.reason, EXIT_FAILED, (("arch", s.arch.name),))
+        Failure(s.action.value, s.reason, EXIT_FAILED, (("arch", s.arch.name),))
         for s in steps
         if s.entry is None
     ]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from binfmtctl import arch as _arch
-from binfmtctl import persist, plan
+from binfmtctl import hostfacts, persist, plan
 from binfmtctl.errors import EXIT_FAILED, BinfmtError, Failure, NoSuchEntryError, UsageError
 from binfmtctl.explain import recognise
 from binfmtctl.files import Saved
@@ -90,23 +90,25 @@ def install(
     also written to the boot configuration.
     """
     searched: plan.Searched = {}  # each arch's emulator is looked for once
-    arches = _arch.resolve_all(list(words)) if words else plan.default_arches(options, searched)
+    arches = (
+        _arch.resolve_all(list(words)) if words else hostfacts.default_arches(options, searched)
+    )
     if not arches:
         raise UsageError(NO_EMULATOR)
     if not dry_run:
         instance.mount()
     current = {h.name: h for h in instance.entries()} if instance.mounted else {}
-    steps = plan.plan_install(arches, current, options, searched)
+    steps = plan.plan_install(arches, current, options, hostfacts.gather(arches, options, searched))
     done, failed = 0, 0
     rows: list[InstallRow] = []
     errors: list[Failure] = []
     warnings: list[str] = []
     for step in steps:
         arch = step.arch.name
-        action = step.action
+        action: str = step.action
         if step.failed:
             failed += 1
-            errors.append(Failure(step.action, step.reason, EXIT_FAILED, (("arch", arch),)))
+            errors.append(Failure(step.action.value, step.reason, EXIT_FAILED, (("arch", arch),)))
         elif not dry_run:
             try:
                 action = plan.apply(instance, step)

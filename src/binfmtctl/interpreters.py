@@ -241,7 +241,11 @@ def package_for(arch: _arch.Arch, family: str | None) -> str | None:
 
 def install_hint(arch: _arch.Arch, release_path: str = "/etc/os-release") -> str:
     """A sentence that says how to get arch's emulator on this distro."""
-    family = distro_family(os_release(release_path))
+    return hint_for(arch, distro_family(os_release(release_path)))
+
+
+def hint_for(arch: _arch.Arch, family: str | None) -> str:
+    """:func:`install_hint` for a distro family already known (None: unknown)."""
     package = package_for(arch, family)
     command = {
         "debian": "apt-get install",

@@ -1,7 +1,8 @@
 """Deciding what ``install`` will do, arch by arch, before anything is written.
 
-Planning is pure: it looks at the catalog, the emulators found and the
-entries already registered, and returns one :class:`Step` per arch.
+Planning is pure: it looks at the catalog, the entries already registered and
+the facts of this machine its caller gathered (:class:`HostFacts`, from
+:func:`binfmtctl.hostfacts.gather`), and returns one :class:`Step` per arch.
 :func:`apply` then carries the steps out on an :class:`~binfmtctl.instance.Instance`.
 """
 
@@ -10,20 +11,40 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
 
-from binfmtctl import host, interpreters
-from binfmtctl.arch import CATALOG, Arch, Profile
+from binfmtctl import interpreters
+from binfmtctl.arch import Arch, Profile
 from binfmtctl.entry import Entry, Handler, normalize_flags
 from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
-from binfmtctl.instance import Instance
-from binfmtctl.native import native_arches
+from binfmtctl.explain import recognise
+
+if TYPE_CHECKING:
+    from binfmtctl.instance import Instance
 
 DEFAULT_FLAGS = "F"
 
-# What a step does; "refused" and "missing" are failures, the rest are not.
-REGISTER, REPLACE, ENABLE, UNCHANGED = "register", "replace", "enable", "unchanged"
-KEPT = "kept"  # another tool's handler for the same arch is already there
-REFUSED, MISSING = "refused", "missing"
+
+class Action(str, Enum):
+    """What a step does; REFUSED and MISSING are failures, the rest are not."""
+
+    REGISTER = "register"
+    REPLACE = "replace"
+    ENABLE = "enable"
+    UNCHANGED = "unchanged"
+    KEPT = "kept"  # another tool's handler for the same arch is already there
+    REFUSED = "refused"
+    MISSING = "missing"  # no emulator found
+
+
+REGISTER, REPLACE, ENABLE, UNCHANGED = (
+    Action.REGISTER,
+    Action.REPLACE,
+    Action.ENABLE,
+    Action.UNCHANGED,
+)
+KEPT, REFUSED, MISSING = Action.KEPT, Action.REFUSED, Action.MISSING
 FAILURES = frozenset({REFUSED, MISSING})
 
 #: What to do when no emulator is found, said once for install and run.
@@ -46,9 +67,25 @@ class Options:
 
 
 @dataclass(frozen=True)
+class HostFacts:
+    """What planning needs to know of this machine, gathered once by the caller.
+
+    Like :class:`binfmtctl.diagnose.Context`: the I/O happens before planning
+    (:func:`binfmtctl.hostfacts.gather`), so a plan is a function of its inputs.
+    """
+
+    me: Arch | None = None  # this machine's own arch
+    native: frozenset[str] = frozenset()  # arches it runs without emulation
+    emulators: Mapping[str, interpreters.Search] = field(default_factory=dict)  # by arch
+    interpreter: interpreters.Interpreter | None = None  # --interpreter, inspected
+    unsafe: Mapping[str, str] = field(default_factory=dict)  # emulator -> why not with C
+    distro: str | None = None  # the distro family, for the package a hint names
+
+
+@dataclass(frozen=True)
 class Step:
     arch: Arch
-    action: str
+    action: Action
     entry: Entry | None = None
     reason: str = ""
     warnings: tuple[str, ...] = field(default=())
@@ -60,7 +97,7 @@ class Step:
     def to_dict(self) -> dict[str, object]:
         return {
             "arch": self.arch.name,
-            "action": self.action,
+            "action": self.action.value,
             "entry": self.entry.to_dict() if self.entry else None,
             "reason": self.reason or None,
             "warnings": list(self.warnings),
@@ -80,41 +117,15 @@ def build_entry(arch: Arch, interpreter: str, flags: str, profile: Profile) -> E
     )
 
 
-#: Emulator searches by arch name: :func:`default_arches` fills it and
-#: :func:`plan_install` reads it, so each arch's emulator is looked for once.
+#: Emulator searches by arch name, so each arch's emulator is looked for once.
 Searched = dict[str, interpreters.Search]
-
-
-def default_arches(options: Options, searched: Searched | None = None) -> list[Arch]:
-    """With no ARCH given: every foreign arch whose emulator is found.
-
-    Pass the same ``searched`` to :func:`plan_install` to reuse the searches.
-    """
-    native = {a.name for a in native_arches()}
-    out = []
-    for arch in CATALOG.values():
-        if arch.name in native:
-            continue
-        if _search(arch, options, searched).best is not None:
-            out.append(arch)
-    return out
-
-
-def _search(arch: Arch, options: Options, searched: Searched | None) -> interpreters.Search:
-    """``arch``'s emulator search, done once per ``searched``."""
-    if searched is None:
-        return interpreters.search(arch, options.interpreter_dirs)
-    found = searched.get(arch.name)
-    if found is None:
-        found = searched[arch.name] = interpreters.search(arch, options.interpreter_dirs)
-    return found
 
 
 def plan_install(
     arches: Sequence[Arch],
     current: Mapping[str, Handler],
     options: Options,
-    searched: Searched | None = None,
+    facts: HostFacts,
 ) -> list[Step]:
     """One step per arch: what install would do, and why not where it won't."""
     if options.interpreter and len(arches) != 1:
@@ -123,13 +134,7 @@ def plan_install(
         flags = normalize_flags(options.flags)
     except ValueError as err:
         raise UsageError(f"--flags: {err}") from err
-    searched = {} if searched is None else searched
-    me = host.host_arch()
-    native = frozenset(a.name for a in native_arches())
-    return [
-        _plan_one(arch, current, options, flags, me=me, native=native, searched=searched)
-        for arch in arches
-    ]
+    return [_plan_one(arch, current, options, flags, facts) for arch in arches]
 
 
 def _plan_one(
@@ -137,11 +142,9 @@ def _plan_one(
     current: Mapping[str, Handler],
     options: Options,
     flags: str,
-    *,
-    me: Arch | None,
-    native: frozenset[str],
-    searched: Searched,
+    facts: HostFacts,
 ) -> Step:
+    me = facts.me
     if me is not None and arch.name == me.name:
         return Step(
             arch,
@@ -149,7 +152,7 @@ def _plan_one(
             reason=f"{arch.name} is this machine's own architecture; a handler for it "
             "would send every native program through QEMU",
         )
-    if arch.name in native and not options.force:
+    if arch.name in facts.native and not options.force:
         return Step(
             arch,
             REFUSED,
@@ -158,7 +161,7 @@ def _plan_one(
             "(use --force if that is what you want)",
         )
     warnings: list[str] = []
-    chosen = _emulator(arch, options, searched)
+    chosen = _emulator(arch, options, facts)
     if isinstance(chosen, Step):
         return chosen
     found = chosen
@@ -168,7 +171,7 @@ def _plan_one(
             "will not find its libraries; install a static build (qemu-user-static)"
         )
     if "C" in flags:
-        unsafe = credentials_problem(found.path)
+        unsafe = facts.unsafe.get(found.path)
         if unsafe:
             return Step(arch, REFUSED, reason=unsafe)
     entry = build_entry(arch, found.path, flags, options.profile)
@@ -180,8 +183,6 @@ def _plan_one(
         return Step(arch, action, entry, warnings=tuple(warnings))
     if options.replace:
         return Step(arch, REPLACE, entry, warnings=tuple(warnings))
-    from binfmtctl.explain import recognise
-
     theirs = existing.entry
     if recognise(theirs) is arch:
         return Step(
@@ -201,10 +202,10 @@ def _plan_one(
     )
 
 
-def _emulator(arch: Arch, options: Options, searched: Searched) -> interpreters.Interpreter | Step:
+def _emulator(arch: Arch, options: Options, facts: HostFacts) -> interpreters.Interpreter | Step:
     """The emulator for ``arch`` (--interpreter or found), or the step that refuses it."""
     if options.interpreter is None:
-        search = _search(arch, options, searched)
+        search = facts.emulators.get(arch.name, interpreters.Search(None, ()))
         if search.best is not None:
             return search.best
         refused = f"; unusable: {search.why_none()}" if search.refused else ""
@@ -213,7 +214,7 @@ def _emulator(arch: Arch, options: Options, searched: Searched) -> interpreters.
             MISSING,
             reason=f"no emulator for {arch.name} ({' or '.join(interpreters.candidates(arch))} "
             f"in {', '.join(options.interpreter_dirs)}){refused}; "
-            f"{interpreters.install_hint(arch)}",
+            f"{interpreters.hint_for(arch, facts.distro)}",
         )
     if not options.interpreter.startswith("/"):
         return Step(
@@ -224,7 +225,9 @@ def _emulator(arch: Arch, options: Options, searched: Searched) -> interpreters.
             f"configuration would too); give the full path, e.g. "
             f"{os.path.abspath(options.interpreter)}",
         )
-    found = interpreters.inspect(options.interpreter)
+    found = facts.interpreter
+    if found is None:
+        raise UsageError(f"--interpreter {options.interpreter}: not inspected before planning")
     if found.problems:
         return Step(
             arch,
@@ -244,24 +247,7 @@ def _emulator(arch: Arch, options: Options, searched: Searched) -> interpreters.
     return found
 
 
-def credentials_problem(interpreter: str) -> str | None:
-    """Why ``interpreter`` must not get the C flag, as the refusal reason; None if safe.
-
-    One rule for every path that registers (install, export, run/shell, apply).
-    """
-    from binfmtctl import credentials  # here: only the C flag needs it (run/install start-up)
-
-    unsafe = credentials.check(interpreter)
-    if unsafe is None:
-        return None
-    return (
-        "the C flag runs the interpreter with the program's credentials (a setuid "
-        "program's emulator runs as root), so every component of its path must be "
-        f"owned by root and writable by root only: {unsafe}"
-    )
-
-
-def apply(instance: Instance, step: Step) -> str:
+def apply(instance: Instance, step: Step) -> Action:
     """Carry out one step; return what was really done (an action above).
 
     Another process may change the instance between planning and now: an

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from binfmtctl import arch as _arch
-from binfmtctl import forking, interpreters, plan, sandbox, signals
+from binfmtctl import forking, hostfacts, interpreters, plan, sandbox, signals
 from binfmtctl.errors import (
     CommandNotFoundError,
     InterpreterError,
@@ -94,7 +94,7 @@ def register_handlers(
     )
     searched: plan.Searched = {}  # each arch's emulator is looked for once
     if arches is None:
-        chosen = plan.default_arches(options, searched)
+        chosen = hostfacts.default_arches(options, searched)
         if not chosen:
             raise InterpreterError(
                 "no foreign emulator found, so there is nothing to register; "
@@ -104,7 +104,8 @@ def register_handlers(
         chosen = [a if isinstance(a, _arch.Arch) else _arch.resolve(a) for a in arches]
     instance = Instance(mountpoint)
     current = {n.name: n.state for n in instance.entries()}
-    steps = plan.plan_install(list(dict.fromkeys(chosen)), current, options, searched)
+    chosen = list(dict.fromkeys(chosen))
+    steps = plan.plan_install(chosen, current, options, hostfacts.gather(chosen, options, searched))
     for step in steps:
         if step.action == plan.MISSING:
             raise InterpreterError(step.reason, arch=step.arch.name)

@@ -10,6 +10,7 @@ from binfmtctl import install, interpreters, persist, plan
 from binfmtctl.cli.output import Result, outcome_code, table
 from binfmtctl.errors import EXIT_OK, EXIT_PRIVILEGES, PermissionDeniedError, UsageError
 from binfmtctl.instance import Instance
+from binfmtctl.plan import Action
 
 PERSIST_KINDS = persist.STORES
 
@@ -156,15 +157,15 @@ def install_result(report: install.InstallReport) -> Result:
 
 
 def _human_install(data: dict[str, Any]) -> str:
-    verbs = {
-        "register": "would register" if data["dry_run"] else "registered",
-        "replace": "would replace" if data["dry_run"] else "replaced",
-        "enable": "would enable" if data["dry_run"] else "enabled",
-        "unchanged": "already registered",
-        "kept": "kept",
-        "refused": "refused",
-        "missing": "no emulator",
-        "failed": "failed",
+    verbs: dict[str, str] = {
+        Action.REGISTER: "would register" if data["dry_run"] else "registered",
+        Action.REPLACE: "would replace" if data["dry_run"] else "replaced",
+        Action.ENABLE: "would enable" if data["dry_run"] else "enabled",
+        Action.UNCHANGED: "already registered",
+        Action.KEPT: "kept",
+        Action.REFUSED: "refused",
+        Action.MISSING: "no emulator",
+        install.FAILED: "failed",
     }
     rows = []
     for s in data["steps"]:
