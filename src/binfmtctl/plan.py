@@ -18,7 +18,6 @@ from binfmtctl import interpreters
 from binfmtctl.arch import Arch, Profile
 from binfmtctl.entry import Entry, Handler, normalize_flags
 from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
-from binfmtctl.explain import recognise
 
 if TYPE_CHECKING:
     from binfmtctl.instance import Instance
@@ -183,6 +182,9 @@ def _plan_one(
         return Step(arch, action, entry, warnings=tuple(warnings))
     if options.replace:
         return Step(arch, REPLACE, entry, warnings=tuple(warnings))
+    # Start-up speed: explain (~1.7 ms) only when an entry of that name differs.
+    from binfmtctl.explain import recognise
+
     theirs = existing.entry
     if recognise(theirs) is arch:
         return Step(
