@@ -12,7 +12,7 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import interpreters, plan, rootless
+from binfmtctl import interpreters, plan, rootless, rootpath
 from binfmtctl.cli.output import Result
 from binfmtctl.errors import UsageError
 
@@ -187,11 +187,9 @@ def _signal_name(number: int) -> str:
 
 def shell_for(rootfs: str, user_shell: str | None) -> str:
     """$SHELL if the root has it (an executable file), else /bin/sh."""
-    from binfmtctl.diagnose import resolve_in
-
     for path in (user_shell, "/bin/sh"):
         if path and path.startswith("/"):
-            found = resolve_in(rootfs, path)
+            found = rootpath.resolve_in(rootfs, path)
             if found and os.path.isfile(found) and os.access(found, os.X_OK):
                 return path
     raise UsageError(
@@ -202,10 +200,9 @@ def shell_for(rootfs: str, user_shell: str | None) -> str:
 
 def arch_label(rootfs: str, path: str) -> str:
     """The architecture of the root's program at ``path`` (its uname -m), for the prompt."""
-    from binfmtctl import elf
-    from binfmtctl.diagnose import resolve_in
+    from binfmtctl import elf  # start-up speed: only `shell` reads an ELF header
 
-    found_path = resolve_in(rootfs, path)
+    found_path = rootpath.resolve_in(rootfs, path)
     try:
         ident = elf.identity(elf.read_header(found_path)) if found_path else None
     except OSError:
