@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from binfmtctl import forking, rootless, sandbox
+from binfmtctl.cli import rootless as cli_rootless
 from binfmtctl.diagnose import resolve_in
 from binfmtctl.errors import (
     CommandNotFoundError,
@@ -487,3 +488,37 @@ def test_resolve_in_never_leaves_the_root(
     wanted.parent.mkdir(parents=True, exist_ok=True)
     wanted.touch()
     assert resolve_in(str(tmp_path), path) == str(wanted)
+
+
+def test_a_hostile_root_name_reaches_the_prompt_inert(who: str, rootfs: Path) -> None:
+    # bash and busybox expand $(...) and backquotes in PS1: the root's name must not run.
+    hostile = rootfs.parent / "r$(touch pwned)`touch pwned2`"
+    rootfs.rename(hostile)
+    try:
+        proc = binfmtctl(who, "shell", str(hostile), stdin="exit 0\n")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.endswith("\n(aarch64) r__touch_pwned__touch_pwned2_:/# "), proc.stdout
+        assert [p for p in hostile.rglob("pwned*")] == []
+    finally:
+        hostile.rename(rootfs)
+
+
+@pytest.mark.parametrize(
+    ("links", "prompt"),
+    [
+        ({"bin/sh": "dash"}, "(x) r# "),
+        ({"bin/sh": "bash"}, "(x) r:\\w# "),
+        ({"bin/sh": "busybox"}, "(x) r:\\w# "),
+        ({"bin/sh": "/usr/bin/dash"}, "(x) r# "),
+    ],
+)
+def test_the_prompt_uses_escapes_only_where_the_roots_shell_expands_them(
+    tmp_path: Path, links: dict[str, str], prompt: str
+) -> None:
+    for name, target in links.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).symlink_to(target)
+    for program in ("bin/dash", "bin/bash", "bin/busybox", "usr/bin/dash"):
+        (tmp_path / program).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / program).touch()
+    assert cli_rootless.shell_prompt(str(tmp_path), "/bin/sh", "(x) r") == prompt

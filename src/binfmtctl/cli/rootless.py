@@ -44,7 +44,9 @@ examples:
 
 SHELL_EPILOG = """\
 The shell is $SHELL if the root has it, else /bin/sh; the prompt (PS1, and
-debian_chroot for Debian's bash.bashrc) names the root's architecture.
+debian_chroot for Debian's bash.bashrc) names the root's architecture and
+directory: `(aarch64) arm64-rootfs:/# ` where the shell expands \\w (bash, busybox),
+`(aarch64) arm64-rootfs# ` where it does not (dash).
 
 examples:
   binfmtctl shell ./arm64-rootfs
@@ -198,6 +200,27 @@ def shell_for(rootfs: str, user_shell: str | None) -> str:
     )
 
 
+def prompt_safe(text: str) -> str:
+    """``text`` with every character a shell could expand in PS1 replaced by ``_``.
+
+    bash expands ``$(...)``, backquotes and backslash escapes in PS1: a root
+    directory named ``$(reboot)`` must not run anything.
+    """
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._+-@") else "_" for c in text)
+
+
+# Shells whose PS1 understands \w (the working directory); dash and others print it as is.
+_PROMPT_ESCAPES = frozenset({"bash", "busybox", "ash"})
+
+
+def shell_prompt(rootfs: str, shell: str, label: str) -> str:
+    """PS1 for the root's ``shell``, judged by the program it really is (sh -> dash?)."""
+    program = rootpath.resolve_in(rootfs, shell) or shell
+    if os.path.basename(program) in _PROMPT_ESCAPES:
+        return f"{label}:\\w# "
+    return f"{label}# "
+
+
 def arch_label(rootfs: str, path: str) -> str:
     """The architecture of the root's program at ``path`` (its uname -m), for the prompt."""
     from binfmtctl import elf  # start-up speed: only `shell` reads an ELF header
@@ -219,13 +242,13 @@ def handle_shell(args: argparse.Namespace) -> Result:
         raise UsageError(f"ROOTFS {rootfs}: not a directory")
     shell = shell_for(rootfs, os.environ.get("SHELL"))
     label = arch_label(rootfs, shell)
-    name = os.path.basename(os.path.realpath(rootfs))
+    name = prompt_safe(os.path.basename(os.path.realpath(rootfs)))
     env = {
         **os.environ,
         "SHELL": shell,
         "PATH": rootless.ROOTFS_PATH,
         "HOME": "/root",
-        "PS1": f"({label}) {name}:\\w\\$ ",
+        "PS1": shell_prompt(rootfs, shell, f"({label}) {name}"),
         "debian_chroot": f"{label} {name}",
     }
     rootless.exec_command([shell, "-i"], _options(args, rootfs), env=env)
