@@ -380,8 +380,11 @@ class Entry:
     def __post_init__(self) -> None:
         if self.mask == b"":
             object.__setattr__(self, "mask", None)
+        # Normalise flags before encoding, so equal entries print equal ("C" as "OC").
+        # Unknown letters are left for _encode to reject with the field and position.
+        if set(self.flags) <= set(FLAG_LETTERS):
+            object.__setattr__(self, "flags", normalize_flags(self.flags))
         object.__setattr__(self, "_encoded", self._encode())
-        object.__setattr__(self, "flags", normalize_flags(self.flags))
 
     @classmethod
     def parse(cls, data: bytes | str) -> Entry:
