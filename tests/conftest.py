@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -39,6 +40,43 @@ def host_binfmt_untouched() -> Iterator[None]:
     assert after == before, f"the host's binfmt_misc changed: {before} -> {after}"
 
 
+#: CI sets CI=true: there every test must run, so a skip for something missing fails.
+IN_CI = os.environ.get("CI") == "true"
+#: The reason prefix of a skip that is right on some machines (e.g. off x86_64).
+NOT_APPLICABLE = "not applicable here: "
+
+
+def missing(what: str) -> NoReturn:
+    """Skip a test that needs ``what`` (a tool, QEMU, a private instance, a binary).
+
+    Under CI=true it fails instead, naming what is missing: a CI run that skips
+    the tests of a feature would go green without testing it.
+    """
+    if IN_CI:
+        pytest.fail(f"CI=true, but {what}", pytrace=False)
+    pytest.skip(what)
+
+
+def not_applicable(why: str) -> NoReturn:
+    """Skip a test that cannot apply to this host (not a missing tool); also in CI."""
+    pytest.skip(NOT_APPLICABLE + why)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI=true, turn every other skip (a skipif mark, a bare pytest.skip) into a failure."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not (IN_CI and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    if reason.removeprefix("Skipped: ").startswith(NOT_APPLICABLE):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"CI=true, but the test skipped: {reason.removeprefix('Skipped: ')}"
+
+
 def _private_instances_work() -> str | None:
     try:
         sandbox.run(os.listdir, HOST_BINFMT)
@@ -53,11 +91,16 @@ needs_sandbox = pytest.mark.skipif(
 )
 
 
+def require_sandbox() -> None:
+    """For tests that need a private binfmt_misc instance but not the ``sb`` fixture."""
+    if _NO_SANDBOX is not None:
+        missing(f"no private binfmt_misc instance can be mounted here: {_NO_SANDBOX}")
+
+
 @pytest.fixture
 def sb() -> Iterator[sandbox.Sandbox]:
     """One private binfmt_misc instance for the whole test."""
-    if _NO_SANDBOX is not None:
-        pytest.skip(f"no private binfmt_misc here: {_NO_SANDBOX}")
+    require_sandbox()
     with sandbox.Sandbox() as box:
         yield box
 
@@ -66,14 +109,14 @@ def foreign_busybox(debian_arch: str) -> Path:
     """Debian's busybox-static for ``debian_arch`` (fetched by scripts/test-deps)."""
     path = FOREIGN / debian_arch / "bin" / "busybox"
     if not path.exists():
-        pytest.skip(f"{path} missing: run scripts/test-deps")
+        missing(f"{path} is missing: run scripts/test-deps")
     return path
 
 
 def qemu(stem: str) -> str:
     path = f"/usr/bin/{stem}-static"
     if not os.path.exists(path):
-        pytest.skip(f"{path} missing: run scripts/test-deps (installs qemu-user-static)")
+        missing(f"{path} is missing: run scripts/test-deps (installs qemu-user-static)")
     return path
 
 
