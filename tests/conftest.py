@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import pytest
 
-from binfmtctl import sandbox
+from binfmtctl import host, sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("BINFMTCTL_TEST_CACHE", ROOT / ".cache"))
@@ -60,6 +60,13 @@ def missing(what: str) -> NoReturn:
 def not_applicable(why: str) -> NoReturn:
     """Skip a test that cannot apply to this host (not a missing tool); also in CI."""
     pytest.skip(NOT_APPLICABLE + why)
+
+
+#: For tests whose expectations are an x86_64 machine's (i386 and x86_64 run natively).
+x86_64_host = pytest.mark.skipif(
+    host.machine() != "x86_64",
+    reason=f"{NOT_APPLICABLE}expects an x86_64 host; this one is {host.machine()}",
+)
 
 
 @pytest.hookimpl(hookwrapper=True)

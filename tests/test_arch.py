@@ -10,7 +10,7 @@ import pytest
 from binfmtctl import arch
 from binfmtctl.arch import CATALOG, Profile
 from binfmtctl.errors import UnknownArchError
-from conftest import foreign_busybox
+from conftest import foreign_busybox, missing
 
 DATA = Path(__file__).parent / "data"
 UPSTREAM_34 = [
@@ -183,7 +183,7 @@ def debian_entries() -> dict[str, tuple[bytes, bytes]]:
                 assert entry.mask is not None
                 rows[entry.name.removeprefix("qemu-")] = (entry.magic, entry.mask)
     if not rows:
-        pytest.skip("no /usr/lib/binfmt.d/qemu-*.conf (Debian qemu-user-static) here")
+        missing("no /usr/lib/binfmt.d/qemu-*.conf: run scripts/test-deps (qemu-user-static)")
     return rows
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import conftest
 from binfmtctl.cli import main
 
 
@@ -105,6 +106,7 @@ def test_explain_invalid_strings(spec: str, code: str) -> None:
     assert data["errors"][0]["code"] == code
 
 
+@conftest.x86_64_host
 def test_arches_lists_the_catalog(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
     assert main(["arches", "--json", "--mountpoint", str(tmp_path)]) == 0
     rows = json.loads(capsys.readouterr().out)["data"]["arches"]

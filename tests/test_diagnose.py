@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import conftest
 from binfmtctl import arch as _arch
 from binfmtctl import elf, plan, sandbox
 from binfmtctl.diagnose import resolve_in
@@ -225,6 +226,7 @@ def test_f_with_a_dynamically_linked_interpreter(sb: sandbox.Sandbox) -> None:
     assert "No such file or directory" in ran.stderr
 
 
+@conftest.x86_64_host
 def test_dynamic_foreign_program_without_and_with_its_loader(
     sb: sandbox.Sandbox, tmp_path: Path
 ) -> None:
@@ -418,6 +420,7 @@ def test_find_in_a_rootfs_reports_the_loader(tmp_path: Path) -> None:
 # -- scan -------------------------------------------------------------------------
 
 
+@conftest.x86_64_host
 def test_scan_groups_a_mixed_tree(sb: sandbox.Sandbox, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "bin").mkdir(parents=True)

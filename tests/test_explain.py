@@ -9,6 +9,7 @@ import pytest
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry
 from binfmtctl.explain import ByteRow, diff, explain, recognise
+from conftest import missing
 
 BINFMT_D = Path("/usr/lib/binfmt.d")
 
@@ -112,7 +113,11 @@ def test_recognise_catalog(name: str, profile: Profile) -> None:
 DEBIAN = sorted(BINFMT_D.glob("qemu-*.conf"))
 
 
-@pytest.mark.skipif(not DEBIAN, reason="no /usr/lib/binfmt.d/qemu-*.conf (qemu-user-static)")
+def test_debian_files_are_there() -> None:
+    if not DEBIAN:
+        missing(f"no {BINFMT_D}/qemu-*.conf: run scripts/test-deps (qemu-user-static)")
+
+
 @pytest.mark.parametrize("path", DEBIAN, ids=[p.stem for p in DEBIAN])
 def test_recognise_debian_files(path: Path) -> None:
     entry = conf_entry(path)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import conftest
 from binfmtctl import sandbox
 from conftest import cli, foreign_busybox, qemu, run_in
 
@@ -68,6 +69,7 @@ def test_chroot_into_foreign_package_needs_the_f_flag(sb: sandbox.Sandbox) -> No
     assert "No such file or directory" in ran.stderr
 
 
+@conftest.x86_64_host
 def test_install_without_arch_registers_every_foreign_emulator(sb: sandbox.Sandbox) -> None:
     qemu("qemu-aarch64")
     proc = cli(sb, "install", "--json")
@@ -105,12 +107,14 @@ def test_install_without_arch_registers_every_foreign_emulator(sb: sandbox.Sandb
         (["--interpreter", "/bin/true", "arm", "aarch64"], 2, "exactly one ARCH"),
     ],
 )
+@conftest.x86_64_host
 def test_install_refusals(sb: sandbox.Sandbox, words: list[str], code: int, message: str) -> None:
     proc = cli(sb, "install", *words)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
 
 
+@conftest.x86_64_host
 def test_force_allows_i386_and_the_host_then_runs_it_through_qemu(sb: sandbox.Sandbox) -> None:
     i386 = foreign_busybox("i386")
     assert run_in(sb, str(i386), "uname", "-m").stdout == "x86_64\n"  # native compat mode

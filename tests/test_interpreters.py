@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import conftest
 from binfmtctl import interpreters
 from binfmtctl.arch import CATALOG
 from conftest import qemu
@@ -67,6 +68,7 @@ def test_find_prefers_static_and_reports_dynamic(tmp_path: Path) -> None:
     assert interpreters.find(CATALOG["arm"], [str(tmp_path / "none")]) is None
 
 
+@conftest.x86_64_host
 def test_foreign_build_of_an_emulator_is_a_problem(tmp_path: Path) -> None:
     # An aarch64 binary cannot be this x86_64 machine's emulator.
     from binfmtctl import probes

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+import conftest
 from binfmtctl import forking, rootless, sandbox
 from binfmtctl.cli import rootless as cli_rootless
 from binfmtctl.diagnose import resolve_in
@@ -332,6 +333,7 @@ def test_shell_opens_the_roots_shell_with_an_arch_prompt(who: str, rootfs: Path)
         ),
     ],
 )
+@conftest.x86_64_host
 def test_run_refusals(who: str, args: list[str], code: int, message: str) -> None:
     proc = binfmtctl(who, "run", *args)
     assert proc.returncode == code, proc.stderr

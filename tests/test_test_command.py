@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import conftest
 from binfmtctl import elf, host, probes, proving, sandbox
 from binfmtctl.arch import CATALOG, Profile
 from binfmtctl.entry import Entry
@@ -157,6 +158,7 @@ def test_signal_and_timeout(sb: sandbox.Sandbox, tmp_path: Path) -> None:
         (["test", "x86_64"], 0, ""),  # runs natively: ok with no handler
     ],
 )  # fmt: skip
+@conftest.x86_64_host
 def test_exit_codes(sb: sandbox.Sandbox, args: list[str], code: int, message: str) -> None:
     proc = cli(sb, *args)
     assert proc.returncode == code, proc.stderr
@@ -328,6 +330,7 @@ def envelope_any(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return data
 
 
+@conftest.x86_64_host
 def test_install_without_arch_follows_the_detected_native_set(
     sb: sandbox.Sandbox, tmp_path: Path
 ) -> None:
