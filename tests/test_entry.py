@@ -498,6 +498,49 @@ def test_compact_form_when_escapes_do_not_fit() -> None:
     assert Entry.parse(data) == entry
 
 
+# A 256-byte magic and mask escaped in full (2048 bytes) do not fit in 1920: the
+# compact form writes bytes raw where the kernel's scan and decode keep them.
+# (start of the magic, how the compact form writes it); the rest is "A" and the mask \xff.
+COMPACT = [
+    (b"\\A", b"\\A"),  # a backslash before an ordinary byte stays a backslash
+    (b"\\x", b"\\x5cx"),  # before 'x' it would start an escape
+    (b"\\\0", b"\\x5c\\x00"),  # before a NUL (the kernel stops decoding there)
+    (b"\\:", b"\\x5c\\x3a"),  # before the delimiter
+    (b"\\\\x", b"\\\\\\x78"),  # a raw pair reads as "\\"; the 'x' after it must not
+    (b"\\\\\\\\x", b"\\\\\\\\\\x78"),
+    (b"\\\\Ax", b"\\\\Ax"),  # only the byte right after a pair
+    (b"\\\\\\x", b"\\\\\\x5cx"),
+    (b"\0", b"\\x00"),
+    (b":", b"\\x3a"),
+    (b"x", b"x"),
+    (b"\xff\x7f", b"\xff\x7f"),
+]
+
+
+@pytest.mark.parametrize(("start", "written"), COMPACT)
+def test_compact_form_exactly(start: bytes, written: bytes) -> None:
+    entry = Entry("n", "M", "/bin/true", magic=start.ljust(256, b"A"), mask=b"\xff" * 256)
+    rest = b"A" * (256 - len(start))
+    assert (
+        entry.register_bytes() == b":n:M::" + written + rest + b":" + b"\xff" * 256 + b":/bin/true:"
+    )
+    assert Entry.parse(entry.register_bytes()) == entry
+
+
+def test_compact_form_trailing_backslash_and_kernel() -> None:
+    """A backslash last in the field stays raw; the kernel reads every form back exactly."""
+    last = Entry("n", "M", "/bin/true", magic=b"A" * 255 + b"\\", mask=b"\xff" * 256)
+    assert last.register_bytes()[6 + 254 :] == b"A\\:" + b"\xff" * 256 + b":/bin/true:"
+    entries = [last] + [
+        Entry(f"n{i}", "M", "/bin/true", magic=s.ljust(256, b"A"), mask=b"\xff" * 256)
+        for i, (s, _) in enumerate(COMPACT)
+    ]
+    answers = kernel([e.register_bytes() for e in entries])
+    for entry, (outcome, _) in zip(entries, answers, strict=True):
+        assert outcome.result == "ok" and outcome.proc is not None
+        assert parse_proc_entry(entry.name, outcome.proc) == EntryState(entry, True)
+
+
 def test_non_bytes_names_round_trip() -> None:
     entry = Entry.parse(_m(name=b"\xff\xfe na\nme"))
     assert entry.name == os.fsdecode(b"\xff\xfe na\nme")
