@@ -8,7 +8,7 @@ import pytest
 
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry
-from binfmtctl.explain import ByteRow, diff, explain, recognise
+from binfmtctl.explain import ByteRow, _misfit, diff, explain, recognise, sample_header
 from conftest import missing
 
 BINFMT_D = Path("/usr/lib/binfmt.d")
@@ -157,3 +157,374 @@ def test_diff() -> None:
         "e_version",
         "e_flags",
     }
+
+
+# --------------------------------------------------------------------------- every row, exactly
+
+#: 32-bit ARM with EABI5 hard-float e_flags checked except the low byte, then e_ehsize.
+FLAGS = Entry(
+    "f",
+    "M",
+    "/x",
+    magic=b"\x7fELF\x01\x01\x01" + bytes(9) + b"\x02\x00\x28\x00\x01\x00\x00\x00" + bytes(12)
+    + b"\x00\x04\x00\x05\xaa\xbb",
+    mask=b"\xff" * 7 + bytes(9) + b"\xfe\xff\xff\xff" + b"\xff" * 4 + bytes(12)
+    + b"\x00\xff\xff\xff\xff\xff",
+)  # fmt: skip
+#: Values no catalog entry has: class 5, encoding 7, versions 2, GNU OSABI, an unknown machine.
+ODD = Entry(
+    "c",
+    "M",
+    "/x",
+    magic=b"\x7fELF\x05\x07\x02\x03\x01\x04" + bytes(6) + b"\x01\x00\x34\x12\x02\x00\x00\x00",
+    mask=b"\xff" * 9 + b"\xf0" + b"\xff" * 7 + b"\x00" + b"\xff" * 6,
+)
+
+# (id, entry, every row as 'offset magic/mask field: meaning')
+FULL = [
+    (
+        "mipsn32",
+        arch_entry(CATALOG["mipsn32"]),
+        """
+0 7f/ff EI_MAG0: ELF magic 0x7f
+1 45/ff EI_MAG1: ELF magic 'E'
+2 4c/ff EI_MAG2: ELF magic 'L'
+3 46/ff EI_MAG3: ELF magic 'F'
+4 01/ff EI_CLASS: ELFCLASS32
+5 02/ff EI_DATA: big-endian (ELFDATA2MSB)
+6 01/ff EI_VERSION: EV_CURRENT (1)
+7 00/00 EI_OSABI: ignored (mask 00)
+8 00/00 EI_ABIVERSION: ignored (mask 00)
+9 00/ff EI_PAD: padding, must be 00
+10 00/ff EI_PAD: padding, must be 00
+11 00/ff EI_PAD: padding, must be 00
+12 00/ff EI_PAD: padding, must be 00
+13 00/ff EI_PAD: padding, must be 00
+14 00/ff EI_PAD: padding, must be 00
+15 00/ff EI_PAD: padding, must be 00
+16 00/ff e_type: ET_EXEC (2); mask fe also matches ET_DYN (3, PIE)
+17 02/fe e_type +1: (cont.)
+18 00/ff e_machine: EM_MIPS = 8 (mips, mipsn32)
+19 08/ff e_machine +1: (cont.)
+20 00/ff e_version: EV_CURRENT (1)
+21 00/ff e_version +1: (cont.)
+22 00/ff e_version +2: (cont.)
+23 01/ff e_version +3: (cont.)
+24 00/00 e_entry: ignored (mask 00)
+25 00/00 e_entry +1: (cont.)
+26 00/00 e_entry +2: (cont.)
+27 00/00 e_entry +3: (cont.)
+28 00/00 e_phoff: ignored (mask 00)
+29 00/00 e_phoff +1: (cont.)
+30 00/00 e_phoff +2: (cont.)
+31 00/00 e_phoff +3: (cont.)
+32 00/00 e_shoff: ignored (mask 00)
+33 00/00 e_shoff +1: (cont.)
+34 00/00 e_shoff +2: (cont.)
+35 00/00 e_shoff +3: (cont.)
+36 00/00 e_flags: EF_MIPS_ABI2 must be set (n32)
+37 00/00 e_flags +1: (cont.)
+38 00/00 e_flags +2: (cont.)
+39 20/20 e_flags +3: (cont.)
+""",
+    ),
+    (
+        "arm e_flags",
+        FLAGS,
+        """
+0 7f/ff EI_MAG0: ELF magic 0x7f
+1 45/ff EI_MAG1: ELF magic 'E'
+2 4c/ff EI_MAG2: ELF magic 'L'
+3 46/ff EI_MAG3: ELF magic 'F'
+4 01/ff EI_CLASS: ELFCLASS32
+5 01/ff EI_DATA: little-endian (ELFDATA2LSB)
+6 01/ff EI_VERSION: EV_CURRENT (1)
+7 00/00 EI_OSABI: ignored (mask 00)
+8 00/00 EI_ABIVERSION: ignored (mask 00)
+9 00/00 EI_PAD: ignored (mask 00)
+10 00/00 EI_PAD: ignored (mask 00)
+11 00/00 EI_PAD: ignored (mask 00)
+12 00/00 EI_PAD: ignored (mask 00)
+13 00/00 EI_PAD: ignored (mask 00)
+14 00/00 EI_PAD: ignored (mask 00)
+15 00/00 EI_PAD: ignored (mask 00)
+16 02/fe e_type: ET_EXEC (2); mask fe also matches ET_DYN (3, PIE)
+17 00/ff e_type +1: (cont.)
+18 28/ff e_machine: EM_ARM = 40 (arm)
+19 00/ff e_machine +1: (cont.)
+20 01/ff e_version: EV_CURRENT (1)
+21 00/ff e_version +1: (cont.)
+22 00/ff e_version +2: (cont.)
+23 00/ff e_version +3: (cont.)
+24 00/00 e_entry: ignored (mask 00)
+25 00/00 e_entry +1: (cont.)
+26 00/00 e_entry +2: (cont.)
+27 00/00 e_entry +3: (cont.)
+28 00/00 e_phoff: ignored (mask 00)
+29 00/00 e_phoff +1: (cont.)
+30 00/00 e_phoff +2: (cont.)
+31 00/00 e_phoff +3: (cont.)
+32 00/00 e_shoff: ignored (mask 00)
+33 00/00 e_shoff +1: (cont.)
+34 00/00 e_shoff +2: (cont.)
+35 00/00 e_shoff +3: (cont.)
+36 00/00 e_flags: flags 0x5000400 (bits 0xffffff00 checked)
+37 04/ff e_flags +1: (cont.)
+38 00/ff e_flags +2: (cont.)
+39 05/ff e_flags +3: (cont.)
+40 aa/ff e_ehsize: 0xbbaa
+41 bb/ff e_ehsize +1: (cont.)
+""",
+    ),
+    (
+        "odd values",
+        ODD,
+        """
+0 7f/ff EI_MAG0: ELF magic 0x7f
+1 45/ff EI_MAG1: ELF magic 'E'
+2 4c/ff EI_MAG2: ELF magic 'L'
+3 46/ff EI_MAG3: ELF magic 'F'
+4 05/ff EI_CLASS: class 5
+5 07/ff EI_DATA: encoding 7
+6 02/ff EI_VERSION: version 2
+7 03/ff EI_OSABI: ELFOSABI_GNU (Linux) (3)
+8 01/ff EI_ABIVERSION: ABI version 1
+9 04/f0 EI_PAD: padding, must be 04; only bits 0xf0 are checked
+10 00/ff EI_PAD: padding, must be 00
+11 00/ff EI_PAD: padding, must be 00
+12 00/ff EI_PAD: padding, must be 00
+13 00/ff EI_PAD: padding, must be 00
+14 00/ff EI_PAD: padding, must be 00
+15 00/ff EI_PAD: padding, must be 00
+16 01/ff e_type: ET_REL (1); only bits 0xff are checked
+17 00/00 e_type +1: (cont.)
+18 34/ff e_machine: EM_? = 4660
+19 12/ff e_machine +1: (cont.)
+20 02/ff e_version: version 2
+21 00/ff e_version +1: (cont.)
+22 00/ff e_version +2: (cont.)
+23 00/ff e_version +3: (cont.)
+""",
+    ),
+    (
+        "part of e_type",
+        Entry("p", "M", "/x", offset=17, magic=b"\x00\x28\x00"),
+        """
+17 00/ff e_type +1: only part of e_type (1 of 2 bytes) is checked
+18 28/ff e_machine: EM_ARM = 40 (arm, armeb)
+19 00/ff e_machine +1: (cont.)
+""",
+    ),
+    (
+        "not ELF",
+        Entry("n", "M", "/x", offset=2, magic=b"MZ\x90", mask=b"\xff\x0f\x00"),
+        """
+2 4d/ff byte 2: must match
+3 5a/0f byte 3: bits 0f checked
+4 90/00 byte 4: ignored (mask 00)
+""",
+    ),
+    (
+        "magic half checked",
+        Entry("m", "M", "/x", magic=b"\x7fE\x00", mask=b"\xff\xff\x00"),
+        """
+0 7f/ff EI_MAG0: ELF magic 0x7f
+1 45/ff EI_MAG1: ELF magic 'E'
+2 00/00 EI_MAG2: ignored (mask 00)
+""",
+    ),
+    (
+        "magic byte 0 wrong",
+        Entry("w", "M", "/x", magic=b"\x7eELF\x01"),
+        """
+0 7e/ff byte 0: must match
+1 45/ff byte 1: must match
+2 4c/ff byte 2: must match
+3 46/ff byte 3: must match
+4 01/ff byte 4: must match
+""",
+    ),
+    (
+        "past the header",
+        Entry("h", "M", "/x", offset=50, magic=b"\x01\x02\x03\x04\x05"),
+        """
+50 01/ff e_shstrndx: 0x201
+51 02/ff e_shstrndx +1: (cont.)
+52 03/ff past the ELF header: 0x3
+53 04/ff past the ELF header: 0x4
+54 05/ff past the ELF header: 0x5
+""",
+    ),
+]
+
+# (arch, the rows that start a field, past the ELF magic and padding)
+FIRST_ROWS = [
+    (
+        "i386",
+        """
+4 01/ff EI_CLASS: ELFCLASS32
+5 01/fe EI_DATA: little-endian (ELFDATA2LSB); mask fe also matches ELFDATANONE (0)
+6 01/fe EI_VERSION: EV_CURRENT (1); mask fe also matches 0
+7 00/00 EI_OSABI: ignored (mask 00)
+8 00/ff EI_ABIVERSION: ABI version 0
+16 02/fe e_type: ET_EXEC (2); mask fe also matches ET_DYN (3, PIE)
+18 03/ff e_machine: EM_386 = 3 (i386)
+""",
+    ),
+    (
+        "ppc64le",
+        """
+4 02/ff EI_CLASS: ELFCLASS64
+5 01/ff EI_DATA: little-endian (ELFDATA2LSB)
+6 01/ff EI_VERSION: EV_CURRENT (1)
+7 00/00 EI_OSABI: ignored (mask 00)
+8 00/ff EI_ABIVERSION: ABI version 0
+16 02/fe e_type: ET_EXEC (2); mask fe also matches ET_DYN (3, PIE)
+18 15/ff e_machine: e_machine 21 (bits 0x00ff checked)
+""",
+    ),
+    (
+        "m68k",
+        """
+4 01/ff EI_CLASS: ELFCLASS32
+5 02/ff EI_DATA: big-endian (ELFDATA2MSB)
+6 01/fe EI_VERSION: EV_CURRENT (1); mask fe also matches 0
+7 00/00 EI_OSABI: ignored (mask 00)
+8 00/ff EI_ABIVERSION: ABI version 0
+16 00/ff e_type: ET_EXEC (2); mask fe also matches ET_DYN (3, PIE)
+18 00/ff e_machine: EM_68K = 4 (m68k)
+""",
+    ),
+    (
+        "aarch64",
+        """
+4 02/ff EI_CLASS: ELFCLASS64
+5 01/ff EI_DATA: little-endian (ELFDATA2LSB)
+6 01/ff EI_VERSION: EV_CURRENT (1)
+7 00/00 EI_OSABI: ignored (mask 00)
+8 00/ff EI_ABIVERSION: ABI version 0
+16 02/fe e_type: ET_EXEC (2); mask fe also matches ET_DYN (3, PIE)
+18 b7/ff e_machine: EM_AARCH64 = 183 (aarch64)
+""",
+    ),
+    (
+        "s390x",
+        """
+4 02/ff EI_CLASS: ELFCLASS64
+5 02/ff EI_DATA: big-endian (ELFDATA2MSB)
+6 01/ff EI_VERSION: EV_CURRENT (1)
+7 00/00 EI_OSABI: ignored (mask 00)
+8 00/ff EI_ABIVERSION: ABI version 0
+16 00/ff e_type: ET_EXEC (2); mask fe also matches ET_DYN (3, PIE)
+18 00/ff e_machine: EM_S390 = 22 (s390x)
+""",
+    ),
+]
+
+
+def render(rows: list[ByteRow]) -> str:
+    return "".join(f"{r.offset} {r.magic:02x}/{r.mask:02x} {r.field}: {r.meaning}\n" for r in rows)
+
+
+@pytest.mark.parametrize(("entry", "expected"), [pytest.param(e, x, id=i) for i, e, x in FULL])
+def test_explain_every_row(entry: Entry, expected: str) -> None:
+    assert "\n" + render(explain(entry)) == expected
+
+
+@pytest.mark.parametrize(("name", "expected"), FIRST_ROWS)
+def test_explain_catalog_field_rows(name: str, expected: str) -> None:
+    rows = explain(arch_entry(CATALOG[name]))
+    starts = [r for r in rows if r.meaning not in ("(cont.)", "padding, must be 00")]
+    assert "\n" + render([r for r in starts if not r.field.startswith("EI_MAG")]) == expected
+
+
+#: A MIPS entry without e_version and e_flags: matches o32 and n32 programs alike.
+MIPS_20 = Entry(
+    "m",
+    "M",
+    "/x",
+    magic=CATALOG["mips"].magic_mask()[0][:20],
+    mask=CATALOG["mips"].magic_mask()[1][:20],
+)
+
+
+@pytest.mark.parametrize(
+    ("entry", "name", "misfit"),
+    [
+        (arch_entry(CATALOG["aarch64"]), "aarch64", 0),
+        (arch_entry(CATALOG["aarch64"], Profile.SEED), "aarch64", 8 * 8),  # bytes 8..15 unchecked
+        (arch_entry(CATALOG["aarch64"]), "arm", 2 + 6),  # class 02^01, machine b7^28
+        (arch_entry(CATALOG["mips"]), "mipsn32", 1),  # the ABI2 bit
+        (MIPS_20, "mips", 32 + 1),  # e_version and the ABI2 bit not checked
+        (MIPS_20, "mipsn32", 32 + 1),
+        # mipsel's entry checks 176 bits (e_flags only its ABI2 bit); 16 of them the same
+        (Entry("o", "M", "/x", offset=18, magic=b"\x08\x00"), "mipsel", 176 - 16),
+    ],
+)
+def test_misfit_counts_differing_checked_bits(entry: Entry, name: str, misfit: int) -> None:
+    """The tie-breaker of recognise(): bits checked by one entry only, or checked differently."""
+    assert _misfit(entry, CATALOG[name]) == misfit
+
+
+def test_sample_header_is_the_qemu_magic_zero_filled() -> None:
+    assert sample_header(CATALOG["s390x"]) == bytes.fromhex(
+        "7f454c46020201" + "00" * 9 + "00020016"
+    ) + bytes(236)
+    mips = sample_header(CATALOG["mipsn32el"])
+    assert len(mips) == 256
+    assert mips[:40].hex() == "7f454c46010101" + "00" * 9 + "02000800" + "01000000" + (
+        "00" * 12 + "20000000"
+    )
+    assert mips[40:] == bytes(216)
+
+
+def test_diff_rows_exactly() -> None:
+    ours = arch_entry(CATALOG["ppc"])
+    assert ours.mask is not None
+    debian = ours.replace(mask=ours.mask[:7] + b"\xfc" + ours.mask[8:])
+    assert diff(ours, debian) == [
+        (
+            ByteRow(7, 0, 0, "EI_OSABI", "ignored (mask 00)"),
+            ByteRow(
+                7,
+                0,
+                0xFC,
+                "EI_OSABI",
+                "ELFOSABI_SYSV (0); mask fc also matches ELFOSABI_HPUX (1), "
+                "ELFOSABI_NETBSD (2), ELFOSABI_GNU (Linux) (3)",
+            ),
+        )
+    ]
+    # Bytes one entry does not cover count as ignored: only checked ones differ.
+    longer = Entry("l", "M", "/x", magic=ours.magic + b"\x01\x00", mask=ours.mask + b"\xff\x00")
+    assert diff(ours, longer) == [
+        (
+            None,
+            ByteRow(20, 1, 0xFF, "e_version", "only part of e_version (2 of 4 bytes) is checked"),
+        )
+    ]
+    assert diff(longer, ours) == [
+        (
+            ByteRow(20, 1, 0xFF, "e_version", "only part of e_version (2 of 4 bytes) is checked"),
+            None,
+        )
+    ]
+    same_value = ours.replace(
+        magic=ours.magic[:9] + b"\x55" + ours.magic[10:],
+        mask=ours.mask[:9] + b"\x00" + ours.mask[10:],
+    )
+    assert [(a.offset, b.offset) for a, b in diff(ours, same_value) if a and b] == [(9, 9)]
+
+
+def test_loongarch_osabi_and_a_two_byte_machine() -> None:
+    rows = by_offset(arch_entry(CATALOG["loongarch64"]))
+    assert rows[7] == ByteRow(
+        7,
+        0,
+        0xFC,
+        "EI_OSABI",
+        "ELFOSABI_SYSV (0); mask fc also matches ELFOSABI_HPUX (1), ELFOSABI_NETBSD (2), "
+        "ELFOSABI_GNU (Linux) (3)",
+    )
+    assert rows[18] == ByteRow(18, 2, 0xFF, "e_machine", "EM_LOONGARCH = 258 (loongarch64)")
+    assert rows[19] == ByteRow(19, 1, 0xFF, "e_machine +1", "(cont.)")
