@@ -168,8 +168,7 @@ def test_install_persist_overrides_the_packaged_file_and_status_explains_it(
     # The classic recipe's file sorts before the packaged one and silently loses.
     ours.unlink()
     (tmp_path / "etc/binfmt.d/qemu-arm-static.conf").write_text(
-        (tmp_path / "etc/binfmt.d").joinpath("x").as_posix()
-        and PACKAGED_ARM.replace("/usr/libexec/qemu-binfmt/arm-binfmt-P:OPF", f"{arm}:F")
+        PACKAGED_ARM.replace("/usr/libexec/qemu-binfmt/arm-binfmt-P:OPF", f"{arm}:F")
     )
     status = cli(sb, "status", *root)
     assert (
