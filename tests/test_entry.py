@@ -172,6 +172,7 @@ ROWS: list[tuple[str, bytes, str, str | None, int | None]] = [
     ("name ..", _m(name=b".."), "EINVAL", "name", 1),
     ("name ...", _m(name=b"..."), "ok", None, None),
     ("name with /", _m(name=b"a/b"), "EINVAL", "name", 2),
+    ("name with two /", _m(name=b"a/b/c"), "EINVAL", "name", 2),
     ("name with NUL", _m(name=b"a\0b"), "EINVAL", "name", 2),
     ("name with space, newline, high byte", _m(name=b"a b\n\xff\\x41"), "ok", None, None),
     ("name 255 bytes", _m(name=b"n" * 255), "ok", None, None),
@@ -287,6 +288,7 @@ REASONS: dict[str, str] = {
     "name .": "'.' is not allowed as a name",
     "name ..": "'..' is not allowed as a name",
     "name with /": "a name cannot contain '/'",
+    "name with two /": "a name cannot contain '/'",
     "name with NUL": "contains a NUL byte (\\0); the kernel stops reading the name there",
     "name 256 bytes": "the name is 256 bytes; at most 255",
     "name 256 bytes and bad flags": (
@@ -548,34 +550,108 @@ def test_non_bytes_names_round_trip() -> None:
     assert Entry.parse(str(entry)) == entry
 
 
+_FLAGS_REASON = "; flags are P, O, C and F"
+_UNENCODABLE = "cannot be encoded for the file system: surrogates not allowed"
+
+
 @pytest.mark.parametrize(
-    ("changes", "field"),
+    ("changes", "field", "position", "reason"),
     [
-        ({"name": ""}, "name"),
-        ({"name": ".."}, "name"),
-        ({"name": "a/b"}, "name"),
-        ({"name": "n" * 256}, "name"),
-        ({"kind": "X"}, "type"),
-        ({"interpreter": ""}, "interpreter"),
-        ({"interpreter": "/bin\0/true"}, "interpreter"),
-        ({"offset": -1}, "offset"),
-        ({"offset": 256}, "offset"),
-        ({"magic": b""}, "magic"),
-        ({"magic": b"A" * 257}, "magic"),
-        ({"mask": b"\xff\xff"}, "mask"),
-        ({"flags": "X"}, "flags"),
-        ({"flags": "F\n"}, "flags"),
-        ({"extension": "py"}, "type"),
-        ({"kind": "E", "extension": "py"}, "type"),  # magic still set
-        ({"kind": "E", "magic": b"", "extension": ""}, "extension"),
-        ({"kind": "E", "magic": b"", "extension": "a/b"}, "extension"),
+        ({"name": ""}, "name", 1, "the name is empty"),
+        ({"name": ".."}, "name", 1, "'..' is not allowed as a name"),
+        ({"name": "a/b"}, "name", 2, "a name cannot contain '/'"),
+        ({"name": "n" * 256}, "name", 256, "the name is 256 bytes; at most 255"),
+        ({"name": "a\ud800"}, "name", 1, _UNENCODABLE),
+        ({"kind": "X"}, "type", 3, "must be M (magic) or E (extension), not 'X'"),
+        ({"interpreter": ""}, "interpreter", 12, "the interpreter is empty"),
+        (
+            {"interpreter": "/bin\0/true"},
+            "interpreter",
+            16,
+            "contains a NUL byte (\\0); the kernel stops reading the interpreter there",
+        ),
+        ({"interpreter": "/\ud800"}, "interpreter", 1, _UNENCODABLE),
+        ({"offset": -1}, "offset", 5, "cannot be negative"),
+        (
+            {"offset": 256},
+            "offset",
+            5,
+            "offset 256 + magic size 1 runs past the 256 bytes the kernel reads",
+        ),
+        ({"magic": b""}, "magic", 6, "the magic is empty"),
+        ({"magic": b"A" * 257}, "magic", 6, "the magic is 257 bytes; at most 256"),
+        (
+            {"mask": b"\xff\xff"},
+            "mask",
+            11,
+            "the mask is 2 bytes but the magic is 1; they must be the same length",
+        ),
+        ({"flags": "X"}, "flags", 22, "unknown flag 'X'" + _FLAGS_REASON),
+        ({"flags": "F\n"}, "flags", 23, "unknown flag '\\n'" + _FLAGS_REASON),
+        ({"flags": "PXO"}, "flags", 23, "unknown flag 'X'" + _FLAGS_REASON),
+        ({"extension": "py"}, "type", 3, "an extension only applies to E entries"),
+        (  # magic still set
+            {"kind": "E", "extension": "py"},
+            "type",
+            3,
+            "offset, magic and mask only apply to M entries",
+        ),
+        ({"kind": "E", "magic": b"", "extension": ""}, "extension", 6, "the extension is empty"),
+        (
+            {"kind": "E", "magic": b"", "extension": "a/b"},
+            "extension",
+            7,
+            "an extension cannot contain '/'",
+        ),
+        ({"kind": "E", "magic": b"", "extension": "\ud800"}, "extension", 0, _UNENCODABLE),
     ],
 )
-def test_invalid_entries_cannot_be_built(changes: dict[str, object], field: str) -> None:
+def test_invalid_entries_cannot_be_built(
+    changes: dict[str, object], field: str, position: int, reason: str
+) -> None:
     base = Entry(name="n", kind="M", interpreter="/bin/true", magic=b"A")
     with pytest.raises(EntryParseError) as info:
         base.replace(**changes)
-    assert info.value.field == field
+    assert (info.value.field, info.value.position, info.value.reason) == (field, position, reason)
+
+
+def test_no_delimiter_left() -> None:
+    """A name and interpreter that hold every byte leave nothing to separate the fields."""
+    name = os.fsdecode(bytes(b for b in range(1, 256) if b != ord("/")))
+    with pytest.raises(EntryParseError) as info:
+        Entry(name=name, kind="M", interpreter="/x", magic=b"A", flags="F")
+    err = info.value
+    assert (err.field, err.position) == ("delimiter", 0)
+    assert err.reason == "no delimiter byte is left that the name and interpreter do not contain"
+    assert err.data.endswith(b":/x:F")
+
+
+def test_full_escapes_up_to_exactly_1920_bytes() -> None:
+    """At 1920 bytes the escaped form still fits: only longer entries go compact."""
+    fixed = len(":n:M::\\x41::/:")
+    at_limit = Entry("n", "M", "/" + "i" * (1920 - fixed), magic=b"A")
+    assert at_limit.register_bytes() == b":n:M::\\x41::/" + b"i" * (1920 - fixed) + b":"
+    over = Entry("n", "M", "/" + "i" * (1921 - fixed), magic=b"A")
+    assert over.register_bytes() == b":n:M::A::/" + b"i" * (1921 - fixed) + b":"
+
+
+@pytest.mark.parametrize(
+    ("end", "written"),
+    [
+        (b"\\x", b"\\x5cx"),  # the backslash right before the last byte
+        (b"\\\0", b"\\x5c\\x00"),
+        (b"\\\\", b"\\\\"),
+        (b"\\A", b"\\A"),
+    ],
+)
+def test_compact_form_at_the_end_of_the_magic(end: bytes, written: bytes) -> None:
+    entry = Entry("n", "M", "/bin/true", magic=end.rjust(256, b"A"), mask=b"\xff" * 256)
+    data = entry.register_bytes()
+    assert (
+        data
+        == b":n:M::" + b"A" * (256 - len(end)) + written + b":" + b"\xff" * 256 + b":/bin/true:"
+    )
+    assert Entry.parse(data) == entry
 
 
 def test_name_too_long_on_construction() -> None:
@@ -672,8 +748,9 @@ def test_parse_proc_entry_disabled_and_garbage() -> None:
     text = b"disabled\ninterpreter /bin/true\nflags: \noffset 0\nmagic 41\n"
     state = parse_proc_entry("t", text)
     assert state == EntryState(Entry.parse(_m()), False)
-    with pytest.raises(EntryParseError):
+    with pytest.raises(EntryParseError) as info:
         parse_proc_entry("t", b"enabled\n")
+    assert str(info.value) == "invalid entry: not a binfmt_misc entry file\n    enabled?\n    ^"
 
 
 # --------------------------------------------------------------------------- properties
