@@ -231,6 +231,22 @@ def test_program_interpreter(tmp_path: Path) -> None:
         assert elf.program_interpreter(tmp_path / name) is None, name
 
 
+def test_program_interpreter_reads_only_p_filesz(tmp_path: Path) -> None:
+    """PT_INTERP's size bounds the name, NUL or not (ELF64 little-endian program headers)."""
+    data = bytearray(_dynamic("arm64").read_bytes())
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        at = phoff + i * phentsize
+        if struct.unpack_from("<I", data, at)[0] == 3:  # PT_INTERP
+            struct.pack_into("<Q", data, at + 32, 5)  # p_filesz
+            break
+    else:
+        pytest.fail("no PT_INTERP in the dynamic busybox")
+    (tmp_path / "cut").write_bytes(bytes(data))
+    assert elf.program_interpreter(tmp_path / "cut") == "/lib/"
+
+
 def test_program_interpreter_stops_at_nul_and_keeps_odd_bytes(tmp_path: Path) -> None:
     data = bytearray(_dynamic("arm64").read_bytes())
     at = data.index(b"/lib/ld-linux-aarch64.so.1\0")
@@ -253,6 +269,13 @@ def test_program_interpreter_stops_at_nul_and_keeps_odd_bytes(tmp_path: Path) ->
         (b"#!/bin/\xffsh \xfe\n", ("/bin/\udcffsh", "\udcfe")),
         (b"#!" + b"/" + b"a" * 300 + b"\n", ("/" + "a" * 253, None)),
         (b"#!/bin/sh " + b"x" * 300, ("/bin/sh", "x" * 246)),
+        (b"#!/bin/sh\r\n", ("/bin/sh\r", None)),  # a DOS line end is part of the name
+        (b"#!/bin/sh -e\r\n", ("/bin/sh", "-e\r")),
+        (b"#!\x0b/bin/sh\n", ("\x0b/bin/sh", None)),  # only space and tab are trimmed
+        (b"#!/usr/bin/X\n", ("/usr/bin/X", None)),
+        (b"#!/bin/sh X -x X\n", ("/bin/sh", "X -x X")),
+        (b"#!/bin/sh\t-e\tx\n", ("/bin/sh", "-e\tx")),  # the first tab ends the name
+        (b"#!/bin/sh -e\0a\0b\n", ("/bin/sh", "-e")),
         (b"#!\n/bin/sh\n", None),
         (b"#!  \t \n", None),
         (b"#!", None),
