@@ -241,6 +241,7 @@ ROWS: list[tuple[str, bytes, str, str | None, int | None]] = [
     # E entries
     ("E .py stored with dot", _e(ext=b".py"), "ok", None, None),
     ("E with /", _e(ext=b"a/b"), "EINVAL", "extension", 7),
+    ("E with two /", _e(ext=b"a/b/c"), "EINVAL", "extension", 7),
     ("E empty", _e(ext=b""), "EINVAL", "extension", 6),
     ("E \\x not decoded", _e(ext=rb"\x41"), "ok", None, None),
     ("E junk offset and mask", _e(offset=b"junk-1", mask=rb"\xZZ"), "ok", None, None),
@@ -326,6 +327,7 @@ REASONS: dict[str, str] = {
     "mask longer": "the mask is 2 bytes but the magic is 1; they must be the same length",
     "mask \\xZZ": "\\x must be followed by two hex digits",
     "E with /": "an extension cannot contain '/'",
+    "E with two /": "an extension cannot contain '/'",
     "E empty": "the extension is empty",
     "E NUL in offset": "contains a NUL byte (\\0); the kernel stops reading the offset there",
     "E NUL in extension": "contains a NUL byte (\\0); the kernel stops reading the extension there",
