@@ -366,11 +366,7 @@ def test_catalog_row(row: tuple[str, int, str, int, str, str, str]) -> None:
     words = [w for group in NAMES[name] for w in group if w != name]
     assert a.aliases == tuple(dict.fromkeys(words))
     for word in (name, f"qemu-{name}", *a.aliases):
-        assert arch.resolve(word) is a or word in SHARED_ALIASES
-
-
-#: Aliases two rows claim; the first row in catalog order wins.
-SHARED_ALIASES = {"armhf", "armel"}
+        assert arch.resolve(word) is a
 
 
 def test_catalog_is_exactly_the_pinned_rows() -> None:
@@ -480,3 +476,18 @@ def test_resolve_trims_and_folds_case_and_resolve_all_drops_repeats() -> None:
     assert arch.resolve_all([]) == []
     with pytest.raises(UnknownArchError):
         arch.resolve_all(["arm64", "nonsense"])
+
+
+def test_alias_index() -> None:
+    """Every name, entry name and alias, lower-cased; no two rows share a word."""
+    index = arch._alias_index()
+    assert all(key == key.lower() for key in index)
+    for a in CATALOG.values():
+        assert index[a.name.lower()] == a.name
+        assert index[a.entry_name.lower()] == a.name
+        for alias in a.aliases:
+            assert index[alias.lower()] == a.name
+    assert index["linux/arm64"] == "aarch64"
+    assert len(index) == len(
+        {w.lower() for a in CATALOG.values() for w in (a.name, a.entry_name, *a.aliases)}
+    )

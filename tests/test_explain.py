@@ -133,6 +133,8 @@ def test_recognise_rejects_non_elf_and_loose_entries() -> None:
     assert recognise(Entry.parse(":WSLInterop:M::MZ::/init:PF")) is None
     assert recognise(Entry.parse(r":elf:M::\x7fELF::/bin/x:")) is None
     assert recognise(Entry.parse(":py:E::py::/usr/bin/python3:")) is None
+    # EM_MIPS little-endian alone: o32/n32 (32-bit) and n64 (64-bit) programs, two identities.
+    assert recognise(Entry("o", "M", "/x", offset=18, magic=b"\x08\x00")) is None
 
 
 def test_recognise_prefers_the_tightest_fit() -> None:
@@ -353,6 +355,49 @@ FULL = [
 52 03/ff past the ELF header: 0x3
 53 04/ff past the ELF header: 0x4
 54 05/ff past the ELF header: 0x5
+""",
+    ),
+    (
+        "low bits left open",
+        Entry(
+            "v",
+            "M",
+            "/x",
+            magic=b"\x7fELF\x02\x01\x00\x00\x00",
+            mask=b"\xff\xff\xff\xff\xfe\xff\xfe\xff\xfe",
+        ),
+        """
+0 7f/ff EI_MAG0: ELF magic 0x7f
+1 45/ff EI_MAG1: ELF magic 'E'
+2 4c/ff EI_MAG2: ELF magic 'L'
+3 46/ff EI_MAG3: ELF magic 'F'
+4 02/fe EI_CLASS: ELFCLASS64; mask fe also matches 3
+5 01/ff EI_DATA: little-endian (ELFDATA2LSB)
+6 00/fe EI_VERSION: version 0; mask fe also matches EV_CURRENT (1)
+7 00/ff EI_OSABI: ELFOSABI_SYSV (0)
+8 00/fe EI_ABIVERSION: ABI version 0; mask fe also matches 1
+""",
+    ),
+    (
+        "unknown e_type",
+        Entry("t", "M", "/x", offset=16, magic=b"\x00\xfe"),
+        """
+16 00/ff e_type: type (65024)
+17 fe/ff e_type +1: (cont.)
+""",
+    ),
+    (
+        "section header fields",
+        Entry("s", "M", "/x", offset=44, magic=b"\x01\x00\x02\x00\x03\x00\x04\x00"),
+        """
+44 01/ff e_phnum: 0x1
+45 00/ff e_phnum +1: (cont.)
+46 02/ff e_shentsize: 0x2
+47 00/ff e_shentsize +1: (cont.)
+48 03/ff e_shnum: 0x3
+49 00/ff e_shnum +1: (cont.)
+50 04/ff e_shstrndx: 0x4
+51 00/ff e_shstrndx +1: (cont.)
 """,
     ),
 ]
