@@ -363,8 +363,8 @@ FULL = [
             "v",
             "M",
             "/x",
-            magic=b"\x7fELF\x02\x01\x00\x00\x00",
-            mask=b"\xff\xff\xff\xff\xfe\xff\xfe\xff\xfe",
+            magic=b"\x7fELF\x02\x01\x00\x00\x00\x04\x00",
+            mask=b"\xff\xff\xff\xff\xfe\xff\xfe\xff\xfe\xfe\xf8",
         ),
         """
 0 7f/ff EI_MAG0: ELF magic 0x7f
@@ -376,6 +376,18 @@ FULL = [
 6 00/fe EI_VERSION: version 0; mask fe also matches EV_CURRENT (1)
 7 00/ff EI_OSABI: ELFOSABI_SYSV (0)
 8 00/fe EI_ABIVERSION: ABI version 0; mask fe also matches 1
+9 04/fe EI_PAD: padding, must be 04; mask fe also matches 5
+10 00/f8 EI_PAD: padding, must be 00; only bits 0xf8 are checked
+""",
+    ),
+    (
+        "ELF magic byte not printable, partly checked",
+        Entry("m", "M", "/x", magic=b"\x7f\x20LF", mask=b"\xff\x80\xff\xff"),
+        """
+0 7f/ff EI_MAG0: ELF magic 0x7f
+1 20/80 EI_MAG1: ELF magic 0x20
+2 4c/ff EI_MAG2: ELF magic 'L'
+3 46/ff EI_MAG3: ELF magic 'F'
 """,
     ),
     (
@@ -388,8 +400,10 @@ FULL = [
     ),
     (
         "section header fields",
-        Entry("s", "M", "/x", offset=44, magic=b"\x01\x00\x02\x00\x03\x00\x04\x00"),
+        Entry("s", "M", "/x", offset=42, magic=b"\x20\x00\x01\x00\x02\x00\x03\x00\x04\x00"),
         """
+42 20/ff e_phentsize: 0x20
+43 00/ff e_phentsize +1: (cont.)
 44 01/ff e_phnum: 0x1
 45 00/ff e_phnum +1: (cont.)
 46 02/ff e_shentsize: 0x2
@@ -573,3 +587,39 @@ def test_loongarch_osabi_and_a_two_byte_machine() -> None:
     )
     assert rows[18] == ByteRow(18, 2, 0xFF, "e_machine", "EM_LOONGARCH = 258 (loongarch64)")
     assert rows[19] == ByteRow(19, 1, 0xFF, "e_machine +1", "(cont.)")
+
+
+def _arm_flags(
+    machine: int, flags: int, flags_mask: int, tail: bytes = b"", tail_mask: bytes = b""
+) -> Entry:
+    """A 32-bit little-endian header up to e_flags (and ``tail`` after it)."""
+    magic = b"\x7fELF\x01\x01\x01" + bytes(9) + b"\x02\x00" + machine.to_bytes(2, "little")
+    magic += b"\x01" + bytes(15) + flags.to_bytes(4, "little") + tail
+    mask = b"\xff" * 7 + bytes(9) + b"\xfe" + b"\xff" * 7 + bytes(12)
+    return Entry(
+        "f", "M", "/x", magic=magic, mask=mask + flags_mask.to_bytes(4, "little") + tail_mask
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "flags", "after"),
+    [
+        (_arm_flags(40, 0, 0x20), "flags 0x0 (bits 0x20 checked)", None),  # not MIPS: no ABI2
+        (_arm_flags(40, 0x5000400, 0xFFFFFFFF), "flags 0x5000400", None),
+        (_arm_flags(8, 0x20, 0xFFFFFFFF), "flags 0x20", None),  # MIPS, more than ABI2 checked
+        (
+            _arm_flags(40, 0, 0xFFFFFFFF, b"\x34\x00", b"\xff\x00"),
+            "flags 0x0",
+            "0x34 (bits 0xff checked)",
+        ),
+    ],
+)
+def test_e_flags_and_later_fields(entry: Entry, flags: str, after: str | None) -> None:
+    rows = by_offset(entry)
+    assert rows[36].meaning == flags
+    assert (rows[40].meaning if 40 in rows else None) == after
+
+
+def test_recognise_needs_offset_0_for_an_exact_match() -> None:
+    magic, mask = CATALOG["aarch64"].magic_mask()
+    assert recognise(Entry("s", "M", "/x", offset=1, magic=magic, mask=mask)) is None
