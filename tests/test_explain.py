@@ -319,11 +319,12 @@ FULL = [
     ),
     (
         "not ELF",
-        Entry("n", "M", "/x", offset=2, magic=b"MZ\x90", mask=b"\xff\x0f\x00"),
+        Entry("n", "M", "/x", offset=2, magic=b"MZ\x90\x00", mask=b"\xff\x0f\x00\xff"),
         """
 2 4d/ff byte 2: must match
 3 5a/0f byte 3: bits 0f checked
 4 90/00 byte 4: ignored (mask 00)
+5 00/ff byte 5: must match
 """,
     ),
     (
@@ -382,11 +383,11 @@ FULL = [
     ),
     (
         "ELF magic byte not printable, partly checked",
-        Entry("m", "M", "/x", magic=b"\x7f\x20LF", mask=b"\xff\x80\xff\xff"),
+        Entry("m", "M", "/x", magic=b"\x7f\x20!F", mask=b"\xff\x80\x80\xff"),
         """
 0 7f/ff EI_MAG0: ELF magic 0x7f
 1 20/80 EI_MAG1: ELF magic 0x20
-2 4c/ff EI_MAG2: ELF magic 'L'
+2 21/80 EI_MAG2: ELF magic '!'
 3 46/ff EI_MAG3: ELF magic 'F'
 """,
     ),
@@ -497,6 +498,14 @@ def test_explain_catalog_field_rows(name: str, expected: str) -> None:
     assert "\n" + render([r for r in starts if not r.field.startswith("EI_MAG")]) == expected
 
 
+#: aarch64's entry, and e_version checked too.
+AARCH64_24 = Entry(
+    "l",
+    "M",
+    "/x",
+    magic=CATALOG["aarch64"].magic_mask()[0] + b"\x01\x00\x00\x00",
+    mask=CATALOG["aarch64"].magic_mask()[1] + b"\xff" * 4,
+)
 #: A MIPS entry without e_version and e_flags: matches o32 and n32 programs alike.
 MIPS_20 = Entry(
     "m",
@@ -515,6 +524,7 @@ MIPS_20 = Entry(
         (arch_entry(CATALOG["aarch64"]), "arm", 2 + 6),  # class 02^01, machine b7^28
         (arch_entry(CATALOG["mips"]), "mipsn32", 1),  # the ABI2 bit
         (MIPS_20, "mips", 32 + 1),  # e_version and the ABI2 bit not checked
+        (AARCH64_24, "aarch64", 32),  # checks 4 bytes past the arch's own entry
         (MIPS_20, "mipsn32", 32 + 1),
         # mipsel's entry checks 176 bits (e_flags only its ABI2 bit); 16 of them the same
         (Entry("o", "M", "/x", offset=18, magic=b"\x08\x00"), "mipsel", 176 - 16),
@@ -623,3 +633,30 @@ def test_e_flags_and_later_fields(entry: Entry, flags: str, after: str | None) -
 def test_recognise_needs_offset_0_for_an_exact_match() -> None:
     magic, mask = CATALOG["aarch64"].magic_mask()
     assert recognise(Entry("s", "M", "/x", offset=1, magic=magic, mask=mask)) is None
+
+
+def test_two_open_bits_across_both_bytes_of_a_field() -> None:
+    entry = Entry(
+        "t",
+        "M",
+        "/x",
+        magic=b"\x7fELF\x01\x01" + bytes(10) + b"\x02\x00",
+        mask=b"\xff" * 4 + bytes(12) + b"\xfe\xfe",
+    )
+    assert by_offset(entry)[16].meaning == (
+        "ET_EXEC (2); mask fefe also matches ET_DYN (3, PIE), 258, 259"
+    )
+
+
+def test_a_class_byte_not_fully_checked_leaves_the_class_open() -> None:
+    """EI_CLASS 2 with mask fe also matches class 3: machines of both classes are named."""
+    entry = Entry(
+        "c",
+        "M",
+        "/x",
+        magic=b"\x7fELF\x02\x01" + bytes(12) + b"\x08\x00",
+        mask=b"\xff" * 4 + b"\xfe\xff" + bytes(12) + b"\xff\xff",
+    )
+    rows = by_offset(entry)
+    assert rows[4].meaning == "ELFCLASS64; mask fe also matches 3"
+    assert rows[18].meaning == "EM_MIPS = 8 (mipsel, mipsn32el, mips64el)"
