@@ -453,10 +453,15 @@ def test_normalize_flags(flags: str, normal: str) -> None:
     assert normalize_flags(flags) == normal
 
 
-@pytest.mark.parametrize("flags", ["X", "T", "p", "F\n", " "])
-def test_normalize_flags_rejects(flags: str) -> None:
-    with pytest.raises(ValueError, match="flag"):
+@pytest.mark.parametrize(
+    ("flags", "bad"), [("X", "'X'"), ("T", "'T'"), ("p", "'p'"), ("F\n", "'\\n'"), ("P O", "' '")]
+)
+def test_normalize_flags_rejects(flags: str, bad: str) -> None:
+    with pytest.raises(ValueError) as info:
         normalize_flags(flags)
+    assert str(info.value) == (
+        f"unknown flag {bad}: binfmt_misc flags are P, O, C and F (T, L and D are not kernel flags)"
+    )
 
 
 def test_classic_line_round_trips_byte_for_byte() -> None:
@@ -591,6 +596,7 @@ _UNENCODABLE = "cannot be encoded for the file system: surrogates not allowed"
         ({"flags": "X"}, "flags", 22, "unknown flag 'X'" + _FLAGS_REASON),
         ({"flags": "F\n"}, "flags", 23, "unknown flag '\\n'" + _FLAGS_REASON),
         ({"flags": "PXO"}, "flags", 23, "unknown flag 'X'" + _FLAGS_REASON),
+        ({"flags": "\ud800"}, "flags", 22, "unknown flag '\\ud800'" + _FLAGS_REASON),
         ({"extension": "py"}, "type", 3, "an extension only applies to E entries"),
         (  # magic still set
             {"kind": "E", "extension": "py"},
@@ -906,3 +912,17 @@ def test_reparse_is_stable(data: bytes) -> None:
     except EntryParseError:
         return
     assert Entry.parse(entry.register_bytes()) == entry
+
+
+def test_too_long_even_compact_is_a_length_error() -> None:
+    """The full-escape form's length error is what the user sees, not a delimiter error."""
+    with pytest.raises(EntryParseError) as info:
+        Entry(name="n", kind="M", interpreter="/" + "i" * 1900, magic=b"A" * 256)
+    err = info.value
+    assert (err.field, err.position) == ("length", 1920)
+    assert err.reason == "the register string is 2934 bytes; the kernel accepts at most 1920"
+
+
+def test_extension_entries_write_empty_offset_and_mask_fields() -> None:
+    entry = Entry(name="n", kind="E", interpreter="/bin/true", extension="py", flags="F")
+    assert entry.register_bytes() == b":n:E::py::/bin/true:F"
