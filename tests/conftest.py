@@ -84,6 +84,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report.longrepr = f"CI=true, but the test skipped: {reason.removeprefix('Skipped: ')}"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """Under CI=true, a whole module skipped at import (importorskip) fails the same way."""
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not (IN_CI and report.skipped):
+        return
+    longrepr = report.longrepr
+    reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)
+    if reason.removeprefix("Skipped: ").startswith(NOT_APPLICABLE):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"CI=true, but the module skipped: {reason.removeprefix('Skipped: ')}"
+
+
 def _private_instances_work() -> str | None:
     try:
         sandbox.run(os.listdir, HOST_BINFMT)

@@ -39,26 +39,49 @@ def test_passes():
 """
 
 
+MODULE = """
+import pytest
+pytest.importorskip("no_such_module_here")
+
+def test_never_collected():
+    pass
+"""
+
+
 def _run(tmp_path: Path, ci: str | None) -> dict[str, tuple[str, str]]:
-    """Each inner test's outcome and message, from pytest's JUnit XML report."""
+    """Each inner test's outcome and message, from pytest's JUnit XML reports.
+
+    The module-level skip runs on its own: a collection error stops a pytest run.
+    """
     shutil.copy(HERE / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_inner.py").write_text(INNER)
+    (tmp_path / "test_module.py").write_text(MODULE)
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     if ci is not None:
         env["CI"] = ci
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-         "--junitxml=report.xml", "test_inner.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        check=False,
-    )  # fmt: skip
     outcomes: dict[str, tuple[str, str]] = {}
-    report = ElementTree.parse(tmp_path / "report.xml")  # noqa: S314 - pytest's own report
-    for case in report.iter("testcase"):
-        results = [(c.tag, c.get("message", "")) for c in case if c.tag != "system-out"]
-        outcomes[case.get("name", "")] = results[0] if results else ("passed", "")
+    for name in ("test_inner", "test_module"):
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+             f"--junitxml={name}.xml", f"{name}.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            check=False,
+        )  # fmt: skip
+        report = ElementTree.parse(tmp_path / f"{name}.xml")  # noqa: S314 - pytest's own report
+        for case in report.iter("testcase"):
+            results = [
+                (c.tag, c.get("message", "") or "", (c.text or "").strip())
+                for c in case
+                if c.tag != "system-out"
+            ]
+            tag, message, text = results[0] if results else ("passed", "", "")
+            # A collection report's message is generic; its text is what the run printed.
+            generic = message in ("collection failure", "collection skipped")
+            if generic and tag == "skipped":  # the text is repr((path, line, "Skipped: why"))
+                text = text.split("Skipped: ", 1)[1][:-2]
+            outcomes[case.get("name", "")] = (tag, text if generic else message)
     return outcomes
 
 
@@ -70,6 +93,10 @@ def test_outside_ci_missing_things_skip(tmp_path: Path, ci: str | None) -> None:
         "test_bare_skip": ("skipped", "podman is not installed"),
         "test_not_applicable": ("skipped", "not applicable here: the host is not x86_64"),
         "test_passes": ("passed", ""),
+        "test_module": (
+            "skipped",
+            "could not import 'no_such_module_here': No module named 'no_such_module_here'",
+        ),
     }
 
 
@@ -86,4 +113,9 @@ def test_in_ci_missing_things_fail_and_say_what(tmp_path: Path) -> None:
         "test_bare_skip": ("failure", "CI=true, but the test skipped: podman is not installed"),
         "test_not_applicable": ("skipped", "not applicable here: the host is not x86_64"),
         "test_passes": ("passed", ""),
+        "test_module": (
+            "error",
+            "CI=true, but the module skipped: could not import 'no_such_module_here': "
+            "No module named 'no_such_module_here'",
+        ),
     }
