@@ -7,6 +7,10 @@ are what ``readelf -h`` prints for them. Synthetic headers are built with
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
+import stat
 import struct
 from pathlib import Path
 
@@ -287,3 +291,68 @@ def test_program_interpreter_stops_at_nul_and_keeps_odd_bytes(tmp_path: Path) ->
 )
 def test_shebang(header: bytes, expected: tuple[str, str | None] | None) -> None:
     assert elf.shebang(header) == expected
+
+
+# --------------------------------------------------------------------------- only regular files
+
+
+def _special_files(tmp_path: Path) -> dict[str, str]:
+    """Real non-regular files: a FIFO (no writer), a socket, a directory, a device."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    sock.close()
+    return {
+        str(fifo): "FIFO",
+        str(tmp_path / "sock"): "socket",
+        str(tmp_path): "directory",
+        "/dev/null": "character device",
+    }
+
+
+@pytest.mark.parametrize("seen_regular", [False, True])
+def test_special_files_are_refused_without_blocking(tmp_path: Path, seen_regular: bool) -> None:
+    for path, kind in _special_files(tmp_path).items():
+        with pytest.raises(elf.NotRegularFileError) as read:
+            elf.read_header(path)
+        assert read.value.kind == kind
+        if kind == "socket" and seen_regular:
+            continue  # a socket cannot be opened for reading at all (ENXIO)
+        with pytest.raises(elf.NotRegularFileError) as info:
+            os.close(elf.open_regular_fd(path, seen_regular=seen_regular))
+        err = info.value
+        assert (err.errno, err.kind, err.filename) == (errno.EINVAL, kind, path)
+        assert str(err) == f"[Errno 22] not a regular file (a {kind}): '{path}'"
+
+
+def test_symlinks_are_followed_unless_asked_not_to(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_bytes(b"\x7fELF")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert elf.read_header(link, 4) == b"\x7fELF"
+    os.close(elf.open_regular_fd(link, seen_regular=True))
+    for seen in (False, True):
+        with pytest.raises(OSError) as info:
+            os.close(elf.open_regular_fd(link, follow=False, seen_regular=seen))
+        assert info.value.errno in (errno.ELOOP, errno.EINVAL), info.value
+    with pytest.raises(elf.NotRegularFileError) as refused:
+        elf.read_header(link, 4, follow=False)
+    assert refused.value.kind == "symbolic link"
+
+
+def test_file_kind_of_a_mode_with_no_type() -> None:
+    assert elf.file_kind(0) == "special file"
+    assert elf.file_kind(stat.S_IFIFO | 0o644) == "FIFO"
+
+
+def test_interpreter_in_refuses_an_unknown_data_encoding() -> None:
+    data = _dynamic("arm64").read_bytes()
+
+    def read_at(offset: int, size: int) -> bytes:
+        return data[offset : offset + size]
+
+    assert elf.interpreter_in(data[:64], read_at) == "/lib/ld-linux-aarch64.so.1"
+    for encoding in (0, 3):
+        assert elf.interpreter_in(data[:5] + bytes([encoding]) + data[6:64], read_at) is None
