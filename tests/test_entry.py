@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from binfmtctl import sandbox
-from binfmtctl.entry import Entry, EntryState, normalize_flags, parse_proc_entry
+from binfmtctl.entry import Entry, EntryState, parse_proc_entry
 from binfmtctl.errors import EntryParseError, NameTooLongError, SandboxError
+from binfmtctl.register_string import normalize_flags
 from conftest import missing
 
 BINFMT = b"/proc/sys/fs/binfmt_misc"

@@ -17,9 +17,10 @@ import os
 from dataclasses import dataclass
 
 from binfmtctl import files, rootpath
-from binfmtctl.entry import Entry, unescape
+from binfmtctl.entry import Entry
 from binfmtctl.errors import ConfigError, EntryParseError, config_error
 from binfmtctl.files import ABSENT, FOREIGN, OURS, Existing, Saved, SavedAction
+from binfmtctl.register_string import unescape
 
 BINFMTS_ADMINDIR = "/var/lib/binfmts"
 BINFMTS_IMPORTDIR = "/usr/share/binfmts"

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from binfmtctl import host, interpreters, plan
 from binfmtctl.arch import CATALOG, Arch
-from binfmtctl.entry import normalize_flags
 from binfmtctl.native import native_arches
+from binfmtctl.register_string import normalize_flags
 
 
 def default_arches(options: plan.Options, searched: plan.Searched | None = None) -> list[Arch]:

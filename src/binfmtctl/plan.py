@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from binfmtctl import interpreters
 from binfmtctl.arch import Arch, Profile
-from binfmtctl.entry import Entry, Handler, normalize_flags
+from binfmtctl.entry import Entry, Handler
 from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
+from binfmtctl.register_string import normalize_flags
 
 if TYPE_CHECKING:
     from binfmtctl.instance import Instance
