@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import arch, engines, namespaces, probes, sandbox
+from binfmtctl import arch, engines, namespaces, probe_images, probes, sandbox
 from binfmtctl.errors import EngineError, SandboxError
 from binfmtctl.native import native_arches
 from conftest import ROOT, cli, foreign_busybox, qemu
@@ -61,7 +61,7 @@ CRUN_LIMITS = ("--ulimit", "nofile=1024:20000", "--ulimit", "nproc=4096:4096")
     ],
 )
 def test_oci_platform(word: str, platform: str) -> None:
-    assert engines.oci_platform(arch.resolve(word)) == platform
+    assert probe_images.oci_platform(arch.resolve(word)) == platform
 
 
 @pytest.mark.parametrize(
@@ -69,25 +69,27 @@ def test_oci_platform(word: str, platform: str) -> None:
     [("linux/arm/v7", ("linux", "arm", "v7")), ("linux/arm64", ("linux", "arm64", ""))],
 )
 def test_split_platform(text: str, parts: tuple[str, str, str]) -> None:
-    assert engines.split_platform(text) == parts
+    assert probe_images.split_platform(text) == parts
 
 
 @pytest.mark.parametrize("text", ["linux", "linux//v7", "a/b/c/d", "/arm64", ""])
 def test_split_platform_rejects(text: str) -> None:
     with pytest.raises(ValueError, match=r"not an OCI platform \(os/arch\[/variant\]\)"):
-        engines.split_platform(text)
+        probe_images.split_platform(text)
 
 
 def test_every_probe_arch_gets_its_own_platform() -> None:
-    platforms = [engines.oci_platform(arch.resolve(name)) for name in probes.available()]
+    platforms = [probe_images.oci_platform(arch.resolve(name)) for name in probes.available()]
     for platform in platforms:
-        engines.split_platform(platform)  # well-formed
+        probe_images.split_platform(platform)  # well-formed
     assert len(set(platforms)) == len(platforms)
 
 
 def test_image_archive_layout(tmp_path: Path) -> None:
     probe = probes.build("arm")
-    data = engines.image_archive([engines.ProbeImage("localhost/x:arm", "linux/arm/v7", probe)])
+    data = probe_images.image_archive(
+        [probe_images.ProbeImage("localhost/x:arm", "linux/arm/v7", probe)]
+    )
     (tmp_path / "a.tar").write_bytes(data)
     with tarfile.open(tmp_path / "a.tar") as tar:
         manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
@@ -103,8 +105,8 @@ def test_image_archive_layout(tmp_path: Path) -> None:
         assert (member.name, member.mode, member.uid) == ("probe", 0o755, 0)
         assert layer.extractfile(member).read() == probe  # type: ignore[union-attr]
     # Deterministic: the same probes give the same archive (same image ids).
-    assert data == engines.image_archive(
-        [engines.ProbeImage("localhost/x:arm", "linux/arm/v7", probe)]
+    assert data == probe_images.image_archive(
+        [probe_images.ProbeImage("localhost/x:arm", "linux/arm/v7", probe)]
     )
 
 

@@ -10,14 +10,11 @@ module checks the real path, offline:
   ``run --rm --pull=never --network=none --platform P`` and compares the
   output; or, with ``image=``, runs ``uname -m`` in an image the user has.
   Images it loaded are removed again.  No registry is ever contacted.
-* :func:`diagnose` tells ``binfmtctl status`` which engines are here and
+* :func:`survey` tells ``binfmtctl status`` which engines are here and
   whether their containers consult the instance binfmtctl configures.
 
-Images are built as a ``docker save`` archive and given to the engine's own
-``load``, not ``import``: Debian 12's Docker (20.10) ignores
-``import --platform`` and labels every imported image with the host's
-platform, so ``run --platform linux/arm64`` then refuses it.  ``load`` keeps
-the platform written in the image config on every engine version.
+The images themselves (one probe each, labelled with its OCI platform) are
+built by ``probe_images``.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,103 +36,11 @@ from binfmtctl import arch as _arch
 from binfmtctl.errors import BinfmtError, EngineError, engine_error
 from binfmtctl.instance import DEFAULT_MOUNTPOINT, Instance, Snapshot
 from binfmtctl.namespaces import NamespaceView, Relation, Seen, instance_view, read_text
+from binfmtctl.probe_images import ProbeImage, image_archive, oci_platform
 
 ENGINES = ("docker", "podman")
 IMAGE_REPO = "localhost/binfmtctl-probe"
 DEFAULT_TIMEOUT = 120.0  # seconds for one engine command (a cold daemon can be slow)
-_EPOCH = "1970-01-01T00:00:00Z"
-
-
-# --- platforms ---------------------------------------------------------------
-
-
-def oci_platform(row: _arch.Arch) -> str:
-    """The OCI platform an image for ``row`` is labelled with.
-
-    The catalog's first OCI platform where there is one; otherwise
-    ``linux/<Debian arch or QEMU name>`` (OCI allows any architecture string,
-    and engines match it exactly).
-    """
-    if row.oci:
-        return row.oci[0]
-    return f"linux/{row.debian[0] if row.debian else row.name}"
-
-
-def split_platform(platform: str) -> tuple[str, str, str]:
-    """``linux/arm/v7`` -> (os, architecture, variant); the variant may be empty."""
-    parts = platform.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise ValueError(f"not an OCI platform (os/arch[/variant]): {platform!r}")
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
-
-
-# --- images ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProbeImage:
-    """One image to load: its tag, platform and the probe it runs."""
-
-    tag: str
-    platform: str
-    probe: bytes
-
-
-def _tar(members: Iterable[tuple[str, bytes, int]]) -> bytes:
-    """A deterministic tar: root-owned, mtime 0, in the order given."""
-    # here, not at the top: `status` imports this module, start-up time
-    import io
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data, mode in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), mode, 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib  # here, not at the top: `status` imports this module, start-up time
-
-    return hashlib.sha256(data).hexdigest()
-
-
-def image_archive(images: Sequence[ProbeImage]) -> bytes:
-    """A ``docker save``-format archive holding one single-file image per entry.
-
-    Each image's only layer holds ``/probe`` (mode 0755); its config sets the
-    platform (os, architecture, variant) and ``Entrypoint ["/probe"]``.  Both
-    ``docker load`` and ``podman load`` read this format.
-    """
-    members: list[tuple[str, bytes, int]] = []
-    manifest: list[dict[str, Any]] = []
-    for image in images:
-        os_name, architecture, variant = split_platform(image.platform)
-        layer = _tar([("probe", image.probe, 0o755)])
-        layer_id = _sha256(layer)
-        config: dict[str, Any] = {
-            "architecture": architecture,
-            "os": os_name,
-            "config": {"Entrypoint": ["/probe"], "Env": []},
-            "created": _EPOCH,
-            "history": [{"created": _EPOCH, "created_by": "binfmtctl probe image"}],
-            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_id}"]},
-        }
-        if variant:
-            config["variant"] = variant
-        config_bytes = json.dumps(config, sort_keys=True).encode()
-        config_name = f"{_sha256(config_bytes)}.json"
-        members.append((f"{layer_id}/layer.tar", layer, 0o644))
-        members.append((config_name, config_bytes, 0o644))
-        manifest.append(
-            {"Config": config_name, "RepoTags": [image.tag], "Layers": [f"{layer_id}/layer.tar"]}
-        )
-    members.append(("manifest.json", json.dumps(manifest).encode(), 0o644))
-    return _tar(members)
 
 
 # --- running the engine ------------------------------------------------------
