@@ -223,7 +223,7 @@ def _run_named(eng: Engine, result: dict[str, Any], argv: list[str], name: str) 
 
 
 def _verify_probes(eng: Engine, rows: list[_arch.Arch], snapshot: Snapshot) -> list[dict[str, Any]]:
-    from binfmtctl import probes
+    from binfmtctl import probes  # here: `status` imports engines; probes loads tempfile
 
     run_id = os.urandom(4).hex()  # secrets.token_hex, without its imports
     images = [
@@ -273,7 +273,7 @@ def _run_one(eng: Engine, result: dict[str, Any], argv: list[str]) -> None:
 
 
 def _verify_image(eng: Engine, row: _arch.Arch, image: str, snapshot: Snapshot) -> dict[str, Any]:
-    from binfmtctl import host, native
+    from binfmtctl import host, native  # here: only `test --image` needs them (start-up)
 
     sample = row.magic_mask()[0]
     result = _result(row, _entry_for(snapshot, sample), eng.name)
