@@ -179,6 +179,31 @@ class RootlessUnavailableError(SandboxError):
     exit_code = EXIT_PRIVILEGES
 
 
+class RootfsError(BinfmtError):
+    """``rootfs create`` could not build or check a root (nothing half-built is left)."""
+
+    code = "rootfs"
+
+
+class RootfsPrerequisiteError(RootfsError):
+    """A program or an id range the build needs is missing; the message says how to get it."""
+
+    code = "rootfs_prerequisite"
+
+
+class SubordinateIdsError(RootfsPrerequisiteError):
+    """An ordinary user without a subordinate id range: an administrator must add one."""
+
+    code = "no_subordinate_ids"
+    exit_code = EXIT_PRIVILEGES
+
+
+class MirrorError(RootfsError):
+    """The mirror did not answer, or does not have the suite or the arch."""
+
+    code = "mirror_unreachable"
+
+
 class ExecError(BinfmtError):
     """The command given to ``binfmtctl run`` could not be started (shell's 126)."""
 

@@ -35,6 +35,7 @@ VERBS = {
     "enable": "entries", "disable": "entries", "explain": "explain", "export": "export",
     "find": "find", "why": "why", "scan": "scan", "test": "test", "run": "rootless",
     "shell": "rootless", "apply": "apply",
+    "rootfs": "rootfs",
 }  # fmt: skip
 _OPTIONS_WITH_VALUE = frozenset({"--mountpoint"})
 

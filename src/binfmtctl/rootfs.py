@@ -1,0 +1,681 @@
+"""Build a foreign Debian or Ubuntu root file system, never touching the host's handlers.
+
+The engine (mmdebstrap, unshare mode) runs inside binfmtctl's own private
+binfmt_misc instance (:class:`binfmtctl.sandbox.Sandbox` with ids 0..65535
+mapped: the caller's subordinate range through newuidmap, or the identity for
+real root without one), with an F handler for the arch registered there. The
+same namespace packs tarballs and removes partial roots, because only inside
+it do the root's files belong to ids the caller controls.
+
+Decisions (suite, mirror, argv) come from :mod:`binfmtctl.rootfs_plan`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import glob
+import hashlib
+import json
+import os
+import pickle
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from binfmtctl import __version__, elf, host, interpreters, probes, sandbox
+from binfmtctl import arch as _arch
+from binfmtctl import rootfs_plan as rp
+from binfmtctl.errors import (
+    BinfmtError,
+    MirrorError,
+    RootfsError,
+    RootfsPrerequisiteError,
+    SubordinateIdsError,
+    UsageError,
+)
+from binfmtctl.instance import Instance, Snapshot
+from binfmtctl.rootpath import resolve_in
+
+SOURCES_LIST = "/etc/apt/sources.list"
+SOURCES_DIR = "/etc/apt/sources.list.d"
+MIRROR_TIMEOUT = 20.0
+TAIL_LINES = 20
+
+
+def host_facts(
+    os_release: str = "/etc/os-release",
+    sources_list: str = SOURCES_LIST,
+    sources_dir: str = SOURCES_DIR,
+) -> rp.Host:
+    """This machine's distro, release and apt sources (unreadable files are skipped)."""
+    sources: list[rp.Source] = []
+    for path in [sources_list, *sorted(glob.glob(f"{sources_dir}/*.list"))]:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            sources += rp.parse_one_line_sources(Path(path).read_text())
+    for path in sorted(glob.glob(f"{sources_dir}/*.sources")):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            sources += rp.parse_deb822_sources(Path(path).read_text())
+    return rp.Host.from_texts(interpreters.os_release(os_release), sources)
+
+
+def _family() -> str | None:
+    return interpreters.distro_family(interpreters.os_release())
+
+
+# -- checks before anything is written ------------------------------------------
+
+
+def check_programs(spec: rp.Spec) -> str:
+    """The engine's path; RootfsPrerequisiteError naming the package when a program is missing."""
+    engine = shutil.which(rp.ENGINE)
+    if engine is None:
+        raise RootfsPrerequisiteError(
+            f"{rp.ENGINE} is not installed (not found on PATH); "
+            f"{rp.engine_package_hint(_family())}",
+            program=rp.ENGINE,
+        )
+    if spec.keyring and not os.path.exists(spec.keyring):
+        raise RootfsPrerequisiteError(
+            f"an Ubuntu root needs Ubuntu's archive key ({spec.keyring}); "
+            "install it: `sudo apt-get install ubuntu-keyring`",
+            path=spec.keyring,
+        )
+    return engine
+
+
+def _range_of(path: str, user: str, uid: int) -> bool:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        parts = line.strip().split(":")
+        ours = len(parts) == 3 and parts[0] in (user, str(uid)) and parts[2].isdigit()
+        if ours and int(parts[2]) >= rp.SUBID_COUNT - 1:
+            return True
+    return False
+
+
+def check_ids(subuid: str = sandbox.SUBUID, subgid: str = sandbox.SUBGID) -> None:
+    """An ordinary user needs a subordinate range and newuidmap/newgidmap; root does not."""
+    if os.geteuid() == 0:
+        return
+    uid = os.getuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    if not (_range_of(subuid, user, uid) and _range_of(subgid, user, uid)):
+        texts = []
+        for path in (subuid, subgid):
+            with contextlib.suppress(OSError):
+                texts.append(Path(path).read_text())
+        start = rp.free_subordinate_start(texts)
+        raise SubordinateIdsError(
+            f"{user} has no subordinate id range, which a root's files (owned by root, "
+            f"_apt, man, ...) need; as root, {rp.subordinate_fix(user, start)}",
+            user=user,
+        )
+    for tool in ("newuidmap", "newgidmap"):
+        if shutil.which(tool) is None:
+            raise RootfsPrerequisiteError(
+                f"{tool} is not installed (not found on PATH); it maps your subordinate "
+                f"ids; install it: {rp.newuidmap_hint(_family())}",
+                program=tool,
+            )
+
+
+def check_target(target: str, fmt: rp.Format) -> None:
+    """A directory must be missing or empty; a file must not exist yet; its parent must."""
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{target}: its directory {parent} does not exist")
+    if fmt == rp.Format.DIR:
+        if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
+            raise UsageError(f"{target}: exists and is not a directory; name a new or empty one")
+        if os.path.isdir(target) and os.listdir(target):
+            raise UsageError(
+                f"{target}: directory not empty; name a new or empty directory "
+                "(nothing in it was changed)"
+            )
+        return
+    if os.path.lexists(target):
+        raise UsageError(f"{target}: already exists; name a new file (it was not changed)")
+
+
+def check_mirror(spec: rp.Spec, timeout: float = MIRROR_TIMEOUT) -> None:
+    """Fetch the suite's Release file: the mirror answers, has the suite, and the arch."""
+    url = rp.release_url(spec)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - http(s)/file
+            text = answer.read(4 << 20).decode("utf-8", "replace")
+    except urllib.error.HTTPError as err:
+        raise MirrorError(
+            f"mirror {spec.mirror} has no {spec.distro.value} suite {spec.suite} "
+            f"({url}: HTTP {err.code}); check --suite, or pass --mirror",
+            url=url,
+        ) from err
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        reason = getattr(err, "reason", err)
+        raise MirrorError(
+            f"mirror {spec.mirror} is unreachable ({url}: {reason}); check the network "
+            "or a proxy (http_proxy), or pass --mirror URL",
+            url=url,
+        ) from err
+    arches = rp.release_architectures(text)
+    if arches is not None and spec.deb_arch not in arches:
+        raise UsageError(
+            f"{spec.distro.value} {spec.suite} on {spec.mirror} has no {spec.deb_arch} "
+            f"(it has {', '.join(sorted(arches))}); choose another --suite or --mirror"
+        )
+
+
+# -- running in the private namespace ---------------------------------------------
+
+
+def _emulated(spec: rp.Spec) -> list[str]:
+    """The arches to register: none when this machine runs the arch natively."""
+    row = _arch.CATALOG[spec.arch]
+    native = {a.name for a in host.native_arches()}
+    return [] if row.name in native else [row.name]
+
+
+def _register(arches: list[str]) -> None:
+    if arches:
+        sandbox.register_handlers(arches)
+
+
+def _engine_child(box: sandbox.Sandbox, argv: list[str], log_fd: int, result_fd: int) -> None:
+    """In a forked child of its own process group: the engine, its output into the log."""
+    os.setpgid(0, 0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        status: Any = box.run(subprocess.call, argv, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        status = str(exc)
+    with os.fdopen(result_fd, "wb") as out:
+        out.write(pickle.dumps(status))
+    os._exit(0)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM while building: the partial root is removed, then 130."""
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    saved = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def run_engine(
+    box: sandbox.Sandbox,
+    argv: list[str],
+    log_path: str,
+    on_line: Callable[[str], None],
+) -> int:
+    """Run ``argv`` in ``box``, its output into ``log_path``; each line goes to ``on_line``.
+
+    The engine runs in a process group of its own, so a terminal's Ctrl-C
+    reaches binfmtctl only: binfmtctl then sends SIGTERM to the whole group and
+    waits for it, so nothing keeps writing into the root being removed.
+    """
+    read_r, result_w = os.pipe()
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read_r)
+        _engine_child(box, argv, log_fd, result_w)
+    os.close(result_w)
+    os.close(log_fd)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)  # both sides set it: no race with the child's exec
+    status: Any = None
+    try:
+        with open(log_path, "rb") as log:
+            buffered = b""
+            while True:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                chunk = log.read()
+                buffered += chunk
+                *lines, buffered = buffered.split(b"\n")
+                for line in lines:
+                    on_line(line.decode("utf-8", "replace"))
+                if done:
+                    break
+                if not chunk:
+                    time.sleep(0.2)
+            if buffered:
+                on_line(buffered.decode("utf-8", "replace"))
+        with os.fdopen(read_r, "rb") as pipe:
+            payload = pipe.read()
+        status = pickle.loads(payload) if payload else "the engine's launcher died"  # noqa: S301
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        raise
+    if isinstance(status, str):
+        raise RootfsError(f"cannot start {argv[0]} in a private instance: {status}")
+    return int(status)
+
+
+def _captured(argv: list[str], **options: Any) -> tuple[int, str, str]:
+    """``sandbox.call`` with stdout and stderr captured (file descriptors 1 and 2)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            status = sandbox.call(argv, **options)
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        out.seek(0)
+        err.seek(0)
+        return status, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+
+
+SMOKE_SCRIPT = 'echo "shell ok"; dpkg --print-architecture'
+
+
+def smoke_test(root: str, spec: rp.Spec) -> dict[str, Any]:
+    """A shell and dpkg run through the handler inside the root; RootfsError if not right."""
+    argv = ["/bin/sh", "-c", SMOKE_SCRIPT]
+    status, out, err = _captured(argv, rootfs=root, arches=_emulated(spec), uid_map="auto")
+    expected = f"shell ok\n{spec.deb_arch}\n"
+    if status != 0 or out != expected:
+        raise RootfsError(
+            f"the new root does not run here: `{' '.join(argv[:2])} '{SMOKE_SCRIPT}'` "
+            f"exited {status} and printed {out!r} (expected {expected!r}); {err.strip()}",
+        )
+    return {"command": SMOKE_SCRIPT, "output": out.splitlines(), "ok": True}
+
+
+# -- provenance ---------------------------------------------------------------------
+
+
+def _first_line(argv: list[str]) -> str | None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else None
+
+
+def provenance(spec: rp.Spec, engine: str, created: datetime.datetime) -> dict[str, Any]:
+    """What was built, from what, with which tools: kept with the root."""
+    found = interpreters.find(_arch.CATALOG[spec.arch])
+    emulated = bool(_emulated(spec))
+    qemu = None
+    if emulated and found is not None:
+        qemu = {"path": found.path, "version": _first_line([found.path, "--version"])}
+    return {
+        "version": rp.PROVENANCE_VERSION,
+        "arch": spec.arch,
+        "debian_arch": spec.deb_arch,
+        "oci_platform": spec.oci_platform,
+        "distro": spec.distro.value,
+        "suite": spec.suite,
+        "mirror": spec.mirror,
+        "variant": spec.variant,
+        "components": list(spec.components),
+        "include": list(spec.include),
+        "format": spec.format.value,
+        "engine": {
+            "name": rp.ENGINE,
+            "path": engine,
+            "version": _first_line([engine, "--version"]),
+        },
+        "qemu": qemu,
+        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "binfmtctl": __version__,
+    }
+
+
+def _write_json(path: str, record: dict[str, Any]) -> None:
+    with open(path, "x") as fh:
+        json.dump(record, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+
+
+# -- packing ----------------------------------------------------------------------------
+
+
+def _tar_dir(root: str, out: str) -> None:
+    subprocess.run(
+        ["tar", "--numeric-owner", "--xattrs", "--sort=name", "-C", root, "-cf", out, "."],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def docker_archive(root: str, out: str, platform: str, tag: str, created: str) -> None:
+    """A ``docker save``-format archive: one layer (the root), labelled with ``platform``.
+
+    ``docker load`` and ``podman load`` read it; the config's architecture and
+    variant let ``run --platform`` pick it offline.
+    """
+    os_name, architecture, variant = platform.split("/") + [""] * (3 - len(platform.split("/")))
+    work = tempfile.mkdtemp(prefix=".layer-", dir=os.path.dirname(os.path.abspath(out)))
+    try:
+        layer = os.path.join(work, "layer.tar")
+        _tar_dir(root, layer)
+        layer_id = _sha256_file(layer)
+        config: dict[str, Any] = {
+            "architecture": architecture,
+            "os": os_name,
+            "config": {
+                "Cmd": ["/bin/sh"],
+                "Env": [f"PATH={sandbox.ROOTFS_PATH}"],
+                "Labels": {"org.opencontainers.image.created": created},
+            },
+            "created": created,
+            "history": [{"created": created, "created_by": "binfmtctl rootfs create"}],
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_id}"]},
+        }
+        if variant:
+            config["variant"] = variant
+        config_bytes = json.dumps(config, sort_keys=True).encode()
+        config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
+        manifest = [{"Config": config_name, "RepoTags": [tag], "Layers": [f"{layer_id}/layer.tar"]}]
+        with tarfile.open(out, "x", format=tarfile.PAX_FORMAT) as tar:
+
+            def add_bytes(name: str, data: bytes) -> None:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, _BytesReader(data))
+
+            tar.add(layer, f"{layer_id}/layer.tar")
+            add_bytes(config_name, config_bytes)
+            add_bytes("manifest.json", json.dumps(manifest).encode())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self.data) if size < 0 else self.pos + size
+        chunk, self.pos = self.data[self.pos : end], min(end, len(self.data))
+        return chunk
+
+
+def image_tag(spec: rp.Spec) -> str:
+    return f"localhost/{spec.distro.value}-{spec.deb_arch}:{spec.suite}"
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _empty_dir(path: str) -> None:
+    for name in os.listdir(path):
+        _remove(os.path.join(path, name))
+
+
+# -- the build ------------------------------------------------------------------------------
+
+
+@dataclass
+class Output:
+    """Where progress goes: a live line on a TTY, the whole log with verbose, nothing for JSON."""
+
+    stream: TextIO | None = None
+    live: bool = False
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        self.progress = rp.Progress()
+        self.started = time.monotonic()
+        self._shown = 0.0
+
+    def line(self, text: str) -> None:
+        changed = self.progress.feed(text)
+        if self.stream is None:
+            return
+        if self.verbose:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        elif self.live and changed and time.monotonic() - self._shown >= 0.2:
+            self.show()
+
+    def show(self) -> None:
+        if self.stream is not None and self.live and not self.verbose:
+            self._shown = time.monotonic()
+            text = self.progress.line(time.monotonic() - self.started)
+            self.stream.write(f"\r\x1b[K{text}")
+            self.stream.flush()
+
+    def phase(self, text: str) -> None:
+        self.progress.phase = text
+        self.show()
+
+    def done(self) -> None:
+        if self.stream is not None and self.live and not self.verbose:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def create(
+    spec: rp.Spec,
+    target: str,
+    *,
+    output: Output | None = None,
+    keep_partial: bool = False,
+    check_network: bool = True,
+) -> dict[str, Any]:
+    """Build ``spec`` at ``target`` (a directory, or a file for tar and docker-archive).
+
+    Checks first (programs, ids, target, mirror), so bad input leaves nothing.
+    On failure or interruption everything written is removed, unless
+    ``keep_partial``; the engine's log is kept then and named in the error.
+    Returns the provenance record plus where it is and the smoke test.
+    """
+    output = output or Output()
+    engine = check_programs(spec)
+    check_ids()
+    check_target(target, spec.format)
+    if check_network:
+        output.phase(f"checking {spec.mirror}")
+        check_mirror(spec)
+    target = os.path.abspath(target)
+    parent = os.path.dirname(target)
+    is_dir = spec.format == rp.Format.DIR
+    created_dir = is_dir and not os.path.exists(target)
+    staging = (
+        target if is_dir else tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
+    )
+    fd, log_path = tempfile.mkstemp(prefix="binfmtctl-rootfs-", suffix=".log")
+    os.close(fd)
+    when = datetime.datetime.now(datetime.timezone.utc)
+    record = provenance(spec, engine, when)
+    beside = f"{target}{rp.PROVENANCE_SUFFIX}"
+    finished = False
+    try:
+        with sandbox.Sandbox(full_ids=True) as box, _signals_interrupt():
+            try:
+                if created_dir:
+                    box.run(os.mkdir, staging, 0o755)
+                box.run(_register, _emulated(spec))
+                output.phase("starting mmdebstrap")
+                argv = rp.engine_argv(spec, staging, engine=engine)
+                status = run_engine(box, argv, log_path, output.line)
+                output.done()
+                if status != 0:
+                    raise _engine_failed(argv, status, output.progress.tail, log_path)
+                output.phase("smoke test")
+                smoke = smoke_test(staging, spec)
+                box.run(_write_json, os.path.join(staging, rp.PROVENANCE_PATH), record)
+                if spec.format == rp.Format.TAR:
+                    output.phase("packing tar")
+                    box.run(_tar_dir, staging, target)
+                elif spec.format == rp.Format.DOCKER_ARCHIVE:
+                    output.phase("packing image archive")
+                    box.run(docker_archive, staging, target, spec.oci_platform, image_tag(spec),
+                            record["created"])  # fmt: skip
+                if not is_dir:
+                    _write_json(beside, record)
+                    box.run(_remove, staging)
+                output.done()
+                finished = True
+            finally:
+                output.done()
+                if not finished and not keep_partial:
+                    _cleanup(box, target, staging, created_dir, is_dir, beside)
+    except Interrupted:
+        kept = f"kept the partial root at {staging}" if keep_partial else "removed the partial root"
+        sys.stderr.write(f"binfmtctl: interrupted; {kept}\n")
+        raise
+    if finished:
+        with contextlib.suppress(OSError):
+            os.unlink(log_path)
+    provenance_at = os.path.join(target, rp.PROVENANCE_PATH) if is_dir else beside
+    return {
+        "path": target,
+        "provenance_path": provenance_at,
+        "provenance": record,
+        "smoke": smoke,
+        "image": image_tag(spec) if spec.format == rp.Format.DOCKER_ARCHIVE else None,
+        "seconds": round(time.monotonic() - output.started, 1),
+    }
+
+
+def _cleanup(
+    box: sandbox.Sandbox, target: str, staging: str, created_dir: bool, is_dir: bool, beside: str
+) -> None:
+    """Remove what this build wrote (inside the namespace: the files belong to its ids)."""
+    with contextlib.suppress(Exception):
+        if is_dir:
+            if created_dir:
+                box.run(_remove, target)
+            elif os.path.isdir(target):
+                box.run(_empty_dir, target)
+        else:
+            box.run(_remove, staging)
+            box.run(_remove, target)
+            box.run(_remove, beside)
+
+
+def _engine_failed(argv: list[str], status: int, tail: list[str], log_path: str) -> RootfsError:
+    last = "\n  ".join(tail[-TAIL_LINES:]) or "(no output)"
+    return RootfsError(
+        f"{argv[0]} failed (exit status {status}); nothing was kept; its last lines:\n"
+        f"  {last}\n  the whole log: {log_path}",
+        log=log_path,
+        status=status,
+    )
+
+
+# -- info ---------------------------------------------------------------------------------
+
+
+def read_provenance(path: str) -> tuple[str, dict[str, Any]]:
+    """The record of the root at ``path`` (a directory, or a tarball with its record beside)."""
+    candidates = [os.path.join(path, rp.PROVENANCE_PATH)] if os.path.isdir(path) else []
+    candidates += [f"{path}{rp.PROVENANCE_SUFFIX}"]
+    for candidate in candidates:
+        try:
+            with open(candidate) as fh:
+                record = json.load(fh)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as err:
+            raise RootfsError(f"{candidate}: cannot read it: {err}", path=candidate) from err
+        if not isinstance(record, dict) or "arch" not in record:
+            raise RootfsError(f"{candidate}: not a binfmtctl rootfs record", path=candidate)
+        return candidate, record
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file or directory")
+    raise RootfsError(
+        f"{path}: no binfmtctl rootfs record ({' or '.join(candidates)}); "
+        "was it built with `binfmtctl rootfs create`?",
+        path=path,
+    )
+
+
+def runs_here(path: str, record: dict[str, Any], mountpoint: str) -> dict[str, Any]:
+    """Whether the root's programs run on this machine now, and how.
+
+    The header judged is the root's own /bin/sh for a directory, the arch's
+    probe program for a tarball; the handler is the one the kernel would pick
+    in the binfmt_misc at ``mountpoint``.
+    """
+
+    row = _arch.CATALOG.get(str(record.get("arch")))
+    if row is None:
+        return {"runs": False, "how": "unknown arch", "handler": None, "flags": None}
+    if row.name in {a.name for a in host.native_arches()}:
+        return {"runs": True, "how": "native", "handler": None, "flags": None}
+    header = b""
+    shell = resolve_in(path, "/bin/sh") if os.path.isdir(path) else None
+    if shell:
+        with contextlib.suppress(OSError):
+            header = elf.read_header(shell)
+    if not header:
+        with contextlib.suppress(BinfmtError):
+            header = probes.build(row)[: elf.HEADER_SIZE]
+    try:
+        snapshot = Instance(mountpoint).snapshot()
+    except BinfmtError:
+        snapshot = Snapshot(mountpoint, mounted=False)
+    found = snapshot.winner(header) if header else None
+    if found is None:
+        return {
+            "runs": False,
+            "how": "no handler" if snapshot.mounted else "binfmt_misc not mounted",
+            "handler": None,
+            "flags": None,
+            "fix": f"`binfmtctl run --rootfs {path} --uid-map auto -- CMD` (a private "
+            f"instance, no root needed), or `sudo binfmtctl install {row.name}`",
+        }
+    return {
+        "runs": True,
+        "how": "handler",
+        "handler": found.name,
+        "interpreter": os.fsdecode(found.entry.interpreter),
+        "flags": found.entry.flags,
+    }
