@@ -14,172 +14,40 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import glob
-import hashlib
 import json
 import os
 import pickle
-import pwd
 import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TextIO
 
-from binfmtctl import __version__, elf, host, interpreters, probes, sandbox
+from binfmtctl import (
+    __version__,
+    elf,
+    host,
+    interpreters,
+    probes,
+    rootfs_checks,
+    rootfs_image,
+    sandbox,
+)
 from binfmtctl import arch as _arch
 from binfmtctl import rootfs_plan as rp
 from binfmtctl.errors import (
     BinfmtError,
-    MirrorError,
     RootfsError,
-    RootfsPrerequisiteError,
-    SubordinateIdsError,
     UsageError,
 )
 from binfmtctl.instance import Instance, Snapshot
 from binfmtctl.rootpath import resolve_in
 
-SOURCES_LIST = "/etc/apt/sources.list"
-SOURCES_DIR = "/etc/apt/sources.list.d"
-MIRROR_TIMEOUT = 20.0
 TAIL_LINES = 20
-
-
-def host_facts(
-    os_release: str = "/etc/os-release",
-    sources_list: str = SOURCES_LIST,
-    sources_dir: str = SOURCES_DIR,
-) -> rp.Host:
-    """This machine's distro, release and apt sources (unreadable files are skipped)."""
-    sources: list[rp.Source] = []
-    for path in [sources_list, *sorted(glob.glob(f"{sources_dir}/*.list"))]:
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            sources += rp.parse_one_line_sources(Path(path).read_text())
-    for path in sorted(glob.glob(f"{sources_dir}/*.sources")):
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            sources += rp.parse_deb822_sources(Path(path).read_text())
-    return rp.Host.from_texts(interpreters.os_release(os_release), sources)
-
-
-def _family() -> str | None:
-    return interpreters.distro_family(interpreters.os_release())
-
-
-# -- checks before anything is written ------------------------------------------
-
-
-def check_programs(spec: rp.Spec) -> str:
-    """The engine's path; RootfsPrerequisiteError naming the package when a program is missing."""
-    engine = shutil.which(rp.ENGINE)
-    if engine is None:
-        raise RootfsPrerequisiteError(
-            f"{rp.ENGINE} is not installed (not found on PATH); "
-            f"{rp.engine_package_hint(_family())}",
-            program=rp.ENGINE,
-        )
-    if spec.keyring and not os.path.exists(spec.keyring):
-        raise RootfsPrerequisiteError(
-            f"an Ubuntu root needs Ubuntu's archive key ({spec.keyring}); "
-            "install it: `sudo apt-get install ubuntu-keyring`",
-            path=spec.keyring,
-        )
-    return engine
-
-
-def _range_of(path: str, user: str, uid: int) -> bool:
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        parts = line.strip().split(":")
-        ours = len(parts) == 3 and parts[0] in (user, str(uid)) and parts[2].isdigit()
-        if ours and int(parts[2]) >= rp.SUBID_COUNT - 1:
-            return True
-    return False
-
-
-def check_ids(subuid: str = sandbox.SUBUID, subgid: str = sandbox.SUBGID) -> None:
-    """An ordinary user needs a subordinate range and newuidmap/newgidmap; root does not."""
-    if os.geteuid() == 0:
-        return
-    uid = os.getuid()
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = str(uid)
-    if not (_range_of(subuid, user, uid) and _range_of(subgid, user, uid)):
-        texts = []
-        for path in (subuid, subgid):
-            with contextlib.suppress(OSError):
-                texts.append(Path(path).read_text())
-        start = rp.free_subordinate_start(texts)
-        raise SubordinateIdsError(
-            f"{user} has no subordinate id range, which a root's files (owned by root, "
-            f"_apt, man, ...) need; as root, {rp.subordinate_fix(user, start)}",
-            user=user,
-        )
-    for tool in ("newuidmap", "newgidmap"):
-        if shutil.which(tool) is None:
-            raise RootfsPrerequisiteError(
-                f"{tool} is not installed (not found on PATH); it maps your subordinate "
-                f"ids; install it: {rp.newuidmap_hint(_family())}",
-                program=tool,
-            )
-
-
-def check_target(target: str, fmt: rp.Format) -> None:
-    """A directory must be missing or empty; a file must not exist yet; its parent must."""
-    parent = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(parent):
-        raise UsageError(f"{target}: its directory {parent} does not exist")
-    if fmt == rp.Format.DIR:
-        if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
-            raise UsageError(f"{target}: exists and is not a directory; name a new or empty one")
-        if os.path.isdir(target) and os.listdir(target):
-            raise UsageError(
-                f"{target}: directory not empty; name a new or empty directory "
-                "(nothing in it was changed)"
-            )
-        return
-    if os.path.lexists(target):
-        raise UsageError(f"{target}: already exists; name a new file (it was not changed)")
-
-
-def check_mirror(spec: rp.Spec, timeout: float = MIRROR_TIMEOUT) -> None:
-    """Fetch the suite's Release file: the mirror answers, has the suite, and the arch."""
-    url = rp.release_url(spec)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - http(s)/file
-            text = answer.read(4 << 20).decode("utf-8", "replace")
-    except urllib.error.HTTPError as err:
-        raise MirrorError(
-            f"mirror {spec.mirror} has no {spec.distro.value} suite {spec.suite} "
-            f"({url}: HTTP {err.code}); check --suite, or pass --mirror",
-            url=url,
-        ) from err
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        reason = getattr(err, "reason", err)
-        raise MirrorError(
-            f"mirror {spec.mirror} is unreachable ({url}: {reason}); check the network "
-            "or a proxy (http_proxy), or pass --mirror URL",
-            url=url,
-        ) from err
-    arches = rp.release_architectures(text)
-    if arches is not None and spec.deb_arch not in arches:
-        raise UsageError(
-            f"{spec.distro.value} {spec.suite} on {spec.mirror} has no {spec.deb_arch} "
-            f"(it has {', '.join(sorted(arches))}); choose another --suite or --mirror"
-        )
 
 
 # -- running in the private namespace ---------------------------------------------
@@ -219,17 +87,15 @@ class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM while building: the partial root is removed, then 130."""
 
 
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    saved = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _set_signals(handler: Any) -> dict[int, Any]:
+    return {sig: signal.signal(sig, handler) for sig in _SIGNALS}
 
 
 def run_engine(
@@ -275,14 +141,49 @@ def run_engine(
             payload = pipe.read()
         status = pickle.loads(payload) if payload else "the engine's launcher died"  # noqa: S301
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        _stop_group(pid)
         raise
     if isinstance(status, str):
         raise RootfsError(f"cannot start {argv[0]} in a private instance: {status}")
     return int(status)
+
+
+def _group_alive(pgid: int, proc: str = "/proc") -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies do not count)."""
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{name}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+STOP_GRACE = 5.0  # seconds the engine gets after SIGTERM before SIGKILL
+
+
+def _stop_group(pgid: int) -> None:
+    """SIGTERM the engine's whole process group and wait until none of it runs.
+
+    Waiting for our own child is not enough: mmdebstrap's processes (some in a
+    PID namespace of their own) outlive it, and must be gone before the partial
+    root is removed. The init of that PID namespace ignores a SIGTERM sent from
+    outside, so after a grace period the group gets SIGKILL.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, 0)
+    deadline = time.monotonic() + STOP_GRACE
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        time.sleep(0.1)
 
 
 def _captured(argv: list[str], **options: Any) -> tuple[int, str, str]:
@@ -369,78 +270,6 @@ def _write_json(path: str, record: dict[str, Any]) -> None:
         fh.write("\n")
 
 
-# -- packing ----------------------------------------------------------------------------
-
-
-def _tar_dir(root: str, out: str) -> None:
-    subprocess.run(
-        ["tar", "--numeric-owner", "--xattrs", "--sort=name", "-C", root, "-cf", out, "."],
-        check=True,
-        capture_output=True,
-    )
-
-
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def docker_archive(root: str, out: str, platform: str, tag: str, created: str) -> None:
-    """A ``docker save``-format archive: one layer (the root), labelled with ``platform``.
-
-    ``docker load`` and ``podman load`` read it; the config's architecture and
-    variant let ``run --platform`` pick it offline.
-    """
-    os_name, architecture, variant = platform.split("/") + [""] * (3 - len(platform.split("/")))
-    work = tempfile.mkdtemp(prefix=".layer-", dir=os.path.dirname(os.path.abspath(out)))
-    try:
-        layer = os.path.join(work, "layer.tar")
-        _tar_dir(root, layer)
-        layer_id = _sha256_file(layer)
-        config: dict[str, Any] = {
-            "architecture": architecture,
-            "os": os_name,
-            "config": {
-                "Cmd": ["/bin/sh"],
-                "Env": [f"PATH={sandbox.ROOTFS_PATH}"],
-                "Labels": {"org.opencontainers.image.created": created},
-            },
-            "created": created,
-            "history": [{"created": created, "created_by": "binfmtctl rootfs create"}],
-            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_id}"]},
-        }
-        if variant:
-            config["variant"] = variant
-        config_bytes = json.dumps(config, sort_keys=True).encode()
-        config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
-        manifest = [{"Config": config_name, "RepoTags": [tag], "Layers": [f"{layer_id}/layer.tar"]}]
-        with tarfile.open(out, "x", format=tarfile.PAX_FORMAT) as tar:
-
-            def add_bytes(name: str, data: bytes) -> None:
-                info = tarfile.TarInfo(name)
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, _BytesReader(data))
-
-            tar.add(layer, f"{layer_id}/layer.tar")
-            add_bytes(config_name, config_bytes)
-            add_bytes("manifest.json", json.dumps(manifest).encode())
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self.data) if size < 0 else self.pos + size
-        chunk, self.pos = self.data[self.pos : end], min(end, len(self.data))
-        return chunk
-
-
 def image_tag(spec: rp.Spec) -> str:
     return f"localhost/{spec.distro.value}-{spec.deb_arch}:{spec.suite}"
 
@@ -516,12 +345,12 @@ def create(
     Returns the provenance record plus where it is and the smoke test.
     """
     output = output or Output()
-    engine = check_programs(spec)
-    check_ids()
-    check_target(target, spec.format)
+    engine = rootfs_checks.check_programs(spec)
+    rootfs_checks.check_ids()
+    rootfs_checks.check_target(target, spec.format)
     if check_network:
         output.phase(f"checking {spec.mirror}")
-        check_mirror(spec)
+        rootfs_checks.check_mirror(spec)
     target = os.path.abspath(target)
     parent = os.path.dirname(target)
     is_dir = spec.format == rp.Format.DIR
@@ -535,8 +364,13 @@ def create(
     record = provenance(spec, engine, when)
     beside = f"{target}{rp.PROVENANCE_SUFFIX}"
     finished = False
+    # The namespace's holder process is forked with SIGINT and SIGTERM ignored, so a
+    # terminal's Ctrl-C (sent to the whole process group) leaves it to remove the
+    # partial root; binfmtctl itself turns them into Interrupted once it is up.
+    saved = _set_signals(signal.SIG_IGN)
     try:
-        with sandbox.Sandbox(full_ids=True) as box, _signals_interrupt():
+        with sandbox.Sandbox(full_ids=True) as box:
+            _set_signals(_raise_interrupt)
             try:
                 if created_dir:
                     box.run(os.mkdir, staging, 0o755)
@@ -546,16 +380,17 @@ def create(
                 status = run_engine(box, argv, log_path, output.line)
                 output.done()
                 if status != 0:
-                    raise _engine_failed(argv, status, output.progress.tail, log_path)
+                    raise _engine_failed(status, output.progress.tail, log_path)
                 output.phase("smoke test")
                 smoke = smoke_test(staging, spec)
                 box.run(_write_json, os.path.join(staging, rp.PROVENANCE_PATH), record)
                 if spec.format == rp.Format.TAR:
                     output.phase("packing tar")
-                    box.run(_tar_dir, staging, target)
+                    box.run(rootfs_image.tar_dir, staging, target)
                 elif spec.format == rp.Format.DOCKER_ARCHIVE:
                     output.phase("packing image archive")
-                    box.run(docker_archive, staging, target, spec.oci_platform, image_tag(spec),
+                    pack = rootfs_image.docker_archive
+                    box.run(pack, staging, target, spec.oci_platform, image_tag(spec),
                             record["created"])  # fmt: skip
                 if not is_dir:
                     _write_json(beside, record)
@@ -563,13 +398,24 @@ def create(
                 output.done()
                 finished = True
             finally:
+                _set_signals(signal.SIG_IGN)  # a second Ctrl-C does not stop the cleanup
                 output.done()
                 if not finished and not keep_partial:
                     _cleanup(box, target, staging, created_dir, is_dir, beside)
     except Interrupted:
-        kept = f"kept the partial root at {staging}" if keep_partial else "removed the partial root"
+        kept = (
+            f"kept the partial root at {staging} and the log at {log_path}"
+            if keep_partial
+            else "removed the partial root"
+        )
+        if not keep_partial:
+            with contextlib.suppress(OSError):
+                os.unlink(log_path)
         sys.stderr.write(f"binfmtctl: interrupted; {kept}\n")
         raise
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     if finished:
         with contextlib.suppress(OSError):
             os.unlink(log_path)
@@ -600,10 +446,10 @@ def _cleanup(
             box.run(_remove, beside)
 
 
-def _engine_failed(argv: list[str], status: int, tail: list[str], log_path: str) -> RootfsError:
+def _engine_failed(status: int, tail: list[str], log_path: str) -> RootfsError:
     last = "\n  ".join(tail[-TAIL_LINES:]) or "(no output)"
     return RootfsError(
-        f"{argv[0]} failed (exit status {status}); nothing was kept; its last lines:\n"
+        f"{rp.ENGINE} failed (exit status {status}); nothing was kept; its last lines:\n"
         f"  {last}\n  the whole log: {log_path}",
         log=log_path,
         status=status,

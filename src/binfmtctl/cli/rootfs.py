@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from binfmtctl import rootfs, rootfs_plan
+from binfmtctl import rootfs, rootfs_checks, rootfs_plan
 from binfmtctl.cli.output import Result
 
 CREATE_EPILOG = """\
@@ -54,8 +54,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "create",
         parents=[common],
         help="build a Debian or Ubuntu root for ARCH with mmdebstrap",
-        description="Build a Debian or Ubuntu root file system for ARCH at DIR (a "
-        "directory, or with --format tar/docker-archive a file), as root or as an "
+        description="Build a Debian or Ubuntu root file system for ARCH at DIR (a\n"
+        "directory, or with --format tar/docker-archive a file), as root or as an\n"
         "ordinary user, and prove it runs here.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=CREATE_EPILOG,
@@ -153,7 +153,7 @@ def handle_create(args: argparse.Namespace) -> Result:
         include=tuple(args.include),
         format=args.format,
     )
-    spec = rootfs_plan.decide(request, rootfs.host_facts())
+    spec = rootfs_plan.decide(request, rootfs_checks.host_facts())
     live = not args.json and sys.stderr.isatty()
     out = rootfs.Output(None if args.json else sys.stderr, live=live, verbose=args.verbose)
     data = rootfs.create(spec, args.dir, output=out, keep_partial=args.keep_partial)
