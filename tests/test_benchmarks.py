@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -33,7 +34,7 @@ def _run(script: str) -> subprocess.CompletedProcess[str]:
 def test_every_benchmark_has_a_smoke_run_here() -> None:
     scripts = sorted(p.name for p in BENCHMARKS.glob("*.py"))
     # startup.py's smoke run is tests/test_startup_bench.py.
-    assert scripts == ["scan.py", "startup.py", "test_speed.py"], (
+    assert scripts == ["rootfs.py", "scan.py", "startup.py", "test_speed.py"], (
         "a new benchmark needs a smoke test here"
     )
 
@@ -61,3 +62,21 @@ def test_test_speed_benchmark_quick() -> None:
     assert re.fullmatch(r"floor \(slowest single QEMU start\): +\d+\.\d ms \((aarch64|arm)\)",
                         lines[1]), lines  # fmt: skip
     assert [line.split()[0] for line in lines[2:]] == ["all", "proving.run", "binfmtctl"]
+
+
+@pytest.mark.skipif(
+    _NO_SANDBOX is not None or shutil.which("mmdebstrap") is None,
+    reason=f"needs a private binfmt_misc ({_NO_SANDBOX}) and mmdebstrap: run scripts/test-deps",
+)
+def test_rootfs_benchmark_quick() -> None:
+    """Both emulated builds with mmdebstrap --simulate against this machine's mirror."""
+    proc = _run("rootfs.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert re.fullmatch(r"build: debian \S+ arm64 minbase, mirror \S+ \(simulated\)", lines[0])
+    assert re.fullmatch(r"rounds: 1 \(load average .*\)", lines[1]), lines
+    assert re.fullmatch(r"plain mmdebstrap \(private instance\): +\d+\.\d s  \(median of 1\)",
+                        lines[2]), lines  # fmt: skip
+    assert re.fullmatch(r"binfmtctl rootfs create: +\d+\.\d s  \(median of 1\)", lines[3])
+    assert re.fullmatch(r"overhead: [+-]\d+\.\d% \(goal: under 5%\)", lines[4]), lines
+    assert len(lines) == 5, lines  # --quick builds nothing natively

@@ -70,6 +70,25 @@ NOT_RUN = {
     "binfmtctl run --rootfs ./debian-armhf --uid-map auto -- apt-get install -y hello": "needs "
     "a Debian armhf root and the network; tests/test_run.py proves --uid-map auto with chown",
     "binfmtctl shell --uid-map auto ./debian-riscv64": "needs a Debian riscv64 root",
+    "binfmtctl rootfs create ./debian-arm64 --arch arm64": "builds a Debian root from the "
+    "network (minutes); tests/test_rootfs.py builds one for real",
+    "binfmtctl run --rootfs ./debian-arm64 --uid-map auto -- sh -c 'apt-get install -y hello "
+    ">/dev/null && hello'": "needs that root; tests/test_rootfs.py runs it in the one it builds",
+    "binfmtctl shell --uid-map auto ./debian-arm64": "needs that root, and a terminal",
+    "binfmtctl rootfs create ./board-armhf.tar --arch armhf --format tar --include "
+    "openssh-server,ifupdown": "builds from the network (minutes); tests/test_rootfs.py "
+    "packs the tar of its arm64 root and builds armhf as an ordinary user",
+    "binfmtctl rootfs create ./debian-arm64.image.tar --arch arm64 --format docker-archive": (
+        "builds from the network; tests/test_rootfs.py makes this archive of its arm64 root"
+    ),
+    "podman load -i ./debian-arm64.image.tar && podman run --rm --platform linux/arm64 "
+    "localhost/debian-arm64:bookworm uname -m": "podman on the host's storage; "
+    "tests/test_rootfs.py loads both archives into a podman with its own storage",
+    "binfmtctl rootfs info ./debian-arm64": "needs that root; tests/test_rootfs.py checks "
+    "info of its root with and without a handler",
+    "binfmtctl rootfs create ./jetson-rootfs --arch arm64 --distro ubuntu --suite jammy "
+    "--include nano": "Ubuntu's mirrors are not reachable from the test machine; "
+    "tests/test_rootfs.py checks the Ubuntu decisions (ports mirror, keyring, suites)",
     "binfmtctl test --engine docker arm64 riscv64": "needs a running Docker daemon; "
     "tests/test_engines.py runs this path against a private dockerd",
     "binfmtctl test --engine podman --image localhost/my-arm64-image arm64": "needs an "
@@ -142,7 +161,8 @@ def _console(body: list[tuple[int, str]]) -> list[Example]:
 
 
 HELP_PAGES = ["", "status", "arches", "install", "uninstall", "enable", "disable", "explain",
-              "export", "find", "why", "scan", "test", "run", "shell", "apply"]  # fmt: skip
+              "export", "find", "why", "scan", "test", "run", "shell", "apply",
+              "rootfs"]  # fmt: skip
 
 
 @functools.cache
