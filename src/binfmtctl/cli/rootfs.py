@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from binfmtctl import rootfs, rootfs_checks, rootfs_plan
+from binfmtctl import rootfs_plan
 from binfmtctl.cli.output import Result
 
 CREATE_EPILOG = """\
@@ -153,6 +153,10 @@ def handle_create(args: argparse.Namespace) -> Result:
         include=tuple(args.include),
         format=args.format,
     )
+    # Imported here, not at the top: `binfmtctl --help` loads every verb module, and
+    # the builder needs subprocess, tarfile, pickle and the sandbox (start-up time).
+    from binfmtctl import rootfs, rootfs_checks
+
     spec = rootfs_plan.decide(request, rootfs_checks.host_facts())
     live = not args.json and sys.stderr.isatty()
     out = rootfs.Output(None if args.json else sys.stderr, live=live, verbose=args.verbose)
@@ -188,6 +192,8 @@ def human_info(data: dict[str, Any]) -> str:
 
 
 def handle_info(args: argparse.Namespace) -> Result:
+    from binfmtctl import rootfs  # start-up time, as in handle_create
+
     record_path, record = rootfs.read_provenance(args.dir)
     data = {
         "path": os.path.abspath(args.dir),
