@@ -192,13 +192,13 @@ def human_info(data: dict[str, Any]) -> str:
 
 
 def handle_info(args: argparse.Namespace) -> Result:
-    from binfmtctl import rootfs  # start-up time, as in handle_create
+    from binfmtctl import rootfs_info  # start-up time, as in handle_create
 
-    record_path, record = rootfs.read_provenance(args.dir)
+    record_path, record = rootfs_info.read_provenance(args.dir)
     data = {
         "path": os.path.abspath(args.dir),
         "record": record_path,
         "provenance": record,
-        "runs_here": rootfs.runs_here(args.dir, record, args.mountpoint),
+        "runs_here": rootfs_info.runs_here(args.dir, record, args.mountpoint),
     }
     return Result("rootfs", data, human=human_info)
