@@ -34,6 +34,7 @@ from binfmtctl import (
     rootfs_checks,
     rootfs_image,
     sandbox,
+    signals,
 )
 from binfmtctl import arch as _arch
 from binfmtctl import rootfs_plan as rp
@@ -77,19 +78,15 @@ def _engine_child(box: sandbox.Sandbox, argv: list[str], log_fd: int, result_fd:
     os._exit(0)
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM while building: the partial root is removed, then 130."""
-
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
 def _raise_interrupt(signum: int, frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+    raise signals.Interrupted(signum)
 
 
-def _set_signals(handler: Any) -> dict[int, Any]:
-    return {sig: signal.signal(sig, handler) for sig in _SIGNALS}
+def _set_signals(handler: Any, only: Any = None) -> dict[int, Any]:
+    """Set ``handler`` for SIGINT, SIGTERM and SIGHUP (those in ``only``, if given)."""
+    return {
+        sig: signal.signal(sig, handler) for sig in signals.HANDLED if only is None or sig in only
+    }
 
 
 def run_engine(
@@ -360,11 +357,13 @@ def create(
     finished = False
     # The namespace's holder process is forked with SIGINT and SIGTERM ignored, so a
     # terminal's Ctrl-C (sent to the whole process group) leaves it to remove the
-    # partial root; binfmtctl itself turns them into Interrupted once it is up.
+    # partial root; binfmtctl itself turns them into signals.Interrupted once it is up
+    # (the CLI then exits 128+N, as for every verb).
     saved = _set_signals(signal.SIG_IGN)
     try:
         with sandbox.Sandbox(full_ids=True) as box:
-            _set_signals(_raise_interrupt)
+            # A signal ignored when binfmtctl started (nohup) stays ignored.
+            _set_signals(_raise_interrupt, [s for s, h in saved.items() if h != signal.SIG_IGN])
             try:
                 if created_dir:
                     box.run(os.mkdir, staging, 0o755)
@@ -396,7 +395,7 @@ def create(
                 output.done()
                 if not finished and not keep_partial:
                     _cleanup(box, target, staging, created_dir, is_dir, beside)
-    except Interrupted:
+    except signals.Interrupted:
         kept = (
             f"kept the partial root at {staging} and the log at {log_path}"
             if keep_partial

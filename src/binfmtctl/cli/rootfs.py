@@ -25,12 +25,12 @@ ports.ubuntu.com (the other arches).
 After the build, `/bin/sh -c 'echo "shell ok"; dpkg --print-architecture'`
 runs inside the root through the handler, and a provenance record is written
 to DIR/etc/binfmtctl-rootfs.json (and beside a tarball: FILE.binfmtctl-rootfs.json).
-On failure or Ctrl-C/SIGTERM everything written is removed (--keep-partial
+On failure or Ctrl-C/SIGTERM/SIGHUP everything written is removed (--keep-partial
 keeps it) and the engine's last lines are shown.
 
 exit codes: 0 built, 1 failed (engine, mirror, smoke test), 2 usage (unknown
 arch, a suite without ARCH, DIR not empty), 4 no subordinate id range,
-130 interrupted.
+128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM).
 
 examples:
   binfmtctl rootfs create ./debian-arm64 --arch arm64
