@@ -761,3 +761,32 @@ def test_ubuntu_as_far_as_this_machine_reaches(tmp_path: Path) -> None:
             "(http://ports.ubuntu.com/ubuntu-ports/dists/jammy/Release: "
         ), done.stderr
     assert not target.exists()
+
+
+def test_progress_output_live_line_verbose_log_and_json_silence() -> None:
+    """On a TTY one line is rewritten in place; --verbose passes the log through; --json
+    (no stream) prints nothing. The counts come from the engine's own lines."""
+    import io
+
+    tty = io.StringIO()
+    live = rootfs.Output(tty, live=True)
+    live.line("I: downloading packages with apt...")
+    assert tty.getvalue().startswith(
+        "\r\x1b[Krootfs: downloading packages with apt · 0 downloaded, 0 unpacked, 0 set up · 0m"
+    )
+    live.done()
+    assert tty.getvalue().endswith("\r\x1b[K")
+    assert "\n" not in tty.getvalue()
+    log = io.StringIO()
+    verbose = rootfs.Output(log, live=True, verbose=True)
+    for line in ("I: installing essential packages...", "Setting up libc6:arm64 (2.36) ..."):
+        verbose.line(line)
+    verbose.done()
+    assert log.getvalue() == (
+        "I: installing essential packages...\nSetting up libc6:arm64 (2.36) ...\n"
+    )
+    assert verbose.progress.configured == 1
+    quiet = rootfs.Output(None)
+    quiet.line("I: downloading packages with apt...")
+    quiet.phase("smoke test")
+    assert quiet.progress.phase == "smoke test"
