@@ -504,6 +504,15 @@ def test_directory_not_empty_is_left_alone(tmp_path: Path) -> None:
         "(it was not changed)\n",
     )  # fmt: skip
     assert (tmp_path / "image.tar").read_text() == "old"
+    # A symlink to an empty directory is not followed: the root would land elsewhere.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    link = binfmtctl("rootfs", "create", str(tmp_path / "link"), "--arch", "arm64")
+    assert (link.returncode, link.stderr) == (
+        2, f"binfmtctl: error: {tmp_path / 'link'}: exists and is not a directory; name a new "
+        "or empty one\n",
+    )  # fmt: skip
+    assert os.listdir(tmp_path / "elsewhere") == []
 
 
 @pytest.mark.skipif(MMDEBSTRAP is None, reason="mmdebstrap missing: run scripts/test-deps")
