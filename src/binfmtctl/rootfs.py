@@ -29,10 +29,11 @@ from typing import Any, TextIO
 
 from binfmtctl import (
     __version__,
-    host,
     interpreters,
+    native,
     rootfs_checks,
     rootfs_image,
+    rootless,
     sandbox,
     signals,
 )
@@ -51,13 +52,13 @@ TAIL_LINES = 20
 def _emulated(spec: rp.Spec) -> list[str]:
     """The arches to register: none when this machine runs the arch natively."""
     row = _arch.CATALOG[spec.arch]
-    native = {a.name for a in host.native_arches()}
-    return [] if row.name in native else [row.name]
+    here = {a.name for a in native.native_arches()}
+    return [] if row.name in here else [row.name]
 
 
 def _register(arches: list[str]) -> None:
     if arches:
-        sandbox.register_handlers(arches)
+        rootless.register_handlers(arches)
 
 
 def _engine_child(box: sandbox.Sandbox, argv: list[str], log_fd: int, result_fd: int) -> None:
@@ -177,8 +178,8 @@ def _stop_group(pgid: int) -> None:
         time.sleep(0.1)
 
 
-def _captured(argv: list[str], **options: Any) -> tuple[int, str, str]:
-    """``sandbox.call`` with stdout and stderr captured (file descriptors 1 and 2)."""
+def _captured(argv: list[str], options: rootless.RunOptions) -> tuple[int, str, str]:
+    """``rootless.call`` with stdout and stderr captured (file descriptors 1 and 2)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -186,7 +187,7 @@ def _captured(argv: list[str], **options: Any) -> tuple[int, str, str]:
         try:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
-            status = sandbox.call(argv, **options)
+            status = rootless.call(argv, options)
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
@@ -203,7 +204,9 @@ SMOKE_SCRIPT = 'echo "shell ok"; dpkg --print-architecture'
 def smoke_test(root: str, spec: rp.Spec) -> dict[str, Any]:
     """A shell and dpkg run through the handler inside the root; RootfsError if not right."""
     argv = ["/bin/sh", "-c", SMOKE_SCRIPT]
-    status, out, err = _captured(argv, rootfs=root, arches=_emulated(spec), uid_map="auto")
+    status, out, err = _captured(
+        argv, rootless.RunOptions(arches=_emulated(spec), rootfs=root, uid_map="auto")
+    )
     expected = f"shell ok\n{spec.deb_arch}\n"
     if status != 0 or out != expected:
         raise RootfsError(

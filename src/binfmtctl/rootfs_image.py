@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 from typing import Any
 
-from binfmtctl import sandbox
+from binfmtctl import rootless
 
 
 def tar_dir(root: str, out: str) -> None:
@@ -50,7 +50,7 @@ def docker_archive(root: str, out: str, platform: str, tag: str, created: str) -
             "os": os_name,
             "config": {
                 "Cmd": ["/bin/sh"],
-                "Env": [f"PATH={sandbox.ROOTFS_PATH}"],
+                "Env": [f"PATH={rootless.ROOTFS_PATH}"],
                 "Labels": {"org.opencontainers.image.created": created},
             },
             "created": created,

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import elf, host, probes
+from binfmtctl import elf, native, probes
 from binfmtctl import rootfs_plan as rp
 from binfmtctl.errors import BinfmtError, RootfsError, UsageError
 from binfmtctl.instance import Instance, Snapshot
@@ -50,7 +50,7 @@ def runs_here(path: str, record: dict[str, Any], mountpoint: str) -> dict[str, A
     row = _arch.CATALOG.get(str(record.get("arch")))
     if row is None:
         return {"runs": False, "how": "unknown arch", "handler": None, "flags": None}
-    if row.name in {a.name for a in host.native_arches()}:
+    if row.name in {a.name for a in native.native_arches()}:
         return {"runs": True, "how": "native", "handler": None, "flags": None}
     header = b""
     shell = resolve_in(path, "/bin/sh") if os.path.isdir(path) else None
