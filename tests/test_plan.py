@@ -114,7 +114,8 @@ def test_a_dynamic_emulator_is_registered_with_a_warning() -> None:
 def test_the_c_flag_is_refused_for_an_emulator_the_facts_call_unsafe() -> None:
     facts = replace(X86, unsafe={QEMU: "the C flag ... /usr/bin is writable by uid 1000"})
     [step] = plan.plan_install([ARM64], {}, Options(flags="FC"), facts)
-    assert (step.action, step.entry, step.reason) == (
+    assert (step.arch, step.action, step.entry, step.reason) == (
+        ARM64,
         Action.REFUSED,
         None,
         "the C flag ... /usr/bin is writable by uid 1000",
@@ -172,14 +173,15 @@ def test_an_explicit_interpreter(
     inspected = interpreters.Interpreter(found, True, True) if found else None
     facts = replace(X86, emulators={}, interpreter=inspected)
     [step] = plan.plan_install([ARM64], {}, Options(interpreter=interpreter), facts)
-    assert (step.action, step.reason) == (action, reason)
+    assert (step.arch, step.action, step.reason) == (ARM64, action, reason)
 
 
 def test_an_interpreter_with_problems_is_refused_with_them() -> None:
     broken = interpreters.Interpreter(QEMU, True, False, problems=("built for another CPU",))
     facts = replace(X86, emulators={}, interpreter=broken)
     [step] = plan.plan_install([ARM64], {}, Options(interpreter=QEMU), facts)
-    assert (step.action, step.reason) == (
+    assert (step.arch, step.action, step.reason) == (
+        ARM64,
         Action.REFUSED,
         f"{QEMU} cannot be an emulator here: built for another CPU",
     )
@@ -275,3 +277,38 @@ def test_steps_as_json() -> None:
         "reason": NATIVE,
         "warnings": [],
     }
+
+
+def test_facts_without_a_search_for_the_arch_mean_no_emulator() -> None:
+    [step] = plan.plan_install([ARM64], {}, Options(), replace(X86, emulators={}))
+    assert (step.arch, step.action, step.reason) == (ARM64, Action.MISSING, NO_EMULATOR)
+
+
+def test_an_interpreter_the_caller_did_not_inspect_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as caught:
+        plan.plan_install([ARM64], {}, Options(interpreter=QEMU), replace(X86, interpreter=None))
+    assert caught.value.message == f"--interpreter {QEMU}: not inspected before planning"
+
+
+@pytest.mark.parametrize(
+    ("registered", "options", "action"),
+    [
+        (True, Options(), Action.UNCHANGED),
+        (False, Options(), Action.ENABLE),
+        (None, Options(replace=True), Action.REPLACE),
+    ],
+)
+def test_the_dynamic_warning_comes_with_every_action_that_keeps_our_entry(
+    registered: bool | None, options: Options, action: Action
+) -> None:
+    ours = plan.build_entry(ARM64, DYNAMIC.path, "F", Profile.QEMU)
+    current = {
+        ours.name: Handler(OTHER_TOOL, True) if registered is None else Handler(ours, registered)
+    }
+    facts = replace(X86, emulators={"aarch64": interpreters.Search(DYNAMIC, ())})
+    [step] = plan.plan_install([ARM64], current, options, facts)
+    assert (step.action, step.entry) == (action, ours)
+    assert step.warnings == (
+        "/usr/bin/qemu-aarch64 is dynamically linked: inside chroots and containers it will "
+        "not find its libraries; install a static build (qemu-user-static)",
+    )
