@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -129,3 +130,52 @@ def forwarded_to(pid: int) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class _Wake(Exception):
+    """SIGHUP during :meth:`Hangups.sleep`: end the sleep early."""
+
+
+class Hangups:
+    """SIGHUP as "do the next round now" for a long-running loop (``binfmtctl agent``)."""
+
+    def __init__(self) -> None:
+        self.pending = False  # a SIGHUP arrived while the loop was busy
+        self.sleeping = False
+
+    def on_hangup(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.sleeping:
+            raise _Wake
+        self.pending = True
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True when a SIGHUP ended it early (or came before it)."""
+        if self.pending:
+            self.pending = False
+            return True
+        try:
+            self.sleeping = True
+            time.sleep(seconds)
+        except _Wake:
+            return True
+        finally:
+            self.sleeping = False
+        return False
+
+
+@contextmanager
+def hangup_wakes() -> Iterator[Hangups]:
+    """Inside the block SIGHUP wakes :meth:`Hangups.sleep` instead of interrupting.
+
+    SIGINT and SIGTERM keep their meaning (:class:`Interrupted` inside
+    :func:`interruptible`). Outside the main thread SIGHUP is left alone.
+    """
+    hangups = Hangups()
+    if threading.current_thread() is not threading.main_thread():
+        yield hangups
+        return
+    previous = signal.signal(signal.SIGHUP, hangups.on_hangup)
+    try:
+        yield hangups
+    finally:
+        signal.signal(signal.SIGHUP, previous)

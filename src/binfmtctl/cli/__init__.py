@@ -36,6 +36,7 @@ VERBS = {
     "find": "find", "why": "why", "scan": "scan", "test": "test", "run": "rootless",
     "shell": "rootless", "apply": "apply",
     "rootfs": "rootfs",
+    "agent": "agent",
 }  # fmt: skip
 _OPTIONS_WITH_VALUE = frozenset({"--mountpoint"})
 
