@@ -107,6 +107,9 @@ class Fix(str, Enum):
     REPORT_INSTANCE_DISABLED = "report_instance_disabled"
 
 
+REPORTS = frozenset({Fix.REPORT_DISABLED, Fix.REPORT_INSTANCE_DISABLED})  # told once per change
+
+
 @dataclass(frozen=True)
 class Decision:
     fix: Fix
@@ -187,10 +190,11 @@ class Agent:
         self.settings = settings
         self.emit = emit
         self.desired: dict[str, Entry] = {}  # re-registered when gone
-        self.proving: list[str] = []  # every arch left with a handler
+        self.proving: list[str] = []  # every arch asked for (all of them count for ready)
         self.ours: set[str] = set()  # entry names this agent registered
         self.proven: frozenset[str] | None = None
         self.ready: bool | None = None
+        self.reported: set[tuple[Fix, str | None]] = set()  # disabled states told once
 
     def start(self) -> None:
         """Refuse a private instance unless asked; install what was asked for."""
@@ -214,8 +218,7 @@ class Agent:
                 self.emit(Event(EventCode.PRESENT, arch, name, row.action))
             if row.persist_error is not None:
                 self.emit(Event(EventCode.REFUSED, arch, name, row.persist_error))
-            if row.ready:
-                self.proving.append(arch)
+            self.proving.append(arch)  # asked for: ready only once proven, missing or not
             if entry is not None and row.ready and row.action != plan.KEPT:
                 self.desired[arch] = entry
             elif entry is not None and row.action == install.FAILED:
@@ -239,8 +242,11 @@ class Agent:
         if broken and self.proven is not None:
             # Not proven while gone: readiness drops before the fix, not after.
             self._set_ready(self.proven - broken)
+        told = {(d.fix, d.arch) for d in decisions if d.fix in REPORTS}
         for d in decisions:
-            self._carry_out(d)
+            if (d.fix, d.arch) not in self.reported:
+                self._carry_out(d)
+        self.reported = told
         snapshot = self.instance.snapshot()
         arches = sorted(set(self.proving) | set(self.desired))
         outcomes = proving.run(arches, snapshot, timeout=self.settings.timeout) if arches else []
