@@ -334,5 +334,5 @@ def test_missing_emulator_is_reported_not_fatal(sb: sandbox.Sandbox, tmp_path: P
         ("stopped", None),
     ]
     assert got["ready"] is False  # armhf was asked for and cannot run
-    assert got["features"].endswith("\nbinfmtctl.feature.node.kubernetes.io/aarch64=true\n")
+    assert str(got["features"]).endswith("\nbinfmtctl.feature.node.kubernetes.io/aarch64=true\n")
     assert got["left"] == ["qemu-aarch64", "register", "status"]
