@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -336,3 +337,26 @@ def test_missing_emulator_is_reported_not_fatal(sb: sandbox.Sandbox, tmp_path: P
     assert got["ready"] is False  # armhf was asked for and cannot run
     assert str(got["features"]).endswith("\nbinfmtctl.feature.node.kubernetes.io/aarch64=true\n")
     assert got["left"] == ["qemu-aarch64", "register", "status"]
+
+
+def test_agent_benchmark_quick() -> None:
+    """benchmarks/agent.py's smoke run: it runs and reports its shape (timings not judged)."""
+    qemu("qemu-aarch64")
+    qemu("qemu-arm")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "agent.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert re.fullmatch(r"arches proven: 2 \(load average .*\)", lines[0]), lines
+    assert re.fullmatch(
+        r"cpu per round: [\d.]+ ms \(agent [\d.]+ ms, probes [\d.]+ ms\), wall \d+ ms", lines[1]
+    ), lines
+    assert re.fullmatch(r"at the default 30 s interval: [\d.]+% of one core", lines[2]), lines
+    assert re.fullmatch(r"peak RSS: [\d.]+ MiB", lines[3]), lines

@@ -34,7 +34,8 @@ def _run(script: str) -> subprocess.CompletedProcess[str]:
 def test_every_benchmark_has_a_smoke_run_here() -> None:
     scripts = sorted(p.name for p in BENCHMARKS.glob("*.py"))
     # startup.py's smoke run is tests/test_startup_bench.py.
-    assert scripts == ["rootfs.py", "scan.py", "startup.py", "test_speed.py"], (
+    # agent.py's smoke run is tests/test_agent.py.
+    assert scripts == ["agent.py", "rootfs.py", "scan.py", "startup.py", "test_speed.py"], (
         "a new benchmark needs a smoke test here"
     )
 
