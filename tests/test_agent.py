@@ -147,8 +147,8 @@ def _start(log: Path, *args: str) -> subprocess.Popen[bytes]:
         )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=WAIT)
     return proc.returncode, err.decode()
 
@@ -261,7 +261,7 @@ def _remove_own(tmp: Path) -> dict[str, object]:
     log = tmp / "log"
     proc = _start(log, "--interval", "1", "--remove-on-exit", "arm64", "armhf")
     _wait("ready", lambda: _count(log, "ready") == 1)
-    rc, err = _stop(proc)
+    rc, err = _stop(proc, signal.SIGINT)  # SIGINT ends it as SIGTERM does
     return {
         "code": rc,
         "stderr": err,
@@ -360,3 +360,62 @@ def test_agent_benchmark_quick() -> None:
     ), lines
     assert re.fullmatch(r"at the default 30 s interval: [\d.]+% of one core", lines[2]), lines
     assert re.fullmatch(r"peak RSS: [\d.]+ MiB", lines[3]), lines
+
+
+def _refused_then_healed(tmp: Path, emulators: Path) -> dict[str, object]:
+    log, ready = tmp / "log", tmp / "ready"
+    emulator = emulators / "qemu-aarch64-static"
+    kept = tmp / "kept-emulator"
+    proc = _start(
+        log, "--interval", "1", "--interpreter-dir", str(emulators),
+        "--ready-file", str(ready), "arm64",
+    )  # fmt: skip
+    _wait("ready", ready.exists)
+    emulator.rename(kept)  # gone: the kernel refuses an F entry whose emulator is missing
+    Path(MP, "qemu-aarch64").write_text("-1")
+    _wait("refused", lambda: _count(log, "refused", "aarch64") >= 1)
+    _wait("ready file gone", lambda: not ready.exists())
+    alive = proc.poll() is None
+    kept.rename(emulator)
+    _wait("aarch64 back", lambda: _count(log, "reregistered", "aarch64") == 1)
+    _wait("ready again", ready.exists)
+    rc, err = _stop(proc)
+    refusal = next(e for e in _events(log) if e["event"] == "refused")
+    return {"alive": alive, "code": rc, "stderr": err, "refusal": refusal}
+
+
+def test_kernel_refusal_is_reported_and_retried(sb: sandbox.Sandbox, tmp_path: Path) -> None:
+    emulators = tmp_path / "emulators"
+    emulators.mkdir()
+    (emulators / "qemu-aarch64-static").write_bytes(Path(qemu("qemu-aarch64")).read_bytes())
+    (emulators / "qemu-aarch64-static").chmod(0o755)
+    got = sb.run(_refused_then_healed, tmp_path, emulators)
+    assert got["alive"] is True and got["code"] == 0, got["stderr"]
+    refusal = got["refusal"]
+    assert isinstance(refusal, dict)
+    assert (refusal["arch"], refusal["entry"]) == ("aarch64", "qemu-aarch64")
+    assert str(emulators / "qemu-aarch64-static") in str(refusal["detail"])
+
+
+def _through_links(tmp: Path) -> dict[str, object]:
+    log, ready, feats = tmp / "log", tmp / "ready", tmp / "features"
+    proc = _start(
+        log, "--interval", "1", "--ready-file", str(ready), "--feature-file", str(feats), "arm64"
+    )
+    _wait("ready", lambda: _count(log, "ready") == 1)
+    kinds = (ready.is_symlink(), feats.is_symlink())
+    rc, err = _stop(proc)
+    return {"code": rc, "stderr": err, "links": kinds, "ready_left": os.path.lexists(ready)}
+
+
+def test_ready_and_feature_files_replace_links_never_follow_them(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    qemu("qemu-aarch64")
+    victims = {name: tmp_path / f"victim-{name}" for name in ("ready", "features")}
+    for name, victim in victims.items():
+        victim.write_text("keep me\n")
+        (tmp_path / name).symlink_to(victim)
+    got = sb.run(_through_links, tmp_path)
+    assert got == {"code": 0, "stderr": "", "links": (False, False), "ready_left": False}
+    assert all(v.read_text() == "keep me\n" for v in victims.values())
