@@ -332,12 +332,12 @@ class Agent:
 
 
 def _with_cause(event: Event, outcomes: Sequence[proving.Outcome]) -> Event:
-    """A probe failure names the entry that ran it and what went wrong."""
-    if event.code is not EventCode.PROBE_FAILED:
-        return event
+    """A probe event names the entry that ran it; a failure also says what went wrong."""
     why = next((o for o in outcomes if o.arch == event.arch), None)
     if why is None:
         return event
+    if event.code is not EventCode.PROBE_FAILED:
+        return Event(event.code, event.arch, why.entry)
     return Event(event.code, event.arch, why.entry, why.error or why.code.value)
 
 

@@ -6,9 +6,11 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from binfmtctl import agent, proving
+from binfmtctl import agent, plan, proving
+from binfmtctl import arch as _arch
 from binfmtctl.cli import install as install_cli
 from binfmtctl.cli.output import Result, escape_lines
 from binfmtctl.instance import Instance
@@ -72,18 +74,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="run in a user namespace other than the host's (keeps a private instance); "
         "without it that is refused with exit 4",
     )
-    p.add_argument("--flags", default="F", help="entry flags (default F)")
+    p.add_argument(
+        "--flags", default=plan.DEFAULT_FLAGS, help=f"entry flags (default {plan.DEFAULT_FLAGS})"
+    )
     p.add_argument("--interpreter-dir", action="append", metavar="DIR")
     p.add_argument("--interpreter", metavar="PATH", help="use this emulator (one ARCH only)")
     install_cli.add_force_interpreter(p)
-    p.add_argument("--profile", choices=["qemu", "seed"], default="qemu")
+    p.add_argument(
+        "--profile", choices=[x.value for x in _arch.Profile], default=_arch.Profile.QEMU.value
+    )
     p.add_argument("--replace", action="store_true", help="replace a same-named entry that differs")
     p.add_argument("--force", action="store_true", help="allow arches this host runs natively")
     install_cli._persist_options(p, "also write the configuration that registers them at boot")
     p.set_defaults(handler=handle_agent)
 
 
-def _printer(as_json: bool) -> Any:
+def _printer(as_json: bool) -> Callable[[agent.Event], None]:
     human = not as_json and sys.stdout.isatty()
 
     def emit(event: agent.Event) -> None:
