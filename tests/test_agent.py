@@ -419,3 +419,22 @@ def test_ready_and_feature_files_replace_links_never_follow_them(
     got = sb.run(_through_links, tmp_path)
     assert got == {"code": 0, "stderr": "", "links": (False, False), "ready_left": False}
     assert all(v.read_text() == "keep me\n" for v in victims.values())
+
+
+@pytest.mark.parametrize(
+    ("event", "line"),
+    [
+        (agent.Event(agent.EventCode.READY, time="T"), "T ready"),
+        (
+            agent.Event(agent.EventCode.REREGISTERED, "aarch64", "qemu-aarch64", time="T"),
+            "T reregistered aarch64 (qemu-aarch64)",
+        ),
+        (
+            agent.Event(agent.EventCode.PROBE_FAILED, "arm", None, "no handler", time="T"),
+            "T probe failed arm: no handler",
+        ),
+    ],
+)
+def test_human_lines(event: agent.Event, line: str) -> None:
+    assert event.human() == line
+    assert event.to_dict()["event"] == event.code.value
