@@ -438,3 +438,29 @@ def test_ready_and_feature_files_replace_links_never_follow_them(
 def test_human_lines(event: agent.Event, line: str) -> None:
     assert event.human() == line
     assert event.to_dict()["event"] == event.code.value
+
+
+def _instance_off(tmp: Path, enforce: bool) -> dict[str, object]:
+    log = tmp / f"instance-{enforce}"
+    Path(MP, "status").write_text("1")  # each run starts with the instance on
+    proc = _start(log, "--interval", "1", *(["--enforce"] if enforce else []), "arm64")
+    _wait("ready", lambda: _count(log, "ready") == 1)
+    Path(MP, "status").write_text("0")  # the administrator switches the instance off
+    code = "instance_enabled" if enforce else "instance_disabled"
+    _wait(code, lambda: _count(log, code) == 1)
+    if enforce:
+        _wait("ready again", lambda: _count(log, "ready") == 2)
+    else:
+        _wait("not ready", lambda: _count(log, "not_ready") == 1)
+    rc, err = _stop(proc)
+    return {"code": rc, "stderr": err, "status": _status("status")}
+
+
+def test_disabled_instance_is_reported_and_enabled_only_with_enforce(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    qemu("qemu-aarch64")
+    left = sb.run(_instance_off, tmp_path, False)
+    assert left == {"code": 0, "stderr": "", "status": "disabled"}
+    fixed = sb.run(_instance_off, tmp_path, True)
+    assert fixed == {"code": 0, "stderr": "", "status": "enabled"}

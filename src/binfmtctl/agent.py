@@ -239,6 +239,8 @@ class Agent:
             return
         decisions = decide(snapshot, self.desired, self.settings.enforce)
         broken = {d.arch for d in decisions if d.fix is not Fix.REPORT_DISABLED and d.arch}
+        if any(d.fix is Fix.ENABLE_INSTANCE for d in decisions):
+            broken |= set(self.proving) | set(self.desired)  # nothing ran while it was off
         if broken and self.proven is not None:
             # Not proven while gone: readiness drops before the fix, not after.
             self._set_ready(self.proven - broken)
