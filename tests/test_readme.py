@@ -162,7 +162,6 @@ def _console(body: list[tuple[int, str]]) -> list[Example]:
 
 HELP_PAGES = ["", "status", "arches", "install", "uninstall", "enable", "disable", "explain",
               "export", "find", "why", "scan", "test", "run", "shell", "apply",
-              "export", "find", "why", "scan", "test", "run", "shell", "apply",
               "rootfs", "agent"]  # fmt: skip
 
 
