@@ -1,0 +1,249 @@
+"""deploy/kubernetes: the manifests that run ``binfmtctl agent`` on every node.
+
+What is real here: every manifest is validated strictly (unknown fields are
+errors) against the official Kubernetes OpenAPI schemas of every release the
+``kubernetes-validate`` package ships, from the schemas inside the package,
+in a process that has no network at all. What cannot be real here: a cluster.
+No API server, kubelet or Node Feature Discovery runs in these tests, so the
+DaemonSet's contract with them (privilege, tolerations, the readiness probe,
+the features.d hostPath) is checked as data, field by field, below.
+kustomization.yaml is not a Kubernetes object (no schema exists for it): its
+resource list and image pin are checked against the files themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import all_versions
+
+from binfmtctl import cli
+from conftest import ROOT
+
+DEPLOY = ROOT / "deploy" / "kubernetes"
+MANIFESTS = sorted(p.name for p in DEPLOY.glob("*.yaml") if p.name != "kustomization.yaml")
+VERSIONS = sorted({".".join(v.split(".")[:2]) for v in all_versions()}, key=lambda v: int(v[2:]))
+# The directory nfd-worker's local feature source reads (NFD's documentation,
+# "Local feature source: feature files"; its own DaemonSet mounts the same path).
+NFD_FEATURES_D = "/etc/kubernetes/node-feature-discovery/features.d"
+READY = "/run/binfmtctl/ready"
+DIGEST = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._/:-]*[a-z0-9])@sha256:(?P<hex>[0-9a-f]{64})$")
+
+
+def _docs(name: str) -> list[dict[str, Any]]:
+    docs = list(yaml.safe_load_all((DEPLOY / name).read_text()))
+    assert all(isinstance(d, dict) for d in docs), name
+    return docs
+
+
+def _daemonset() -> dict[str, Any]:
+    (ds,) = _docs("daemonset.yaml")
+    assert ds["kind"] == "DaemonSet"
+    return ds
+
+
+def _agent(ds: dict[str, Any]) -> dict[str, Any]:
+    (container,) = ds["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == "agent"
+    return dict(container)
+
+
+def _strict(doc: dict[str, Any], version: str) -> str | None:
+    """None if ``doc`` is valid for ``version``, else the validator's message at its path."""
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return f"{'.'.join(map(str, e.path))}: {e.message}"
+    return None
+
+
+def test_the_manifests_are_there() -> None:
+    assert MANIFESTS == ["daemonset.yaml", "namespace.yaml"]
+    assert "1.31" in VERSIONS  # with every other release the package ships
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_manifest_is_valid_strictly(name: str, version: str) -> None:
+    for doc in _docs(name):
+        assert _strict(doc, version) is None
+
+
+def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of ``doc`` with the dotted ``path`` set (digits index lists)."""
+    out: Any = json.loads(json.dumps(doc))
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+    node = out
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return dict(out)
+
+
+POD = "spec.template.spec"
+AGENT = f"{POD}.containers.0"
+# Each mistake the schema check must catch in the real DaemonSet, with the exact message.
+BROKEN = [
+    (f"{AGENT}.resources.limit", {}, f"{AGENT}.resources: Additional properties are not "
+     "allowed ('limit' was unexpected)"),
+    (f"{AGENT}.securityContext.priviledged", True, f"{AGENT}.securityContext: Additional "
+     "properties are not allowed ('priviledged' was unexpected)"),
+    (f"{POD}.toleration", [], f"{POD}: Additional properties are not allowed "
+     "('toleration' was unexpected)"),
+    (f"{POD}.tolerations.0.operator", 5, f"{POD}.tolerations.0.operator: 5 is not of "
+     "type 'string', 'null'"),
+    (f"{AGENT}.readinessProbe.exec.command", "test -f /run/binfmtctl/ready",
+     f"{AGENT}.readinessProbe.exec.command: 'test -f /run/binfmtctl/ready' is not of type "
+     "'array', 'null'"),
+    (f"{POD}.volumes.1.hostPath.path", None, f"{POD}.volumes.1.hostPath.path: None is not "
+     "of type 'string'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BROKEN)
+def test_strict_validation_refuses_a_broken_daemonset(path: str, value: Any, message: str) -> None:
+    """The check above can fail: one wrong field in the real DaemonSet is refused."""
+    ds = _daemonset()
+    assert _strict(ds, VERSIONS[-1]) is None
+    assert _strict(_set(ds, path, value), VERSIONS[-1]) == message
+
+
+def test_validation_runs_without_any_network() -> None:
+    """In a network namespace of its own (only a down loopback): every schema is in the package."""
+    code = (
+        "import sys, yaml, kubernetes_validate as k\n"
+        "for f in sys.argv[1:]:\n"
+        "    for d in yaml.safe_load_all(open(f)):\n"
+        "        print(f.rsplit('/', 1)[1], d['kind'], k.validate(d, '1.31', strict=True))\n"
+    )
+    files = [str(DEPLOY / n) for n in MANIFESTS]
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--net", sys.executable, "-c", code, *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "daemonset.yaml DaemonSet 1.31",
+        "namespace.yaml Namespace 1.31",
+    ]
+
+
+def test_kustomization_lists_every_manifest_and_pins_the_image() -> None:
+    (k,) = _docs("kustomization.yaml")
+    assert set(k) == {"apiVersion", "kind", "resources", "images"}
+    assert (k["apiVersion"], k["kind"]) == ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+    assert sorted(k["resources"]) == MANIFESTS
+    assert k["resources"][0] == "namespace.yaml"  # the namespace before what lives in it
+    match = DIGEST.fullmatch(_agent(_daemonset())["image"])
+    assert match, "the DaemonSet's image is referenced by digest, never by tag"
+    # kustomize's image transformer matches on the name: the pin applies to this container.
+    assert k["images"] == [{"name": match["name"], "digest": f"sha256:{match['hex']}"}]
+
+
+def test_everything_lives_in_the_namespace_it_creates() -> None:
+    (ns,) = _docs("namespace.yaml")
+    assert ns["kind"] == "Namespace"
+    labels = ns["metadata"]["labels"]
+    # Pod Security Admission: privileged pods are admitted here (baseline would refuse them).
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert _daemonset()["metadata"]["namespace"] == ns["metadata"]["name"]
+
+
+def test_daemonset_runs_a_privileged_agent_on_every_node() -> None:
+    ds = _daemonset()
+    pod = ds["spec"]["template"]["spec"]
+    agent = _agent(ds)
+    # Every node, whatever its taints (NoExecute included): one toleration of every key.
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    assert "affinity" not in pod
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    # The node's user namespace, so the binfmt_misc it mounts is the node's instance.
+    assert agent["securityContext"] == {"privileged": True, "runAsUser": 0}
+    assert "hostUsers" not in pod
+    # No API access and no host namespaces it does not need.
+    assert pod["automountServiceAccountToken"] is False
+    assert not {"hostPID", "hostNetwork", "hostIPC"} & set(pod)
+    # The image's entrypoint is binfmtctl: args only, so `command` cannot bypass it.
+    assert "command" not in agent
+    assert (
+        ds["spec"]["selector"]["matchLabels"].items()
+        <= ds["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def _mounts(ds: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """mountPath -> the volume mounted there."""
+    volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    return {m["mountPath"]: volumes[m["name"]] for m in _agent(ds)["volumeMounts"]}
+
+
+def _option(args: list[str], name: str) -> str:
+    (i,) = [n for n, a in enumerate(args) if a == name]
+    return args[i + 1]
+
+
+def test_ready_file_and_probe_agree() -> None:
+    ds = _daemonset()
+    agent = _agent(ds)
+    assert _option(agent["args"], "--ready-file") == READY
+    probe = agent["readinessProbe"]
+    assert probe["exec"]["command"] == ["test", "-f", READY]
+    assert probe["failureThreshold"] == 1  # unready at the first check without the file
+    assert "livenessProbe" not in agent  # an unproven arch is not a reason to restart
+    # The ready file's directory is the pod's own, in memory: it goes with the pod.
+    run = _mounts(ds)[str(Path(READY).parent)]
+    assert run["emptyDir"]["medium"] == "Memory"
+
+
+def test_feature_file_lands_where_nfd_reads() -> None:
+    ds = _daemonset()
+    feature = _option(_agent(ds)["args"], "--feature-file")
+    assert str(Path(feature).parent) == NFD_FEATURES_D
+    assert _mounts(ds)[NFD_FEATURES_D]["hostPath"] == {
+        "path": NFD_FEATURES_D,
+        "type": "DirectoryOrCreate",  # a node without NFD yet: the file waits for it
+    }
+    # No other host path: binfmt_misc is mounted by the agent in its own mount
+    # namespace (the node's instance, as it shares the node's user namespace).
+    host = [v["hostPath"]["path"] for v in _mounts(ds).values() if "hostPath" in v]
+    assert host == [NFD_FEATURES_D]
+
+
+def _quantity(q: str) -> float:
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    number = re.fullmatch(r"(\d+)(m|Ki|Mi|Gi)?", q)
+    assert number, q
+    return int(number[1]) * units.get(number[2] or "", 1)
+
+
+def test_resources_are_small_and_bounded() -> None:
+    res = _agent(_daemonset())["resources"]
+    requests = {k: _quantity(v) for k, v in res["requests"].items()}
+    limits = {k: _quantity(v) for k, v in res["limits"].items()}
+    assert set(requests) == set(limits) == {"cpu", "memory"}
+    assert requests["memory"] == 40 * 2**20  # the agent's RSS goal
+    assert requests["cpu"] <= 0.01  # under 1% of a core
+    assert all(requests[k] <= limits[k] for k in requests)
+    assert limits["memory"] <= 128 * 2**20
+
+
+def test_daemonset_args_are_the_agents() -> None:
+    """The DaemonSet's args parse as `binfmtctl agent` options, in this binfmtctl."""
+    if "agent" not in cli.VERBS:
+        pytest.skip("this binfmtctl has no `agent` verb yet")
+    args = _agent(_daemonset())["args"]
+    parsed = cli.build_parser(args).parse_args(args)
+    assert (str(parsed.ready_file), str(parsed.feature_file)) == (
+        READY,
+        f"{NFD_FEATURES_D}/binfmtctl",
+    )
