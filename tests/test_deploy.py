@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
-from binfmtctl import cli
+from binfmtctl import cli, sandbox
+from binfmtctl.native import native_arches
 from conftest import ROOT
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -237,7 +239,50 @@ def test_resources_are_small_and_bounded() -> None:
     assert limits["memory"] <= 128 * 2**20
 
 
-def test_daemonset_args_are_the_agents() -> None:
+# --- the image the DaemonSet runs -------------------------------------------------
+# No base image can be pulled here, so the image is not built. What runs instead is
+# the layout the Containerfile builds (its COPY into dist-packages and the wrapper its
+# RUN line writes, with Debian's python3 and qemu-user-static as the image has them),
+# given the DaemonSet's own args, in a private binfmt_misc instance.
+
+
+def _image_entrypoint(tmp_path: Path) -> list[str]:
+    text = (ROOT / "Containerfile").read_text().replace("\\\n", " ")
+    assert 'ENTRYPOINT ["binfmtctl"]' in text.splitlines()
+    (run,) = [line for line in text.splitlines() if line.startswith("RUN printf '")]
+    start = len("RUN printf '")
+    wrapper = tmp_path / "binfmtctl"
+    wrapper.write_text(run[start : run.index("'", start)].replace("\\n", "\n"))
+    wrapper.chmod(0o755)
+    shutil.copytree(ROOT / "src" / "binfmtctl", tmp_path / "dist-packages" / "binfmtctl")
+    return [str(wrapper)]
+
+
+def test_image_install_test_registers_and_proves_every_foreign_arch(
+    sb: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    """`docker run --privileged --rm IMAGE install --test`: tonistiigi's --install all, proven."""
+    entry = _image_entrypoint(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "dist-packages")}
+    done = sb.run(
+        subprocess.run, [*entry, "install", "--test", "--json"], capture_output=True, text=True,
+        env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)["data"]
+    installed = {s["arch"] for s in data["steps"] if s["action"] == "register"}
+    proven = {r["arch"] for r in data["test"]["results"] if r["ok"]}
+    assert {"aarch64", "arm", "riscv64", "s390x", "ppc64le", "mips64el"} <= installed
+    assert installed == proven
+    assert not installed & set(native_arches())
+    again = sb.run(
+        subprocess.run, [*entry, "install", "no-such-arch"], capture_output=True, text=True,
+        env=env, check=False,
+    )  # fmt: skip
+    assert (again.returncode, again.stdout) == (2, "")
+
+
+def test_daemonset_args_are_the_agents(sb: sandbox.Sandbox, tmp_path: Path) -> None:
     """The DaemonSet's args parse as `binfmtctl agent` options, in this binfmtctl."""
     if "agent" not in cli.VERBS:
         pytest.skip("this binfmtctl has no `agent` verb yet")
@@ -247,3 +292,12 @@ def test_daemonset_args_are_the_agents() -> None:
         READY,
         f"{NFD_FEATURES_D}/binfmtctl",
     )
+    entry = _image_entrypoint(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "dist-packages")}
+    shown = sb.run(
+        subprocess.run, [*entry, "agent", "--help"], capture_output=True, text=True, env=env,
+        check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    for option in args[1::2]:
+        assert option in shown.stdout
