@@ -171,7 +171,7 @@ def test_daemonset_runs_a_privileged_agent_on_every_node() -> None:
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
     # The node's user namespace, so the binfmt_misc it mounts is the node's instance.
     assert agent["securityContext"] == {"privileged": True, "runAsUser": 0}
-    assert "hostUsers" not in pod
+    assert pod["hostUsers"] is True
     # No API access and no host namespaces it does not need.
     assert pod["automountServiceAccountToken"] is False
     assert not {"hostPID", "hostNetwork", "hostIPC"} & set(pod)
@@ -215,6 +215,8 @@ def test_feature_file_lands_where_nfd_reads() -> None:
         "path": NFD_FEATURES_D,
         "type": "DirectoryOrCreate",  # a node without NFD yet: the file waits for it
     }
+    # Labels say "kept and proven by a running agent": the file goes when the agent stops.
+    assert _agent(ds)["lifecycle"] == {"preStop": {"exec": {"command": ["rm", "-f", feature]}}}
     # No other host path: binfmt_misc is mounted by the agent in its own mount
     # namespace (the node's instance, as it shares the node's user namespace).
     host = [v["hostPath"]["path"] for v in _mounts(ds).values() if "hostPath" in v]
