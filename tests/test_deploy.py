@@ -13,6 +13,7 @@ resource list and image pin are checked against the files themselves.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -108,6 +109,20 @@ BROKEN = [
     (f"{POD}.volumes.1.hostPath.path", None, f"{POD}.volumes.1.hostPath.path: None is not "
      "of type 'string'"),
 ]  # fmt: skip
+
+
+def test_readme_kubernetes_examples_are_valid_strictly() -> None:
+    """README's ```yaml blocks are Kubernetes objects a user would apply: valid as shown."""
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", (ROOT / "README.md").read_text(), re.M | re.S)
+    docs = [d for block in blocks for d in yaml.safe_load_all(block)]
+    assert [d["kind"] for d in docs] == ["Pod"]
+    for doc in docs:
+        assert _strict(doc, VERSIONS[0]) is None
+        assert _strict(doc, VERSIONS[-1]) is None
+    (pod,) = docs
+    (label,) = pod["spec"]["nodeSelector"]
+    assert label == "binfmtctl.feature.node.kubernetes.io/aarch64"
+    assert DIGEST.fullmatch(pod["spec"]["containers"][0]["image"])
 
 
 @pytest.mark.parametrize(("path", "value", "message"), BROKEN)
@@ -294,6 +309,9 @@ def test_daemonset_args_are_the_agents(sb: sandbox.Sandbox, tmp_path: Path) -> N
         READY,
         f"{NFD_FEATURES_D}/binfmtctl",
     )
+    # The label README's nodeSelector example selects is the one the agent writes.
+    agent = importlib.import_module("binfmtctl.agent")
+    assert agent.label_key("aarch64") == "binfmtctl.feature.node.kubernetes.io/aarch64"
     entry = _image_entrypoint(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "dist-packages")}
     shown = sb.run(
