@@ -299,10 +299,15 @@ def test_image_install_test_registers_and_proves_every_foreign_arch(
     assert (again.returncode, again.stdout) == (2, "")
 
 
+@pytest.mark.xfail(
+    "agent" not in cli.VERBS,
+    reason="`binfmtctl agent` is not in this binfmtctl yet: the DaemonSet's args cannot parse",
+    raises=AssertionError,
+    strict=True,
+)
 def test_daemonset_args_are_the_agents(sb: sandbox.Sandbox, tmp_path: Path) -> None:
     """The DaemonSet's args parse as `binfmtctl agent` options, in this binfmtctl."""
-    if "agent" not in cli.VERBS:
-        pytest.skip("this binfmtctl has no `agent` verb yet")
+    assert "agent" in cli.VERBS
     args = _agent(_daemonset())["args"]
     parsed = cli.build_parser(args).parse_args(args)
     assert (str(parsed.ready_file), str(parsed.feature_file)) == (
