@@ -97,6 +97,15 @@ NOT_RUN = {
     "docker run --privileged --rm binfmtctl install": "needs the image built above, and "
     "changes the host's handlers",
     "docker run --privileged --rm binfmtctl status": "needs the image built above",
+    "docker build -t registry.example.org/binfmtctl:1 -f Containerfile .": "pulls a base "
+    "image from a registry",
+    "docker push registry.example.org/binfmtctl:1": "needs a registry to push to",
+    "kubectl apply -k deploy/kubernetes": "needs a Kubernetes cluster; tests/test_deploy.py "
+    "validates the manifests against the Kubernetes schemas offline",
+    "kubectl -n binfmtctl rollout status daemonset/binfmtctl-agent": "needs a Kubernetes cluster",
+    "kubectl wait node/NODE --for=jsonpath='{.metadata.labels.binfmtctl\\.feature\\.node\\."
+    "kubernetes\\.io/aarch64}'=true --timeout=10m": "needs a Kubernetes cluster with NFD",
+    "kubectl taint node NODE binfmtctl/unproven=true:NoSchedule-": "needs a Kubernetes cluster",
 }
 
 
@@ -112,7 +121,7 @@ def _strip_comment(line: str) -> str:
 
 
 def readme_blocks(text: str) -> list[tuple[str, list[Example]]]:
-    """(language, examples) of every fenced ```console/```sh/```python block."""
+    """(language, examples) of every fenced ```console/```sh/```python/```yaml block."""
     blocks: list[tuple[str, list[Example]]] = []
     lines = text.splitlines()
     i = 0
@@ -134,6 +143,10 @@ def readme_blocks(text: str) -> list[tuple[str, list[Example]]]:
             blocks.append((lang, [e for e in examples if e.command]))
         elif lang == "python":
             blocks.append((lang, [Example(f"README.md:{n}", t, None) for n, t in body]))
+        elif lang == "yaml":  # a Kubernetes object: tests/test_deploy.py validates it
+            blocks.append(
+                (lang, [Example(f"README.md:{start}", "\n".join(t for _, t in body), None)])
+            )
         else:
             raise AssertionError(f"README.md:{start}: unknown block language {lang!r}")
     return blocks
