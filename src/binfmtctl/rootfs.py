@@ -178,33 +178,13 @@ def _stop_group(pgid: int) -> None:
         time.sleep(0.1)
 
 
-def _captured(argv: list[str], options: rootless.RunOptions) -> tuple[int, str, str]:
-    """``rootless.call`` with stdout and stderr captured (file descriptors 1 and 2)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = os.dup(1), os.dup(2)
-        try:
-            os.dup2(out.fileno(), 1)
-            os.dup2(err.fileno(), 2)
-            status = rootless.call(argv, options)
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-        out.seek(0)
-        err.seek(0)
-        return status, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
-
-
 SMOKE_SCRIPT = 'echo "shell ok"; dpkg --print-architecture'
 
 
 def smoke_test(root: str, spec: rp.Spec) -> dict[str, Any]:
     """A shell and dpkg run through the handler inside the root; RootfsError if not right."""
     argv = ["/bin/sh", "-c", SMOKE_SCRIPT]
-    status, out, err = _captured(
+    status, out, err = rootless.call_captured(
         argv, rootless.RunOptions(arches=_emulated(spec), rootfs=root, uid_map="auto")
     )
     expected = f"shell ok\n{spec.deb_arch}\n"

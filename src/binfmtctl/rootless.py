@@ -260,3 +260,31 @@ def call(
     if payload:
         raise pickle.loads(payload)  # noqa: S301 - our own child's bytes
     return os.waitstatus_to_exitcode(status)
+
+
+def call_captured(
+    argv: Sequence[str], options: RunOptions = RunOptions(), *, forward_signals: bool = False
+) -> tuple[int, str, str]:
+    """:func:`call` with the command's stdout and stderr captured: (status, out, err).
+
+    File descriptors 1 and 2 point at temporary files for the call's duration
+    (the child inherits them), then come back; stdin stays the command's own.
+    """
+    import tempfile  # start-up speed: only run --json and rootfs capture output
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            status = call(argv, options, forward_signals=forward_signals)
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        out.seek(0)
+        err.seek(0)
+        return status, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")

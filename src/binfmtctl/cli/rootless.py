@@ -144,37 +144,21 @@ def run_captured(command: list[str], args: argparse.Namespace) -> Result:
     """``run --json``: the command in a child with its stdout and stderr captured.
 
     An exec'd command would leave nothing to print the envelope, so with --json
-    it runs through ``rootless.call`` instead; file descriptors 1 and 2 point at
-    temporary files for the call's duration (the child inherits them), then come
-    back. stdin stays the command's own. SIGINT, SIGTERM and SIGHUP are passed
-    on to the command, as a shell would; its status is the answer.
+    it runs through ``rootless.call_captured`` instead. stdin stays the command's
+    own. SIGINT, SIGTERM and SIGHUP are passed on to the command, as a shell
+    would; its status is the answer.
     """
-    import sys
-    import tempfile
-
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = os.dup(1), os.dup(2)
-        try:
-            os.dup2(out.fileno(), 1)
-            os.dup2(err.fileno(), 2)
-            status = rootless.call(command, _options(args, args.rootfs), forward_signals=True)
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-        out.seek(0)
-        err.seek(0)
-        data: dict[str, Any] = {
-            "argv": command,
-            "rootfs": args.rootfs,
-            "exit_status": status if status >= 0 else None,
-            "signal": _signal_name(-status) if status < 0 else None,
-            "stdout": out.read().decode("utf-8", "replace"),
-            "stderr": err.read().decode("utf-8", "replace"),
-        }
+    status, out, err = rootless.call_captured(
+        command, _options(args, args.rootfs), forward_signals=True
+    )
+    data: dict[str, Any] = {
+        "argv": command,
+        "rootfs": args.rootfs,
+        "exit_status": status if status >= 0 else None,
+        "signal": _signal_name(-status) if status < 0 else None,
+        "stdout": out,
+        "stderr": err,
+    }
     return Result("run", data, exit_code=status if status >= 0 else 128 - status)
 
 
