@@ -52,6 +52,8 @@ def resolve_spec(spec: str, instance: Instance, profile: _arch.Profile) -> tuple
 
 
 def collect(entry: Entry, source: str) -> dict[str, Any]:
+    # Start-up speed: `binfmtctl --help` loads every verb module; the explain tables
+    # are needed only when an entry is explained.
     from binfmtctl.explain import explain, recognise
 
     found = recognise(entry)

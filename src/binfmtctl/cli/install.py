@@ -201,6 +201,7 @@ def _and_test(
     """Run `test` on every arch install left with a handler; one exit code for both."""
     import sys
 
+    # Start-up speed: the test verb (probes, threads) only for install --test.
     from binfmtctl.cli import test as test_verb
 
     ready = [r.step.arch.name for r in report.rows if r.ready]
@@ -222,7 +223,7 @@ def _and_test(
 
 
 def _human_install_and_test(data: dict[str, Any]) -> str:
-    from binfmtctl.cli import test as test_verb
+    from binfmtctl.cli import test as test_verb  # start-up speed, as in _and_test
 
     return _human_install(data) + "\n\n" + test_verb.human(data["test"])
 
