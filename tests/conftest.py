@@ -8,8 +8,10 @@ host's binfmt_misc changed while the tests ran.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -159,3 +161,27 @@ def cli(
 def run_in(box: sandbox.Sandbox, *argv: str) -> subprocess.CompletedProcess[str]:
     """Run a program inside the sandbox (through the kernel's binfmt_misc route)."""
     return box.run(subprocess.run, list(argv), capture_output=True, text=True, check=False)
+
+
+def exec_result(box: sandbox.Sandbox, *argv: str) -> int | str:
+    """errno if execve itself failed, else the program's stdout+stderr."""
+
+    def attempt() -> int | str:
+        try:
+            done = subprocess.run(list(argv), check=False, capture_output=True, text=True)
+        except OSError as err:
+            return err.errno or -1
+        return done.stdout + done.stderr
+
+    return box.run(attempt)
+
+
+@pytest.fixture
+def world() -> Iterator[Path]:
+    """A directory the unprivileged test user can reach (pytest's tmp_path is root-only)."""
+    top = Path(tempfile.mkdtemp(prefix="binfmtctl-hostile-"))
+    top.chmod(0o755)
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top)

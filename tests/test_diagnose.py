@@ -26,7 +26,7 @@ from binfmtctl import elf, plan, sandbox
 from binfmtctl.diagnose import resolve_in
 from binfmtctl.entry import Entry
 from binfmtctl.instance import Instance
-from conftest import CACHE, cli, foreign_busybox, qemu, run_in
+from conftest import CACHE, cli, exec_result, foreign_busybox, qemu, run_in
 
 DYN = CACHE / "foreign-dyn"
 MP = "/proc/sys/fs/binfmt_misc"
@@ -49,19 +49,6 @@ def envelope(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 def why(box: sandbox.Sandbox, *args: str) -> tuple[int, dict[str, Any]]:
     proc = cli(box, "why", "--json", *args)
     return proc.returncode, envelope(proc)["data"]
-
-
-def exec_result(box: sandbox.Sandbox, *argv: str) -> int | str:
-    """errno if execve itself failed, else the program's stdout+stderr."""
-
-    def attempt() -> int | str:
-        try:
-            done = subprocess.run(list(argv), check=False, capture_output=True, text=True)
-        except OSError as err:
-            return err.errno or -1
-        return done.stdout + done.stderr
-
-    return box.run(attempt)
 
 
 def install(box: sandbox.Sandbox, *args: str) -> None:

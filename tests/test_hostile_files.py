@@ -16,8 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +64,6 @@ def envelope(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 def last_error(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stderr.splitlines()[-1]
-
-
-@pytest.fixture
-def world() -> Iterator[Path]:
-    """A directory the unprivileged test user can reach (pytest's tmp_path is root-only)."""
-    top = Path(tempfile.mkdtemp(prefix="binfmtctl-hostile-"))
-    top.chmod(0o755)
-    try:
-        yield top
-    finally:
-        shutil.rmtree(top)
 
 
 def aarch64_line() -> str:

@@ -25,7 +25,7 @@ import pytest
 from binfmtctl import interpreters, plan, sandbox
 from binfmtctl.arch import CATALOG, Profile
 from binfmtctl.instance import Instance
-from conftest import cli, foreign_busybox, qemu
+from conftest import cli, exec_result, foreign_busybox, qemu
 
 # -- every numeric option -------------------------------------------------------
 
@@ -304,19 +304,6 @@ def why(box: sandbox.Sandbox, *args: str) -> tuple[int, dict[str, Any]]:
     proc = cli(box, "why", "--json", *args)
     data: dict[str, Any] = json.loads(proc.stdout)["data"]
     return proc.returncode, data
-
-
-def exec_result(box: sandbox.Sandbox, *argv: str) -> int | str:
-    """errno if execve itself failed, else the program's stdout+stderr."""
-
-    def attempt() -> int | str:
-        try:
-            done = subprocess.run(list(argv), check=False, capture_output=True, text=True)
-        except OSError as err:
-            return err.errno or -1
-        return done.stdout + done.stderr
-
-    return box.run(attempt)
 
 
 def test_why_wrong_emulator(sb: sandbox.Sandbox) -> None:

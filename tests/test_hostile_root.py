@@ -11,8 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +39,6 @@ def snapshot(directory: Path) -> dict[str, bytes | str]:
             else:
                 out[rel] = "dir"
     return out
-
-
-@pytest.fixture
-def world() -> Iterator[Path]:
-    """A directory the unprivileged test user can reach (pytest's tmp_path is root-only)."""
-    top = Path(tempfile.mkdtemp(prefix="binfmtctl-hostile-"))
-    top.chmod(0o755)
-    try:
-        yield top
-    finally:
-        shutil.rmtree(top)
 
 
 @pytest.fixture
