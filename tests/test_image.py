@@ -300,5 +300,5 @@ def test_agent_registers_proves_heals_and_stops_on_sigterm(clean: Node) -> None:
     assert {(e["event"], e["arch"]) for e in events} >= {
         ("registered", "aarch64"), ("proven", "aarch64"), ("reregistered", "aarch64")
     }  # fmt: skip
-    assert not ready.exists()  # the ready file goes with the agent
+    assert not ready.exists() and not features.exists()  # both go with the agent
     assert {f"qemu-{a}" for a in FOREIGN} <= set(clean.entries())  # handlers stay
