@@ -9,10 +9,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from binfmtctl import agent, plan, proving
+from binfmtctl import agent, plan, proving, signals
 from binfmtctl import arch as _arch
 from binfmtctl.cli import install as install_cli
 from binfmtctl.cli.output import Result, escape_lines
+from binfmtctl.errors import BinfmtError, InterruptError
 from binfmtctl.instance import Instance
 
 
@@ -103,17 +104,28 @@ def _printer(as_json: bool) -> Callable[[agent.Event], None]:
 
 
 def handle_agent(args: argparse.Namespace) -> Result:
-    settings = agent.Settings(
-        words=tuple(args.arches),
-        options=install_cli.options_from(args),
-        store=install_cli.persist_from(args),
-        interval=args.interval,
-        enforce=args.enforce,
-        allow_private=args.allow_private_instance,
-        remove_on_exit=args.remove_on_exit,
-        ready_file=args.ready_file,
-        feature_file=args.feature_file,
-        timeout=proving.DEFAULT_TIMEOUT,
-    )
-    agent.Agent(Instance(args.mountpoint), settings, _printer(args.json)).run()
-    return Result("agent")
+    """Run the agent; its result (an error too) is one compact line after the events.
+
+    Errors are caught here rather than in the generic handler, so that under
+    --json stdout stays JSON Lines: every line one object, the envelope last.
+    """
+    result = Result("agent", compact=True)
+    try:
+        settings = agent.Settings(
+            words=tuple(args.arches),
+            options=install_cli.options_from(args),
+            store=install_cli.persist_from(args),
+            interval=args.interval,
+            enforce=args.enforce,
+            allow_private=args.allow_private_instance,
+            remove_on_exit=args.remove_on_exit,
+            ready_file=args.ready_file,
+            feature_file=args.feature_file,
+            timeout=proving.DEFAULT_TIMEOUT,
+        )
+        agent.Agent(Instance(args.mountpoint), settings, _printer(args.json)).run()
+    except BinfmtError as err:
+        result.fail(err)
+    except signals.Interrupted as stop:  # one the loop does not end on (SIGHUP at start)
+        result.fail(InterruptError(stop.name, stop.signum))
+    return result
