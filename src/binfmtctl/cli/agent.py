@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -13,24 +12,12 @@ from binfmtctl import agent, plan, proving, signals
 from binfmtctl import arch as _arch
 from binfmtctl.cli import install as install_cli
 from binfmtctl.cli.output import Result, escape_lines
+from binfmtctl.cli.seconds import seconds
 from binfmtctl.errors import BinfmtError, InterruptError
 from binfmtctl.instance import Instance
 
-
-def _interval(text: str) -> float:
-    """--interval: a finite number of seconds within MIN_INTERVAL..MAX_INTERVAL."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number of seconds: {text!r}")
-    if not agent.MIN_INTERVAL <= value <= agent.MAX_INTERVAL:
-        raise argparse.ArgumentTypeError(
-            f"must be from {agent.MIN_INTERVAL:g} to {agent.MAX_INTERVAL:g} seconds "
-            f"(one day): {text!r}"
-        )
-    return value
+#: --interval: a finite number of seconds within MIN_INTERVAL..MAX_INTERVAL.
+_interval = seconds(agent.MIN_INTERVAL, agent.MAX_INTERVAL, "one day")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
