@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -33,15 +32,13 @@ from typing import Any
 
 import pytest
 
+import golden_reports
 from binfmtctl import arch, engines, host, namespaces, probe_images, probes, sandbox
 from binfmtctl.errors import EngineError, SandboxError
 from binfmtctl.native import native_arches
 from conftest import ROOT, cli, foreign_busybox, qemu
 
 PODMAN, DOCKER, DOCKERD = "/usr/bin/podman", "/usr/bin/docker", "/usr/sbin/dockerd"
-# Golden reports (kept out of tests/golden/*.json, which test_golden_json.py owns).
-REPORTS = ROOT / "tests" / "golden" / "reports"
-UPDATE = os.environ.get("BINFMTCTL_UPDATE_GOLDEN") == "1"
 CRUN_LIMITS = ("--ulimit", "nofile=1024:20000", "--ulimit", "nproc=4096:4096")
 
 
@@ -356,24 +353,19 @@ def _report_json(results: list[engines.ContainerRun]) -> list[dict[str, Any]]:
     return [r.to_dict() for r in results]
 
 
-def _golden(name: str, data: Any) -> None:
-    """``data`` as JSON (indent 2, key order kept) against tests/golden/reports/NAME.json.
+#: What differs between runs of engines.verify: durations, the random run id of
+#: a probe image's tag, and the times in crun's log lines (in an engine's stderr).
+ENGINE_SUBS = (
+    (r'"seconds": [0-9.e-]+', '"seconds": "<SECONDS>"'),
+    (r"(binfmtctl-probe:[a-z0-9_]+)-[0-9a-f]{8}", r"\1-<RUN>"),
+    (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "<TIME>"),
+)
 
-    Normalised: durations become <SECONDS>, the random run id of a probe image
-    tag <RUN>, times in the engine's log lines <TIME>. A host-dependent report
-    (native arches) is compared on x86_64 only.
-    """
-    text = json.dumps(data, indent=2) + "\n"
-    text = re.sub(r'"seconds": [0-9.e-]+', '"seconds": "<SECONDS>"', text)
-    text = re.sub(r"(binfmtctl-probe:[a-z0-9_]+)-[0-9a-f]{8}", r"\1-<RUN>", text)
-    # crun's own log lines in an engine's stderr carry the time.
-    text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "<TIME>", text)
-    path = REPORTS / f"{name}.json"
-    if UPDATE:
-        REPORTS.mkdir(exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} is missing: record it with BINFMTCTL_UPDATE_GOLDEN=1"
-    assert text == path.read_text()
+
+def _golden(name: str, data: Any) -> None:
+    """A golden report (tests/golden_reports.py); host-dependent ones (native arches:
+    entry null) are compared on x86_64 only, by the callers."""
+    golden_reports.check(name, data, ENGINE_SUBS)
 
 
 def _assert_all_ok(results: list[dict[str, Any]], names: list[str], engine: str) -> None:

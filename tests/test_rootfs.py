@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+import golden_reports
 from binfmtctl import rootfs, rootfs_checks, rootfs_image, rootless, sandbox
 from binfmtctl import rootfs_plan as rp
 from binfmtctl.errors import UnknownArchError, UsageError
@@ -315,6 +316,15 @@ def test_create_builds_smokes_and_records(arm64_root: tuple[Path, dict[str, obje
     data = envelope["data"]
     assert isinstance(data, dict)
     assert envelope["ok"] is True and envelope["errors"] == []
+    # The whole --json envelope, key order too; only what differs between builds and
+    # machines is replaced (checked field by field below).
+    golden_reports.check("rootfs-create-dir", envelope, [
+        (re.escape(str(root)), "<ROOT>"),
+        (r'"(created)": "[^"]*"', r'"\1": "<CREATED>"'),
+        (r'"(seconds|engine_seconds)": [0-9.]+', r'"\1": "<SECONDS>"'),
+        (r'"(suite|mirror|binfmtctl)": "[^"]*"', r'"\1": "<HOST>"'),
+        (r'"version": "(mmdebstrap|qemu-aarch64 version) [^"]*"', r'"version": "\1 <VERSION>"'),
+    ])  # fmt: skip
     assert data["smoke"] == {"command": rootfs.SMOKE_SCRIPT, "output": ["shell ok", "arm64"],
                              "ok": True}  # fmt: skip
     record = json.loads((root / "etc" / "binfmtctl-rootfs.json").read_text())
