@@ -60,7 +60,8 @@ def measure(arches: list[str], rounds: int) -> dict[str, float]:
         proc = subprocess.Popen([*argv, *arches], stdout=subprocess.DEVNULL)
         try:
             _wait("every arch proven", ready.exists)
-            proven = sum(1 for line in feats.read_text().splitlines() if "=" in line)
+            lines = feats.read_text().splitlines()
+            proven = sum(1 for line in lines if "=" in line and not line.startswith("#"))
             own0, kids0 = _cpu(proc.pid)
             start = time.monotonic()
             for _ in range(rounds):

@@ -8,6 +8,7 @@ the events and files that say it healed. Nothing is mocked.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -83,8 +84,41 @@ def test_judge(proven: set[str] | None, ok: set[str], expected: list[tuple[str, 
     assert [(e.arch, e.code.value) for e in events] == expected
 
 
+WRITTEN = datetime.datetime(2026, 11, 28, 5, 30, 0, 250000, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("interval", "timeout", "expires"),
+    [
+        (30.0, 10.0, "2026-11-28T05:32:01Z"),  # 120 s after 05:30:00.25, rounded up
+        (1.0, 10.0, "2026-11-28T05:30:34Z"),
+        (0.1, 0.15, "2026-11-28T05:30:01Z"),  # 0.75 s: exactly 05:30:01
+        (86400.0, 10.0, "2026-12-01T05:30:31Z"),  # three days and 30 s,
+    ],
+)
+def test_feature_expiry(interval: float, timeout: float, expires: str) -> None:
+    got = agent.feature_expiry(WRITTEN, interval, timeout)
+    assert got.strftime("%Y-%m-%dT%H:%M:%SZ") == expires and got.microsecond == 0
+
+
+def test_feature_file_text() -> None:
+    """NFD's directive first (it applies to the lines after it), in UTC, RFC 3339."""
+    later = datetime.datetime(2026, 11, 28, 7, 1, 2, tzinfo=datetime.timezone(
+        datetime.timedelta(hours=1)))  # fmt: skip
+    assert agent.feature_text(["arm", "aarch64"], later) == (
+        "# +expiry-time=2026-11-28T06:01:02Z\n"
+        "# written by binfmtctl agent: arches proven to run on this node\n"
+        "binfmtctl.feature.node.kubernetes.io/aarch64=true\n"
+        "binfmtctl.feature.node.kubernetes.io/arm=true\n"
+    )
+    assert agent.feature_text([], later) == (
+        "# +expiry-time=2026-11-28T06:01:02Z\n"
+        "# written by binfmtctl agent: arches proven to run on this node\n"
+    )
+
+
 def test_feature_file_lines_are_valid_label_keys() -> None:
-    text = agent.feature_text(["arm", "aarch64"])
+    text = agent.feature_text(["arm", "aarch64"], WRITTEN)
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     assert lines == [
         "binfmtctl.feature.node.kubernetes.io/aarch64=true",
@@ -165,6 +199,9 @@ def _heals(tmp: Path) -> dict[str, object]:
     )  # fmt: skip
     _wait("ready file", ready.exists)
     first_features = feats.read_text()
+    # Rewritten every round (a new file each time), whether anything changed or not.
+    first_inode = feats.stat().st_ino
+    _wait("the feature file rewritten", lambda: feats.stat().st_ino != first_inode)
     # Removed by hand: written -1 to its own file.
     Path(MP, "qemu-aarch64").write_text("-1")
     _wait("aarch64 back", lambda: _count(log, "reregistered", "aarch64") == 1)
@@ -181,8 +218,25 @@ def _heals(tmp: Path) -> dict[str, object]:
         "events": [(e["event"], e["arch"]) for e in _events(log)],
         "features": first_features,
         "ready_after": ready.exists(),
+        "features_after": feats.exists(),
         "left": sorted(os.listdir(MP)),
     }
+
+
+def _expiry(text: str) -> datetime.datetime:
+    first = text.splitlines()[0]
+    assert re.fullmatch(r"# \+expiry-time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first), first
+    return datetime.datetime.strptime(first, "# +expiry-time=%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc
+    )
+
+
+def _utc() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+# --interval 1 and the default probe timeout: the file outlives its writing by this.
+GRACE = datetime.timedelta(seconds=agent.FEATURE_ROUNDS * (1 + 10))
 
 
 def test_agent_registers_proves_and_heals_removal_and_flush(
@@ -190,6 +244,7 @@ def test_agent_registers_proves_and_heals_removal_and_flush(
 ) -> None:
     qemu("qemu-aarch64")
     qemu("qemu-arm")
+    started = _utc()
     got = sb.run(_heals, tmp_path)
     assert got["code"] == 0, got["stderr"]
     events = got["events"]
@@ -207,14 +262,38 @@ def test_agent_registers_proves_and_heals_removal_and_flush(
     assert codes.count("not_ready") == 2 and codes.count("ready") == 3
     assert codes.index("not_ready") < codes.index("reregistered")
     assert codes[-1] == "stopped"
-    assert got["features"] == (
+    features = str(got["features"])
+    assert started + GRACE <= _expiry(features) <= _utc() + GRACE + datetime.timedelta(seconds=1)
+    assert features.split("\n", 1)[1] == (
         "# written by binfmtctl agent: arches proven to run on this node\n"
         "binfmtctl.feature.node.kubernetes.io/aarch64=true\n"
         "binfmtctl.feature.node.kubernetes.io/arm=true\n"
     )
-    # SIGTERM: exit 0, the ready file gone, the handlers left in place.
+    # SIGTERM: exit 0, the ready and feature files gone, the handlers left in place.
     assert got["ready_after"] is False
+    assert got["features_after"] is False
     assert got["left"] == ["qemu-aarch64", "qemu-arm", "register", "status"]
+
+
+def _killed(tmp: Path) -> dict[str, object]:
+    log, feats = tmp / "log", tmp / "features"
+    proc = _start(log, "--interval", "1", "--feature-file", str(feats), "arm64")
+    _wait("ready", lambda: _count(log, "ready") == 1)
+    proc.kill()  # no clean exit: the file stays behind
+    proc.communicate(timeout=WAIT)
+    return {"code": proc.returncode, "features": feats.read_text(), "killed": _utc()}
+
+
+def test_feature_file_of_a_killed_agent_expires(sb: sandbox.Sandbox, tmp_path: Path) -> None:
+    """SIGKILL leaves the file, but NFD drops its labels within three rounds of the death."""
+    qemu("qemu-aarch64")
+    got = sb.run(_killed, tmp_path)
+    assert got["code"] == -signal.SIGKILL
+    features = str(got["features"])
+    assert features.endswith("\nbinfmtctl.feature.node.kubernetes.io/aarch64=true\n")
+    killed = got["killed"]
+    assert isinstance(killed, datetime.datetime)
+    assert killed < _expiry(features) <= killed + GRACE + datetime.timedelta(seconds=1)
 
 
 def _disabled(tmp: Path, enforce: bool) -> dict[str, object]:
@@ -315,6 +394,7 @@ def _missing(tmp: Path, emulators: Path) -> dict[str, object]:
         "events": [(e["event"], e["arch"]) for e in _events(log)],
         "ready": ready.exists(),
         "features": features,
+        "features_after": feats.exists(),
         "left": sorted(os.listdir(MP)),
     }
 
@@ -336,6 +416,7 @@ def test_missing_emulator_is_reported_not_fatal(sb: sandbox.Sandbox, tmp_path: P
     ]
     assert got["ready"] is False  # armhf was asked for and cannot run
     assert str(got["features"]).endswith("\nbinfmtctl.feature.node.kubernetes.io/aarch64=true\n")
+    assert got["features_after"] is False  # removed on a clean exit
     assert got["left"] == ["qemu-aarch64", "register", "status"]
 
 

@@ -257,10 +257,11 @@ def test_resources_are_small_and_bounded() -> None:
 
 
 # --- the image the DaemonSet runs -------------------------------------------------
-# No base image can be pulled here, so the image is not built. What runs instead is
-# the layout the Containerfile builds (its COPY into dist-packages and the wrapper its
-# RUN line writes, with Debian's python3 and qemu-user-static as the image has them),
-# given the DaemonSet's own args, in a private binfmt_misc instance.
+# tests/test_image.py builds the image and runs it in Podman (a slow test). What
+# runs here, fast, is the layout the Containerfile builds (its COPY into
+# dist-packages and the wrapper its RUN line writes, with Debian's python3 and
+# qemu-user-static as the image has them), given the DaemonSet's own args, in a
+# private binfmt_misc instance.
 
 
 def _image_entrypoint(tmp_path: Path) -> list[str]:

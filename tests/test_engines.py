@@ -32,7 +32,8 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import arch, engines, namespaces, probe_images, probes, sandbox
+import golden_reports
+from binfmtctl import arch, engines, host, namespaces, probe_images, probes, sandbox
 from binfmtctl.errors import EngineError, SandboxError
 from binfmtctl.native import native_arches
 from conftest import ROOT, cli, foreign_busybox, qemu
@@ -347,6 +348,26 @@ def dockerd(engine_box: sandbox.Sandbox, tmp_path_factory: pytest.TempPathFactor
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _report_json(results: list[engines.ContainerRun]) -> list[dict[str, Any]]:
+    assert all(isinstance(r, engines.ContainerRun) for r in results)  # typed, then JSON
+    return [r.to_dict() for r in results]
+
+
+#: What differs between runs of engines.verify: durations, the random run id of
+#: a probe image's tag, and the times in crun's log lines (in an engine's stderr).
+ENGINE_SUBS = (
+    (r'"seconds": [0-9.e-]+', '"seconds": "<SECONDS>"'),
+    (r"(binfmtctl-probe:[a-z0-9_]+)-[0-9a-f]{8}", r"\1-<RUN>"),
+    (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "<TIME>"),
+)
+
+
+def _golden(name: str, data: Any) -> None:
+    """A golden report (tests/golden_reports.py); host-dependent ones (native arches:
+    entry null) are compared on x86_64 only, by the callers."""
+    golden_reports.check(name, data, ENGINE_SUBS)
+
+
 def _assert_all_ok(results: list[dict[str, Any]], names: list[str], engine: str) -> None:
     assert [r["arch"] for r in results] == names
     failed = {r["arch"]: r["error"] for r in results if not r["ok"]}
@@ -366,8 +387,10 @@ def test_podman_runs_every_probe_in_a_container(
     engine_box: sandbox.Sandbox, short_tmp: Path
 ) -> None:
     eng = _podman(short_tmp)
-    results = engine_box.run(engines.verify, "podman", PODMAN_ARCHES, engine=eng)
+    results = _report_json(engine_box.run(engines.verify, "podman", PODMAN_ARCHES, engine=eng))
     _assert_all_ok(results, PODMAN_ARCHES, "podman")
+    if host.machine() == "x86_64":  # i386 and x86_64 are native there: entry null
+        _golden("engines-verify-podman-probes", results)
     native = {a.name for a in native_arches()}
     assert {r["arch"]: r["entry"] for r in results} == {
         name: None if name in native else arch.resolve(name).entry_name for name in PODMAN_ARCHES
@@ -379,8 +402,10 @@ def test_podman_runs_every_probe_in_a_container(
 
 def test_docker_runs_every_probe_in_a_container(dockerd: Any) -> None:
     daemon, eng = dockerd
-    results = daemon.box.run(engines.verify, "docker", DOCKER_ARCHES, engine=eng)
+    results = _report_json(daemon.box.run(engines.verify, "docker", DOCKER_ARCHES, engine=eng))
     _assert_all_ok(results, DOCKER_ARCHES, "docker")
+    if host.machine() == "x86_64":
+        _golden("engines-verify-docker-probes", results)
     left = daemon.box.run(subprocess.run, eng.command("images", "-q"), capture_output=True)
     assert (left.returncode, left.stdout) == (0, b"")
 
@@ -390,7 +415,8 @@ def test_podman_reports_the_engines_error_when_no_handler(short_tmp: Path) -> No
     with sandbox.Sandbox(full_ids=True) as box:
         box.run(_prepare_namespace)
         results = box.run(engines.verify, "podman", ["riscv64"], engine=_podman(short_tmp))
-    (r,) = results
+    (r,) = _report_json(results)
+    _golden("engines-verify-no-handler", [r])
     assert (r["ok"], r["code"], r["entry"]) == (False, "engine_failed", None)
     assert r["error"] == "podman run exited 1: exec container process `/probe`: Exec format error"
 
@@ -422,10 +448,15 @@ def test_image_mode_runs_uname_in_the_users_image(
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     try:
-        (good,) = engine_box.run(engines.verify, "podman", ["arm64"], image=ref, engine=eng)
+        (good,) = _report_json(
+            engine_box.run(engines.verify, "podman", ["arm64"], image=ref, engine=eng)
+        )
         assert (good["ok"], good["output"], good["entry"]) == (True, "aarch64\n", "qemu-aarch64")
         # Asking for another arch: with --pull=never podman finds no such image, and says so.
-        (bad,) = engine_box.run(engines.verify, "podman", ["s390x"], image=ref, engine=eng)
+        (bad,) = _report_json(
+            engine_box.run(engines.verify, "podman", ["s390x"], image=ref, engine=eng)
+        )
+        _golden("engines-verify-image", [good, bad])
         assert (bad["ok"], bad["code"], bad["error"]) == (
             False,
             "engine_failed",
@@ -481,7 +512,8 @@ def _instructions() -> list[tuple[str, str]]:
 def test_containerfile_parses() -> None:
     steps = _instructions()
     assert {word for word, _ in steps} <= INSTRUCTIONS
-    assert steps[0] == ("FROM", "docker.io/library/debian:12-slim")
+    # The base is an argument (tests/test_image.py builds FROM a base of its own).
+    assert steps[:2] == [("ARG", "BASE=docker.io/library/debian:12-slim"), ("FROM", "${BASE}")]
     entry = dict(steps)["ENTRYPOINT"]
     assert json.loads(entry) == ["binfmtctl"]  # exec form: binfmtctl's exit code is the container's
     assert json.loads(dict(steps)["CMD"]) == ["status"]
@@ -536,6 +568,7 @@ def test_cli_test_engine_docker(dockerd: Any) -> None:
         env={**os.environ, "DOCKER_HOST": daemon.socket},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    _golden("test-engine-docker", json.loads(proc.stdout))  # the whole --json envelope
     results = json.loads(proc.stdout)["data"]["results"]
     assert {(r["arch"], r["engine"], r["ok"], r["output"]) for r in results} >= {
         ("aarch64", "docker", True, "binfmtctl-probe aarch64\n"),

@@ -11,6 +11,7 @@ so for Ubuntu only the decisions (ports mirror, keyring, suites) are tested.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pwd
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from binfmtctl import rootfs, rootfs_checks, rootfs_image, rootless, sandbox
+import golden_reports
+from binfmtctl import rootfs, rootfs_checks, rootfs_image, rootfs_report, rootless, sandbox
 from binfmtctl import rootfs_plan as rp
 from binfmtctl.errors import UnknownArchError, UsageError
 from conftest import _NO_SANDBOX, ROOT, _host_binfmt_state
@@ -152,6 +154,29 @@ def test_engine_argv() -> None:
     assert "--include=ca-certificates" in rp.engine_argv(https, "/t")
     ubuntu = rp.decide(rp.Request("arm64", distro="ubuntu"), BOOKWORM_HOST)
     assert f"--keyring={rp.UBUNTU_KEYRING}" in rp.engine_argv(ubuntu, "/t")
+
+
+def test_create_report_json_keeps_the_recorded_shape() -> None:
+    """The typed report's JSON: keys and their order as in the golden build report
+    (tests/golden/reports/rootfs-create-dir.json, recorded from a real build, which
+    test_create_builds_smokes_and_records compares whole); no build needed here."""
+    spec = rp.decide(rp.Request("arm64"), BOOKWORM_HOST)
+    created = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    record = rootfs.provenance(spec, "/usr/bin/mmdebstrap", created)
+    smoke = rootfs_report.Smoke(rootfs.SMOKE_SCRIPT, ("shell ok", "arm64"))
+    report = rootfs_report.CreateReport("/r", "/r/etc/x.json", record, smoke, None, 1.5, 1.0)
+    golden = json.loads((golden_reports.REPORTS / "rootfs-create-dir.json").read_text())["data"]
+    got = report.to_dict()
+    assert list(got) == list(golden)
+    assert list(got["provenance"]) == list(golden["provenance"])
+    assert list(got["provenance"]["engine"]) == list(golden["provenance"]["engine"])
+    assert got["smoke"] == golden["smoke"]
+    assert (got["image"], got["seconds"], got["engine_seconds"]) == (None, 1.5, 1.0)
+    assert {k: got["provenance"][k] for k in ("arch", "distro", "format", "created")} == {
+        "arch": "aarch64", "distro": "debian", "format": "dir", "created": "2026-01-01T00:00:00Z"
+    }  # fmt: skip
+    if record.qemu is not None:  # found here: the same two keys as in the build's record
+        assert list(got["provenance"]["qemu"]) == list(golden["provenance"]["qemu"])
 
 
 def test_sources_parsing_one_line_and_deb822() -> None:
@@ -315,6 +340,15 @@ def test_create_builds_smokes_and_records(arm64_root: tuple[Path, dict[str, obje
     data = envelope["data"]
     assert isinstance(data, dict)
     assert envelope["ok"] is True and envelope["errors"] == []
+    # The whole --json envelope, key order too; only what differs between builds and
+    # machines is replaced (checked field by field below).
+    golden_reports.check("rootfs-create-dir", envelope, [
+        (re.escape(str(root)), "<ROOT>"),
+        (r'"(created)": "[^"]*"', r'"\1": "<CREATED>"'),
+        (r'"(seconds|engine_seconds)": [0-9.]+', r'"\1": "<SECONDS>"'),
+        (r'"(suite|mirror|binfmtctl)": "[^"]*"', r'"\1": "<HOST>"'),
+        (r'"version": "(mmdebstrap|qemu-aarch64 version) [^"]*"', r'"version": "\1 <VERSION>"'),
+    ])  # fmt: skip
     assert data["smoke"] == {"command": rootfs.SMOKE_SCRIPT, "output": ["shell ok", "arm64"],
                              "ok": True}  # fmt: skip
     record = json.loads((root / "etc" / "binfmtctl-rootfs.json").read_text())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import os
 import re
 import signal
@@ -156,9 +157,37 @@ def label_key(arch: str) -> str:
     return LABEL_PREFIX + arch
 
 
-def feature_text(proven: Sequence[str]) -> str:
-    """NFD's local feature file: one ``KEY=VALUE`` line per proven arch."""
-    head = "# written by binfmtctl agent: arches proven to run on this node\n"
+#: How many rounds the feature file outlives its writing: NFD drops the labels
+#: once that many rounds (each at most one interval plus one probe timeout)
+#: have passed without a rewrite, i.e. the agent died without removing it.
+FEATURE_ROUNDS = 3
+
+
+def feature_expiry(
+    written: datetime.datetime, interval: float, timeout: float
+) -> datetime.datetime:
+    """When NFD should stop trusting a feature file written at ``written`` (UTC, whole seconds).
+
+    Every round rewrites the file with a later time, so while the agent lives
+    the labels never expire; when it dies (SIGKILL, OOM, node crash) they go
+    within ``FEATURE_ROUNDS * (interval + timeout)`` plus nfd-worker's rescan.
+    """
+    expires = written + datetime.timedelta(seconds=FEATURE_ROUNDS * (interval + timeout))
+    if expires.microsecond:  # rounded up: never earlier than promised
+        expires = expires.replace(microsecond=0) + datetime.timedelta(seconds=1)
+    return expires
+
+
+def feature_text(proven: Sequence[str], expires: datetime.datetime) -> str:
+    """NFD's local feature file: its expiry, then one ``KEY=VALUE`` line per proven arch.
+
+    NFD's ``# +expiry-time=RFC3339`` directive applies to the lines after it,
+    so it comes first; an expired file's labels are dropped by nfd-worker.
+    """
+    when = expires.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    head = (
+        f"# +expiry-time={when}\n# written by binfmtctl agent: arches proven to run on this node\n"
+    )
     return head + "".join(f"{label_key(a)}=true\n" for a in sorted(proven))
 
 
@@ -285,9 +314,9 @@ class Agent:
         ready = bool(want) and want <= ok
         s = self.settings
         if s.feature_file is not None:
-            self._guarded(
-                lambda: write_atomic(s.feature_file or "", feature_text(sorted(ok)).encode())
-            )
+            now = datetime.datetime.now(datetime.timezone.utc)
+            text = feature_text(sorted(ok), feature_expiry(now, s.interval, s.timeout))
+            self._guarded(lambda: write_atomic(s.feature_file or "", text.encode()))
         if s.ready_file is not None:
             if ready:
                 self._guarded(lambda: write_atomic(s.ready_file or "", b"ready\n"))
@@ -304,10 +333,11 @@ class Agent:
             self.emit(Event(EventCode.REFUSED, detail=err.message))
 
     def stop(self) -> None:
-        """On the way out: the ready file goes; with --remove-on-exit, our own entries too."""
+        """On the way out: the ready and feature files go; with --remove-on-exit, our entries."""
         with signals.deferred():
-            if self.settings.ready_file is not None:
-                self._guarded(lambda: _unlink(self.settings.ready_file or ""))
+            for path in (self.settings.ready_file, self.settings.feature_file):
+                if path is not None:
+                    self._guarded(functools.partial(_unlink, path))
             if self.settings.remove_on_exit:
                 for name in sorted(self.ours):
                     try:

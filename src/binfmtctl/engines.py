@@ -27,6 +27,7 @@ import shutil
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -151,20 +152,57 @@ def check_reachable(engine: Engine) -> None:
 # --- verification ------------------------------------------------------------
 
 
-def _result(row: _arch.Arch, entry: str | None, engine: str) -> dict[str, Any]:
-    return {
-        "arch": row.name,
-        "entry": entry,
-        "ok": False,
-        "output": "",
-        "seconds": 0.0,
-        "error": None,
-        "code": "ok",
-        "interpreter": None,
-        "stderr": "",
-        "chroot": False,
-        "engine": engine,
-    }
+class RunCode(str, Enum):
+    """How one container run went (the ``code`` of a result)."""
+
+    OK = "ok"
+    ENGINE_FAILED = "engine_failed"  # the engine's run exited non-zero (its words in error)
+    WRONG_OUTPUT = "wrong_output"  # it ran, but printed something else
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """One arch's run inside a container; its JSON is shaped like ``binfmtctl test``'s."""
+
+    arch: str
+    entry: str | None  # the handler that matches the probe, as far as binfmtctl can see
+    engine: str
+    image: str
+    code: RunCode = RunCode.OK
+    output: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code is RunCode.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "entry": self.entry,
+            "ok": self.ok,
+            "output": self.output,
+            "seconds": self.seconds,
+            "error": self.error,
+            "code": self.code.value,
+            "interpreter": None,
+            "stderr": self.stderr,
+            "chroot": False,
+            "engine": self.engine,
+            "image": self.image,
+        }
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """What one ``run`` of the engine gave back."""
+
+    seconds: float
+    output: str
+    stderr: str
+    error: str | None  # None: exit 0
 
 
 def _snapshot(mountpoint: str) -> Snapshot:
@@ -187,16 +225,14 @@ def verify(
     image: str | None = None,
     engine: Engine | None = None,
     mountpoint: str = DEFAULT_MOUNTPOINT,
-) -> list[dict[str, Any]]:
+) -> list[ContainerRun]:
     """Run each arch's probe (or ``uname -m`` in ``image``) in a container.
 
-    One result per arch, shaped like ``binfmtctl test``'s: ``arch``,
-    ``entry`` (the handler in ``mountpoint`` that matches the probe, as far
-    as binfmtctl can see), ``ok``, ``output``, ``seconds`` (the ``run``),
-    ``error`` (the engine's own text when it failed); plus ``code``
-    (``ok``, ``engine_failed``, ``wrong_output``) and ``engine``.
-    ``engine`` overrides how the engine is called (tests, non-default sockets).
-    Raises EngineError when the engine is missing or cannot run anything.
+    One :class:`ContainerRun` per arch, in the order asked for: the handler
+    in ``mountpoint`` that matches, the output, the ``run``'s duration, the
+    engine's own text when it failed. ``engine`` overrides how the engine is
+    called (tests, non-default sockets). Raises EngineError when the engine
+    is missing or cannot run anything.
     """
     eng = engine or Engine.find(engine_name)
     rows = [_arch.resolve(a) if isinstance(a, str) else a for a in arches]
@@ -212,17 +248,17 @@ def _container_name(row: _arch.Arch, run_id: str) -> str:
     return f"binfmtctl-probe-{run_id}-{row.name}"
 
 
-def _run_named(eng: Engine, result: dict[str, Any], argv: list[str], name: str) -> None:
+def _run_named(eng: Engine, argv: list[str], name: str) -> _Ran:
     """:func:`_run_one`; when interrupted, the container goes too (killing `run` leaves it)."""
     try:
-        _run_one(eng, result, argv)
+        return _run_one(eng, argv)
     except BaseException:
         with contextlib.suppress(EngineError):
             eng.call("rm", "--force", name)
         raise
 
 
-def _verify_probes(eng: Engine, rows: list[_arch.Arch], snapshot: Snapshot) -> list[dict[str, Any]]:
+def _verify_probes(eng: Engine, rows: list[_arch.Arch], snapshot: Snapshot) -> list[ContainerRun]:
     from binfmtctl import probes  # here: `status` imports engines; probes loads tempfile
 
     run_id = os.urandom(4).hex()  # secrets.token_hex, without its imports
@@ -230,7 +266,7 @@ def _verify_probes(eng: Engine, rows: list[_arch.Arch], snapshot: Snapshot) -> l
         ProbeImage(f"{IMAGE_REPO}:{row.name}-{run_id}", oci_platform(row), probes.build(row))
         for row in rows
     ]
-    results: list[dict[str, Any]] = []
+    results: list[ContainerRun] = []
     loaded = False
     try:
         done = eng.call("load", stdin=image_archive(images))
@@ -241,56 +277,78 @@ def _verify_probes(eng: Engine, rows: list[_arch.Arch], snapshot: Snapshot) -> l
                 engine=eng.name,
             )
         for row, img in zip(rows, images, strict=True):
-            result = _result(row, _entry_for(snapshot, img.probe), eng.name)
-            result["image"] = img.tag
             name = _container_name(row, run_id)
-            _run_named(eng, result, eng.run_argv(img.platform, img.tag, name=name), name)
-            expected = probes.expected_output(row)
-            if result["code"] == "ok" and result["output"] != _text(expected):
-                result["code"] = "wrong_output"
-                result["error"] = f"expected {_text(expected)!r}, got {result['output']!r}" + (
-                    f"; stderr: {result['stderr'].strip()}" if result["stderr"].strip() else ""
+            ran = _run_named(eng, eng.run_argv(img.platform, img.tag, name=name), name)
+            expected = _text(probes.expected_output(row))
+            code, error = _judged(ran)
+            if code is RunCode.OK and ran.output != expected:
+                code = RunCode.WRONG_OUTPUT
+                error = f"expected {expected!r}, got {ran.output!r}" + (
+                    f"; stderr: {ran.stderr.strip()}" if ran.stderr.strip() else ""
                 )
-            result["ok"] = result["code"] == "ok"
-            results.append(result)
+            entry = _entry_for(snapshot, img.probe)
+            results.append(_container_run(row, entry, eng, img.tag, ran, code, error))
     finally:
         if loaded:
             remove_images(eng, [img.tag for img in images])
     return results
 
 
-def _run_one(eng: Engine, result: dict[str, Any], argv: list[str]) -> None:
+def _judged(ran: _Ran) -> tuple[RunCode, str | None]:
+    return (RunCode.OK, None) if ran.error is None else (RunCode.ENGINE_FAILED, ran.error)
+
+
+def _container_run(
+    row: _arch.Arch,
+    entry: str | None,
+    eng: Engine,
+    image: str,
+    ran: _Ran,
+    code: RunCode,
+    error: str | None,
+) -> ContainerRun:
+    return ContainerRun(
+        arch=row.name,
+        entry=entry,
+        engine=eng.name,
+        image=image,
+        code=code,
+        output=ran.output,
+        stderr=ran.stderr,
+        seconds=ran.seconds,
+        error=error,
+    )
+
+
+def _run_one(eng: Engine, argv: list[str]) -> _Ran:
     import time  # here, not at the top: `status` imports this module, start-up time
 
     start = time.perf_counter()
     done = eng.call(*argv)
-    result["seconds"] = round(time.perf_counter() - start, 4)
-    result["output"] = _text(done.stdout)
-    result["stderr"] = _text(done.stderr)
+    seconds = round(time.perf_counter() - start, 4)
+    error = None
     if done.returncode != 0:
-        result["code"] = "engine_failed"
-        result["error"] = f"{eng.name} run exited {done.returncode}: {_engine_says(done)}"
+        error = f"{eng.name} run exited {done.returncode}: {_engine_says(done)}"
+    return _Ran(seconds, _text(done.stdout), _text(done.stderr), error)
 
 
-def _verify_image(eng: Engine, row: _arch.Arch, image: str, snapshot: Snapshot) -> dict[str, Any]:
+def _verify_image(eng: Engine, row: _arch.Arch, image: str, snapshot: Snapshot) -> ContainerRun:
     from binfmtctl import host, native  # here: only `test --image` needs them (start-up)
 
-    sample = row.magic_mask()[0]
-    result = _result(row, _entry_for(snapshot, sample), eng.name)
-    result["image"] = image
+    entry = _entry_for(snapshot, row.magic_mask()[0])
     name = _container_name(row, os.urandom(4).hex())
     argv = eng.run_argv(oci_platform(row), image, "-m", entrypoint="uname", name=name)
-    _run_named(eng, result, argv, name)
-    if result["code"] == "ok":
-        said = result["output"].strip()
+    ran = _run_named(eng, argv, name)
+    code, error = _judged(ran)
+    if code is RunCode.OK:
+        said = ran.output.strip()
         expected = list(row.uname)
-        if row in native.native_arches() and result["entry"] is None:
+        if row in native.native_arches() and entry is None:
             expected.append(host.machine())  # a native program reports the host's kernel
         if said not in expected:
-            result["code"] = "wrong_output"
-            result["error"] = f"`uname -m` printed {said!r}; expected {' or '.join(expected)}"
-    result["ok"] = result["code"] == "ok"
-    return result
+            code = RunCode.WRONG_OUTPUT
+            error = f"`uname -m` printed {said!r}; expected {' or '.join(expected)}"
+    return _container_run(row, entry, eng, image, ran, code, error)
 
 
 def remove_images(eng: Engine, tags: Sequence[str]) -> None:

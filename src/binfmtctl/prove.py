@@ -98,7 +98,8 @@ def prove(
         # Start-up speed: the container-engine module (~7 ms to import) only for --engine.
         from binfmtctl import engines
 
-        by_engine = engines.verify(engine, names, image=image, mountpoint=instance.mountpoint)
+        runs = engines.verify(engine, names, image=image, mountpoint=instance.mountpoint)
+        by_engine = [run.to_dict() for run in runs]
     elif watch is not None:
         labels = names + ([f"{n} chroot" for n in names] if chroot else [])
         with watch(labels) as on_done:

@@ -42,6 +42,7 @@ from binfmtctl import rootfs_plan as rp
 from binfmtctl.errors import (
     RootfsError,
 )
+from binfmtctl.rootfs_report import CreateReport, EngineTool, Provenance, QemuTool, Smoke
 
 TAIL_LINES = 20
 
@@ -181,7 +182,7 @@ def _stop_group(pgid: int) -> None:
 SMOKE_SCRIPT = 'echo "shell ok"; dpkg --print-architecture'
 
 
-def smoke_test(root: str, spec: rp.Spec) -> dict[str, Any]:
+def smoke_test(root: str, spec: rp.Spec) -> Smoke:
     """A shell and dpkg run through the handler inside the root; RootfsError if not right."""
     argv = ["/bin/sh", "-c", SMOKE_SCRIPT]
     status, out, err = rootless.call_captured(
@@ -193,7 +194,7 @@ def smoke_test(root: str, spec: rp.Spec) -> dict[str, Any]:
             f"the new root does not run here: `{' '.join(argv[:2])} '{SMOKE_SCRIPT}'` "
             f"exited {status} and printed {out!r} (expected {expected!r}); {err.strip()}",
         )
-    return {"command": SMOKE_SCRIPT, "output": out.splitlines(), "ok": True}
+    return Smoke(SMOKE_SCRIPT, tuple(out.splitlines()))
 
 
 # -- provenance ---------------------------------------------------------------------
@@ -208,39 +209,34 @@ def _first_line(argv: list[str]) -> str | None:
     return lines[0] if lines else None
 
 
-def provenance(spec: rp.Spec, engine: str, created: datetime.datetime) -> dict[str, Any]:
+def provenance(spec: rp.Spec, engine: str, created: datetime.datetime) -> Provenance:
     """What was built, from what, with which tools: kept with the root."""
     found = interpreters.find(_arch.CATALOG[spec.arch])
     emulated = bool(_emulated(spec))
     qemu = None
     if emulated and found is not None:
-        qemu = {"path": found.path, "version": _first_line([found.path, "--version"])}
-    return {
-        "version": rp.PROVENANCE_VERSION,
-        "arch": spec.arch,
-        "debian_arch": spec.deb_arch,
-        "oci_platform": spec.oci_platform,
-        "distro": spec.distro.value,
-        "suite": spec.suite,
-        "mirror": spec.mirror,
-        "variant": spec.variant,
-        "components": list(spec.components),
-        "include": list(spec.include),
-        "format": spec.format.value,
-        "engine": {
-            "name": rp.ENGINE,
-            "path": engine,
-            "version": _first_line([engine, "--version"]),
-        },
-        "qemu": qemu,
-        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "binfmtctl": __version__,
-    }
+        qemu = QemuTool(found.path, _first_line([found.path, "--version"]))
+    return Provenance(
+        arch=spec.arch,
+        debian_arch=spec.deb_arch,
+        oci_platform=spec.oci_platform,
+        distro=spec.distro,
+        suite=spec.suite,
+        mirror=spec.mirror,
+        variant=spec.variant,
+        components=tuple(spec.components),
+        include=tuple(spec.include),
+        format=spec.format,
+        engine=EngineTool(engine, _first_line([engine, "--version"])),
+        qemu=qemu,
+        created=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        binfmtctl=__version__,
+    )
 
 
-def _write_json(path: str, record: dict[str, Any]) -> None:
+def _write_json(path: str, record: Provenance) -> None:
     with open(path, "x") as fh:
-        json.dump(record, fh, indent=2, sort_keys=True)
+        json.dump(record.to_dict(), fh, indent=2, sort_keys=True)
         fh.write("\n")
 
 
@@ -310,7 +306,7 @@ def create(
     output: Output | None = None,
     keep_partial: bool = False,
     check_network: bool = True,
-) -> dict[str, Any]:
+) -> CreateReport:
     """Build ``spec`` at ``target`` (a directory, or a file for tar and docker-archive).
 
     Checks first (programs, ids, target, mirror), so bad input leaves nothing.
@@ -369,7 +365,7 @@ def create(
                     output.phase("packing image archive")
                     pack = rootfs_image.docker_archive
                     box.run(pack, staging, target, spec.oci_platform, image_tag(spec),
-                            record["created"])  # fmt: skip
+                            record.created)  # fmt: skip
                 if not is_dir:
                     _write_json(beside, record)
                     box.run(_remove, staging)
@@ -398,15 +394,15 @@ def create(
         with contextlib.suppress(OSError):
             os.unlink(log_path)
     provenance_at = os.path.join(target, rp.PROVENANCE_PATH) if is_dir else beside
-    return {
-        "path": target,
-        "provenance_path": provenance_at,
-        "provenance": record,
-        "smoke": smoke,
-        "image": image_tag(spec) if spec.format == rp.Format.DOCKER_ARCHIVE else None,
-        "seconds": round(time.monotonic() - output.started, 1),
-        "engine_seconds": round(engine_seconds, 1),  # of those, mmdebstrap's
-    }
+    return CreateReport(
+        path=target,
+        provenance_path=provenance_at,
+        provenance=record,
+        smoke=smoke,
+        image=image_tag(spec) if spec.format == rp.Format.DOCKER_ARCHIVE else None,
+        seconds=round(time.monotonic() - output.started, 1),
+        engine_seconds=round(engine_seconds, 1),
+    )
 
 
 def _cleanup(

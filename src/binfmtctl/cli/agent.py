@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from binfmtctl import agent, plan, proving
+from binfmtctl import agent, plan, proving, signals
 from binfmtctl import arch as _arch
 from binfmtctl.cli import install as install_cli
 from binfmtctl.cli.output import Result, escape_lines
+from binfmtctl.cli.seconds import seconds
+from binfmtctl.errors import BinfmtError, InterruptError
 from binfmtctl.instance import Instance
 
-
-def _interval(text: str) -> float:
-    """--interval: a finite number of seconds within MIN_INTERVAL..MAX_INTERVAL."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number of seconds: {text!r}")
-    if not agent.MIN_INTERVAL <= value <= agent.MAX_INTERVAL:
-        raise argparse.ArgumentTypeError(
-            f"must be from {agent.MIN_INTERVAL:g} to {agent.MAX_INTERVAL:g} seconds "
-            f"(one day): {text!r}"
-        )
-    return value
+#: --interval: a finite number of seconds within MIN_INTERVAL..MAX_INTERVAL.
+_interval = seconds(agent.MIN_INTERVAL, agent.MAX_INTERVAL, "one day")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -103,17 +91,28 @@ def _printer(as_json: bool) -> Callable[[agent.Event], None]:
 
 
 def handle_agent(args: argparse.Namespace) -> Result:
-    settings = agent.Settings(
-        words=tuple(args.arches),
-        options=install_cli.options_from(args),
-        store=install_cli.persist_from(args),
-        interval=args.interval,
-        enforce=args.enforce,
-        allow_private=args.allow_private_instance,
-        remove_on_exit=args.remove_on_exit,
-        ready_file=args.ready_file,
-        feature_file=args.feature_file,
-        timeout=proving.DEFAULT_TIMEOUT,
-    )
-    agent.Agent(Instance(args.mountpoint), settings, _printer(args.json)).run()
-    return Result("agent")
+    """Run the agent; its result (an error too) is one compact line after the events.
+
+    Errors are caught here rather than in the generic handler, so that under
+    --json stdout stays JSON Lines: every line one object, the envelope last.
+    """
+    result = Result("agent", compact=True)
+    try:
+        settings = agent.Settings(
+            words=tuple(args.arches),
+            options=install_cli.options_from(args),
+            store=install_cli.persist_from(args),
+            interval=args.interval,
+            enforce=args.enforce,
+            allow_private=args.allow_private_instance,
+            remove_on_exit=args.remove_on_exit,
+            ready_file=args.ready_file,
+            feature_file=args.feature_file,
+            timeout=proving.DEFAULT_TIMEOUT,
+        )
+        agent.Agent(Instance(args.mountpoint), settings, _printer(args.json)).run()
+    except BinfmtError as err:
+        result.fail(err)
+    except signals.Interrupted as stop:  # one the loop does not end on (SIGHUP at start)
+        result.fail(InterruptError(stop.name, stop.signum))
+    return result

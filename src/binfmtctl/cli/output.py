@@ -48,6 +48,8 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     exit_code: int = EXIT_OK
     human: Callable[[dict[str, Any]], str] | None = None
+    #: --json on one line: the last line of a JSON Lines stream (``agent``).
+    compact: bool = False
 
     @property
     def ok(self) -> bool:
@@ -204,7 +206,8 @@ def render(
     _tolerant(out)
     _tolerant(err)
     if as_json:
-        json.dump(json_safe(envelope(result)), out, indent=2, sort_keys=False)
+        indent = None if result.compact else 2
+        json.dump(json_safe(envelope(result)), out, indent=indent, sort_keys=False)
         out.write("\n")
         return
     if result.human is not None:

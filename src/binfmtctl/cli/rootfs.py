@@ -160,8 +160,8 @@ def handle_create(args: argparse.Namespace) -> Result:
     spec = rootfs_plan.decide(request, rootfs_checks.host_facts())
     live = not args.json and sys.stderr.isatty()
     out = rootfs.Output(None if args.json else sys.stderr, live=live, verbose=args.verbose)
-    data = rootfs.create(spec, args.dir, output=out, keep_partial=args.keep_partial)
-    return Result("rootfs", data, human=human_create)
+    report = rootfs.create(spec, args.dir, output=out, keep_partial=args.keep_partial)
+    return Result("rootfs", report.to_dict(), human=human_create)
 
 
 def human_info(data: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import threading
 import time
@@ -12,6 +11,7 @@ from typing import Any, TextIO
 
 from binfmtctl import prove, proving
 from binfmtctl.cli.output import Result, outcome_code, table
+from binfmtctl.cli.seconds import seconds
 from binfmtctl.instance import Instance
 
 PROGRESS_AFTER = 0.3  # seconds before a live progress line appears on a terminal
@@ -69,21 +69,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 MAX_TIMEOUT = 3600.0  # a probe is a few instructions; an hour is beyond any emulator
 
 
-def _seconds(text: str) -> float:
-    """--timeout: a finite number of seconds, more than 0 and at most MAX_TIMEOUT."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number of seconds: {text!r}")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
-    if value > MAX_TIMEOUT:
-        raise argparse.ArgumentTypeError(
-            f"must be at most {MAX_TIMEOUT:g} seconds (one hour): {text!r}"
-        )
-    return value
+#: --timeout: a finite number of seconds, more than 0 and at most MAX_TIMEOUT.
+_seconds = seconds(0, MAX_TIMEOUT, "one hour", above_low=True)
 
 
 class Progress:
