@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 import shlex
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from binfmtctl import elf, rootpath
+from binfmtctl.advice import Advice, advise
+from binfmtctl.callerfacts import caller
 from binfmtctl.causes import (
     Cause,
     CauseCode,
@@ -80,6 +83,7 @@ class Diagnosis:
     chain: tuple[Link, ...]
     cause: Cause | None
     notes: tuple[str, ...] = field(default=())
+    advice: tuple[Advice, ...] = field(default=())  # best first: `binfmtctl run`, then root
 
     @property
     def ok(self) -> bool:
@@ -94,6 +98,7 @@ class Diagnosis:
             "chain": [c.to_dict() for c in self.chain],
             "cause": self.cause.to_dict() if self.cause else None,
             "notes": list(self.notes),
+            "advice": [a.to_dict() for a in self.advice],
         }
 
 
@@ -122,8 +127,18 @@ def lookup(ctx: Context, command: str, path_env: str | None) -> str | Cause:
     )
 
 
-def diagnose(ctx: Context, command: str, path_env: str | None = None) -> Diagnosis:
-    """Why ``command`` will or will not run (the first cause that applies)."""
+def diagnose(
+    ctx: Context,
+    command: str,
+    path_env: str | None = None,
+    args: Sequence[str] = (),
+    rootfs: str | None = None,
+) -> Diagnosis:
+    """Why ``command`` will or will not run (the first cause that applies).
+
+    ``args`` and ``rootfs`` (the root as the user wrote it) only shape the
+    advice: ``binfmtctl run --rootfs ROOTFS -- COMMAND ARGS``.
+    """
     found = lookup(ctx, command, path_env)
     if isinstance(found, Cause):
         return Diagnosis(command, ctx.root, None, (), found)
@@ -135,7 +150,8 @@ def diagnose(ctx: Context, command: str, path_env: str | None = None) -> Diagnos
             "this binfmt_misc is a private instance of a user namespace: its entries "
             "exist only here, not on the host"
         )
-    return Diagnosis(command, ctx.root, found, tuple(chain), cause, tuple(notes))
+    advice = advise(ctx.caller, cause.remedy if cause else None, [command, *args], rootfs)
+    return Diagnosis(command, ctx.root, found, tuple(chain), cause, tuple(notes), advice)
 
 
 def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | None:
@@ -244,7 +260,7 @@ def other_instances(proc: str = "/proc") -> list[tuple[int, Snapshot]]:
 
 
 def default_context(instance: Instance, root: str = "/") -> Context:
-    """The facts ``why`` needs, gathered once from this system."""
+    """The facts ``why`` needs, gathered once from this system (the caller's too)."""
     snapshot = instance.snapshot()
     others: OtherInstances | None = other_instances if in_initial_user_namespace() else None
-    return Context(snapshot, root, native_arches(), others)
+    return Context(snapshot, root, native_arches(), others, caller())

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from binfmtctl import diagnose
+from binfmtctl.advice import AdviceKind
 from binfmtctl.cli.output import Result
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK
 from binfmtctl.instance import Instance
@@ -66,17 +67,24 @@ def human(data: dict[str, Any]) -> str:
         lines.append(f"{data['command']} will run.")
     else:
         lines.append(f"{data['command']} will not run [{cause['code']}]: {cause['message']}")
-        if cause["fix"]:
-            lines.append(f"fix: {cause['fix']}")
+        lines.extend(fix_lines(cause["fix"], data.get("advice", [])))
     lines.extend(f"note: {n}" for n in data["notes"])
     return "\n".join(lines)
+
+
+def fix_lines(fix: str | None, advice: list[dict[str, str]]) -> list[str]:
+    """``fix: ...``; with a rootless way first, ``fix without root:`` then ``fix as root:``."""
+    rootless = [a["command"] for a in advice if a["kind"] == AdviceKind.ROOTLESS.value]
+    if not rootless:
+        return [f"fix: {fix}"] if fix else []
+    return [f"fix without root: {rootless[0]}", f"fix as root: {fix}"]
 
 
 def handle(args: argparse.Namespace) -> Result:
     root = os.path.abspath(args.rootfs) if args.rootfs else "/"
     ctx = diagnose.default_context(Instance(args.mountpoint), root)
     path_env = None if root != "/" else os.environ.get("PATH", diagnose.DEFAULT_PATH)
-    found = diagnose.diagnose(ctx, args.cmd, path_env)
+    found = diagnose.diagnose(ctx, args.cmd, path_env, args.args, args.rootfs)
     data = found.to_dict()
     data["args"] = list(args.args)
     data["instance"] = ctx.snapshot.to_dict()
