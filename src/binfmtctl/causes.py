@@ -83,6 +83,23 @@ class Context:
     native: Sequence[_arch.Arch] = ()
     others: OtherInstances | None = None  # looked at only when nothing here matches
     caller: Caller = AS_ROOT  # who types the fixes (sudo unless root)
+    # The root as messages name it when this process is already chrooted into it
+    # (``binfmtctl run --rootfs``): ``root`` is then "/", the root's own view.
+    shown_root: str | None = None
+
+    @property
+    def in_root(self) -> bool:
+        """Whether the program runs in a root file system rather than on this system."""
+        return self.shown_root is not None or os.path.abspath(self.root) != "/"
+
+    @property
+    def shown(self) -> str:
+        return self.shown_root or self.root
+
+    @property
+    def where(self) -> str:
+        """'this system', or the root file system, for messages."""
+        return self.shown_root or where(self.root)
 
     def fixed_by(self, remedy: Remedy, note: str = "") -> tuple[str, Remedy]:
         """A remedy as this caller types it (the ``fix``), followed by ``note``; and the remedy."""
@@ -238,11 +255,11 @@ def check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
     replace = binfmtctl("install", arch_word, "--replace", mountpoint=ctx.snapshot.mountpoint)
     inside = resolve_in(root, interp)
     if not fixed and inside is None:
-        if os.path.abspath(root) != "/":
+        if ctx.in_root:
             return Cause(
                 CauseCode.INTERPRETER_MISSING,
                 f"{winner.name} has no F flag, so the kernel looks up its interpreter "
-                f"{interp} inside {root} at every exec, and it is not there: exec fails "
+                f"{interp} inside {ctx.shown} at every exec, and it is not there: exec fails "
                 "with 'no such file or directory'.",
                 *ctx.fixed_by(
                     replace, "registers with F: the kernel opens the interpreter once, on the host"
@@ -260,7 +277,7 @@ def check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
         unfit = _unfit_emulator(ctx, winner, emulator, found)
         if unfit is not None:
             return unfit
-    if emulator is not None and os.path.abspath(root) != "/":
+    if emulator is not None and ctx.in_root:
         try:
             needs = elf.program_interpreter(emulator)
         except OSError:
@@ -274,7 +291,8 @@ def check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
             return Cause(
                 CauseCode.INTERPRETER_DYNAMIC,
                 f"the interpreter {interp} of {winner.name} is dynamically linked: {how} "
-                f"its loader {needs} and libraries must exist inside {root}, and they do not.",
+                f"its loader {needs} and libraries must exist inside {ctx.shown}, and they do "
+                "not.",
                 *ctx.fixed_by(
                     Remedy(
                         (("apt-get", "install", "qemu-user-static"), *replace.commands),
@@ -344,7 +362,7 @@ def check_loader(ctx: Context, facts: Facts) -> Cause | None:
     found = resolve_in(root, loader)
     what = _what(ident)
     if found is None:
-        other = _other_loader(root, ident, loader)
+        other = _other_loader(ctx, ident, loader)
         if other is not None:
             return other
         if is_native(ident, ctx.native):
@@ -355,17 +373,17 @@ def check_loader(ctx: Context, facts: Facts) -> Cause | None:
                 'No such file or directory"'
             )
         arch_word = ident.arch.name if ident.arch else "its architecture"
-        if os.path.abspath(root) == "/":
+        if not ctx.in_root:
             fix = (
                 f"run it in a {arch_word} root filesystem (chroot, container, "
                 "`binfmtctl why --rootfs DIR`), or point QEMU at one with QEMU_LD_PREFIX=DIR"
             )
         else:
-            fix = f"install the {arch_word} C library (libc6) in {root}"
+            fix = f"install the {arch_word} C library (libc6) in {ctx.shown}"
         return Cause(
             CauseCode.LOADER_MISSING,
             f"this dynamically linked {what} needs its loader {loader}, which does not "
-            f"exist in {where(root)}: {outcome}.",
+            f"exist in {ctx.where}: {outcome}.",
             fix,
         )
     try:
@@ -373,13 +391,13 @@ def check_loader(ctx: Context, facts: Facts) -> Cause | None:
     except OSError:
         theirs = None
     if theirs is not None and ident.abi and theirs.abi and theirs.abi != ident.abi:
-        return _abi_cause(ident, loader, theirs, loader, root)
+        return _abi_cause(ident, loader, theirs, loader, ctx.where)
     return None
 
 
-def _other_loader(root: str, ident: elf.ElfIdentity, wanted: str) -> Cause | None:
+def _other_loader(ctx: Context, ident: elf.ElfIdentity, wanted: str) -> Cause | None:
     for candidate in KNOWN_LOADERS.get(ident.machine, ()):
-        host_path = resolve_in(root, candidate)
+        host_path = resolve_in(ctx.root, candidate)
         if host_path is None:
             continue
         try:
@@ -387,7 +405,7 @@ def _other_loader(root: str, ident: elf.ElfIdentity, wanted: str) -> Cause | Non
         except OSError:
             continue
         if theirs is not None and theirs.abi and theirs.abi != ident.abi:
-            return _abi_cause(ident, wanted, theirs, candidate, root)
+            return _abi_cause(ident, wanted, theirs, candidate, ctx.where)
     return None
 
 
@@ -396,13 +414,13 @@ def _abi_cause(
     wanted: str,
     theirs: elf.ElfIdentity,
     their_loader: str,
-    root: str,
+    place: str,
 ) -> Cause:
     mine = _ABI_WORDS.get(ident.abi or "", ident.abi or "?")
     other = _ABI_WORDS.get(theirs.abi or "", theirs.abi or "?")
     return Cause(
         CauseCode.WRONG_ABI,
-        f"this is an {mine} program and needs the loader {wanted}, but {where(root)} "
+        f"this is an {mine} program and needs the loader {wanted}, but {place} "
         f"has the {other} loader {their_loader}: the two ABIs cannot share a loader or "
         "libraries.",
         f"run it in a {ident.abi} root filesystem, or use the {theirs.abi} build of the program",
