@@ -41,3 +41,30 @@ def caller() -> Caller:
     """This process as a :class:`Caller`; whether private instances work is asked only
     when advice for an ordinary user needs it."""
     return Caller(root=os.geteuid() == 0, rootless=private_instances_work)
+
+
+def private_instance(mountpoint: str, proc: str = "/proc") -> bool:
+    """Whether the binfmt_misc at ``mountpoint`` is not the host's.
+
+    It is private when this process is in a user namespace other than the
+    initial one, or when the mountpoint shows another superblock than the
+    host's instance (a container's, seen through /proc/PID/root): in the
+    initial user namespace every mount of the host's instance shares one.
+    """
+    from binfmtctl import namespaces  # start-up speed: only status asks
+
+    if not namespaces.in_initial_user_namespace(proc):
+        return True
+    try:
+        st = os.stat(mountpoint)
+    except OSError:
+        return False  # nothing mounted there: nothing to tell
+    ours = namespaces.binfmt_mounts(namespaces.read_text(f"{proc}/self/mountinfo") or "")
+    devs = {m.dev for m in ours}
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    return bool(devs) and dev not in devs and _is_binfmt_misc(mountpoint)
+
+
+def _is_binfmt_misc(mountpoint: str) -> bool:
+    """A mounted binfmt_misc has a ``register`` file; a plain directory has not."""
+    return os.path.exists(os.path.join(mountpoint, "register"))

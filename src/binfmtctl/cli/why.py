@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from binfmtctl import diagnose
-from binfmtctl.advice import AdviceKind
+from binfmtctl.cli.advising import fix_lines
 from binfmtctl.cli.output import Result
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK
 from binfmtctl.instance import Instance
@@ -67,17 +67,9 @@ def human(data: dict[str, Any]) -> str:
         lines.append(f"{data['command']} will run.")
     else:
         lines.append(f"{data['command']} will not run [{cause['code']}]: {cause['message']}")
-        lines.extend(fix_lines(cause["fix"], data.get("advice", [])))
+        lines.extend(fix_lines(data.get("advice", []), cause["fix"]))
     lines.extend(f"note: {n}" for n in data["notes"])
     return "\n".join(lines)
-
-
-def fix_lines(fix: str | None, advice: list[dict[str, str]]) -> list[str]:
-    """``fix: ...``; with a rootless way first, ``fix without root:`` then ``fix as root:``."""
-    rootless = [a["command"] for a in advice if a["kind"] == AdviceKind.ROOTLESS.value]
-    if not rootless:
-        return [f"fix: {fix}"] if fix else []
-    return [f"fix without root: {rootless[0]}", f"fix as root: {fix}"]
 
 
 def handle(args: argparse.Namespace) -> Result:
