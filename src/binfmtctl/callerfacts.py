@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 from binfmtctl.advice import Caller
 
@@ -50,6 +51,8 @@ def private_instance(mountpoint: str, proc: str = "/proc") -> bool:
     initial one, or when the mountpoint shows another superblock than the
     host's instance (a container's, seen through /proc/PID/root): in the
     initial user namespace every mount of the host's instance shares one.
+    With no mount of the host's instance to compare, one seen through
+    /proc/PID/root is that process's user namespace's.
     """
     from binfmtctl import namespaces  # start-up speed: only status asks
 
@@ -59,10 +62,21 @@ def private_instance(mountpoint: str, proc: str = "/proc") -> bool:
         st = os.stat(mountpoint)
     except OSError:
         return False  # nothing mounted there: nothing to tell
+    if not _is_binfmt_misc(mountpoint):
+        return False
     ours = namespaces.binfmt_mounts(namespaces.read_text(f"{proc}/self/mountinfo") or "")
-    devs = {m.dev for m in ours}
-    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    return bool(devs) and dev not in devs and _is_binfmt_misc(mountpoint)
+    if ours:
+        return f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" not in {m.dev for m in ours}
+    # None of ours to compare with: one seen through /proc/PID/root was mounted there
+    # by that process, and is its user namespace's own unless that is the initial one.
+    seen = re.match(rf"{re.escape(proc)}/(\d+)/root/", os.path.abspath(mountpoint))
+    if seen is None:
+        return False
+    try:
+        ino = os.stat(f"{proc}/{seen.group(1)}/ns/user").st_ino
+    except OSError:
+        return False
+    return ino != namespaces.INITIAL_USERNS_INO
 
 
 def _is_binfmt_misc(mountpoint: str) -> bool:
