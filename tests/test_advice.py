@@ -600,3 +600,37 @@ def test_run_without_a_failure_pays_nothing_for_advice() -> None:
     )
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert ran.stdout == "[]\n"
+
+
+# -- README shows it as it is -----------------------------------------------------------
+
+
+# The README examples tests/test_readme.py leaves to this file (its NOT_RUN).
+README_ADVICE = (
+    "$ binfmtctl why --rootfs ./arm64-rootfs /usr/bin/hello",
+    "$ binfmtctl run --arch arm -- arm64/busybox uname -m",
+)
+
+
+def _readme_text_blocks() -> dict[str, list[str]]:
+    """README's console blocks of README_ADVICE: command -> output lines."""
+    blocks: dict[str, list[str]] = {}
+    lines = (ROOT / "README.md").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line == "```console" and lines[i + 1].split("  #")[0].rstrip() in README_ADVICE:
+            end = lines.index("```", i + 1)
+            command = lines[i + 1][2:].split("  #")[0].rstrip()
+            blocks[command] = lines[i + 2 : end]
+    return blocks
+
+
+def test_readme_shows_the_advice_an_ordinary_user_gets(box: sandbox.Sandbox, place: Path) -> None:
+    blocks = _readme_text_blocks()
+    assert len(blocks) == 2, blocks
+    shutil.copytree(place / ROOTFS, place / "arm64-rootfs", symlinks=True)
+    (place / "arm64").mkdir()
+    shutil.copy2(foreign_busybox("arm64"), place / "arm64" / "busybox")
+    for command, expected in blocks.items():
+        ran = binfmtctl(box, "user", *shlex.split(command)[1:], cwd=place)
+        assert ran.returncode != 0
+        assert (ran.stdout + ran.stderr).splitlines() == expected, command
