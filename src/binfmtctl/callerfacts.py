@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import os
 import re
+from typing import TYPE_CHECKING
 
-from binfmtctl.advice import Caller
+if TYPE_CHECKING:
+    from binfmtctl.advice import Caller
 
 
 @functools.cache
@@ -41,6 +43,8 @@ def _nothing() -> None:
 def caller() -> Caller:
     """This process as a :class:`Caller`; whether private instances work is asked only
     when advice for an ordinary user needs it."""
+    from binfmtctl.advice import Caller  # start-up speed: status's private_instance needs none
+
     return Caller(root=os.geteuid() == 0, rootless=private_instances_work)
 
 
