@@ -164,7 +164,7 @@ def collect(instance: Instance, handlers: list[Handler] | None = None) -> dict[s
 def not_mounted_text(mountpoint: str, advice: list[dict[str, str]] | None = None) -> str:
     """What "not mounted" means and how to mount it (containers included); ``advice``
     (data.advice) offers ``binfmtctl run`` first when it works for the caller."""
-    ways = {a["kind"]: a["command"] for a in reversed(advice or [])}
+    ways = {a["kind"]: a["command"] for a in reversed(advice or [])}  # by AdviceKind value
     mount = ways.get("root", f"mount -t binfmt_misc binfmt_misc {mountpoint}")
     rootless = ways.get("rootless")
     first = (
@@ -193,7 +193,9 @@ def human(data: dict[str, Any]) -> str:
     state = "enabled" if inst["enabled"] else "DISABLED (no handler runs)"
     lines.append(f"binfmt_misc: {inst['mountpoint']}, {state}, {scope}")
     if not data["entries"]:
-        ways = {a["kind"]: a["command"] for a in reversed(data.get("advice", []))}
+        ways = {
+            a["kind"]: a["command"] for a in reversed(data.get("advice", []))
+        }  # by AdviceKind value
         rootless = ways.get("rootless")
         without = (
             f"without root, `{rootless}` runs foreign programs in a private instance; "
