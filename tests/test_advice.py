@@ -461,6 +461,13 @@ def test_find_scan_and_test_advise_like_why(
     ran = binfmtctl(box, "user", *argv, cwd=place)
     assert ran.stdout.splitlines()[-1].endswith(": sudo binfmtctl install aarch64")
     assert "binfmtctl run" not in ran.stdout
+    # the root fix, run as root, leaves the user nothing to fix
+    words = shlex.split(ran.stdout.splitlines()[-1].split(": ", 1)[1])
+    assert words[:2] == ["sudo", "binfmtctl"]
+    assert binfmtctl(box, "root", *words[2:], cwd=place).returncode == 0
+    after = binfmtctl(box, "user", *argv, cwd=place)
+    assert after.returncode == 0, after.stdout
+    assert "fix" not in after.stdout
 
 
 PRIVATE_BOOT = [
