@@ -114,7 +114,7 @@ STATIC_CASES: list[tuple[str, Callable[[sandbox.Sandbox], None], str | None, str
         "instance_disabled",
         f"binfmt_misc at {MP} is switched off (status: disabled), so no handler runs this "
         "aarch64 program (otherwise qemu-aarch64 would run it).",
-        f"echo 1 | sudo tee {MP}/status",
+        "binfmtctl enable --instance",
     ),
     (
         "shadowed by a newer entry",
@@ -205,7 +205,7 @@ def test_f_with_a_dynamically_linked_interpreter(sb: sandbox.Sandbox) -> None:
         "message": f"the interpreter {echo} of qemu-aarch64 is dynamically linked: F makes "
         f"the kernel find the emulator itself, but its loader {loader} and libraries must "
         f"exist inside {root}, and they do not.",
-        "fix": "apt-get install qemu-user-static && binfmtctl install aarch64 --replace "
+        "fix": "apt-get install qemu-user-static && binfmtctl install aarch64 --replace  "
         "(a static emulator needs nothing inside the root)",
     }
     ran = run_in(sb, "chroot", root, "/bin/busybox")

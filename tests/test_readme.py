@@ -106,6 +106,10 @@ NOT_RUN = {
     "kubectl wait node/NODE --for=jsonpath='{.metadata.labels.binfmtctl\\.feature\\.node\\."
     "kubernetes\\.io/aarch64}'=true --timeout=10m": "needs a Kubernetes cluster with NFD",
     "kubectl taint node NODE binfmtctl/unproven=true:NoSchedule-": "needs a Kubernetes cluster",
+    "binfmtctl why --rootfs ./arm64-rootfs /usr/bin/hello": "an ordinary user's advice, and "
+    "it exits 1; tests/test_advice.py runs it as binfmtctl-test and compares the output",
+    "binfmtctl run --arch arm -- arm64/busybox uname -m": "a failure (exit 126); "
+    "tests/test_advice.py runs it as binfmtctl-test and compares the output",
 }
 
 

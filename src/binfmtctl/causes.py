@@ -18,6 +18,7 @@ from enum import Enum
 
 from binfmtctl import arch as _arch
 from binfmtctl import elf, interpreters
+from binfmtctl.advice import AS_ROOT, Caller, Remedy, as_root, binfmtctl
 from binfmtctl.entry import Handler
 from binfmtctl.explain import recognise
 from binfmtctl.find import _ABI_WORDS, Facts, is_native
@@ -58,9 +59,12 @@ KNOWN_LOADERS: dict[int, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Cause:
+    """Why it will not run; ``fix`` in words, ``remedy`` the commands when they are binfmtctl's."""
+
     code: CauseCode
     message: str
     fix: str | None = None
+    remedy: Remedy | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code.value, "message": self.message, "fix": self.fix}
@@ -78,6 +82,28 @@ class Context:
     root: str = "/"
     native: Sequence[_arch.Arch] = ()
     others: OtherInstances | None = None  # looked at only when nothing here matches
+    caller: Caller = AS_ROOT  # who types the fixes (sudo unless root)
+    # The root as messages name it when this process is already chrooted into it
+    # (``binfmtctl run --rootfs``): ``root`` is then "/", the root's own view.
+    shown_root: str | None = None
+
+    @property
+    def in_root(self) -> bool:
+        """Whether the program runs in a root file system rather than on this system."""
+        return self.shown_root is not None or os.path.abspath(self.root) != "/"
+
+    @property
+    def shown(self) -> str:
+        return self.shown_root or self.root
+
+    @property
+    def where(self) -> str:
+        """'this system', or the root file system, for messages."""
+        return self.shown_root or where(self.root)
+
+    def fixed_by(self, remedy: Remedy, note: str = "") -> tuple[str, Remedy]:
+        """A remedy as this caller types it (the ``fix``), followed by ``note``; and the remedy."""
+        return as_root(remedy, self.caller) + (f"  ({note})" if note else ""), remedy
 
 
 def no_runner(ctx: Context, facts: Facts) -> Cause:
@@ -86,18 +112,20 @@ def no_runner(ctx: Context, facts: Facts) -> Cause:
     what = _what(ident) if ident else "file"
     would = snapshot.matching(facts.header, path)
     arch_word = ident.arch.name if ident and ident.arch else None
-    install = f"binfmtctl install {arch_word}" if arch_word else None
+    mp = snapshot.mountpoint
+    install = binfmtctl("install", arch_word, mountpoint=mp) if arch_word else None
     if not would:
         other = _elsewhere(ctx, facts)
         if other is not None:
             return other
     if not snapshot.mounted:
+        # `binfmtctl install` mounts binfmt_misc itself; with no arch to install, mount it.
+        mount = Remedy((("mount", "-t", "binfmt_misc", "binfmt_misc", mp),), rootless=False)
         return Cause(
             CauseCode.NOT_MOUNTED,
-            f"binfmt_misc is not mounted at {snapshot.mountpoint}, so the kernel has no "
+            f"binfmt_misc is not mounted at {mp}, so the kernel has no "
             f"handler for this {what} and reports 'exec format error'.",
-            f"sudo mount -t binfmt_misc binfmt_misc {snapshot.mountpoint}"
-            + (f" && {install}" if install else ""),
+            *ctx.fixed_by(install or mount),
         )
     if not snapshot.enabled:
         hint = (
@@ -109,14 +137,14 @@ def no_runner(ctx: Context, facts: Facts) -> Cause:
             CauseCode.INSTANCE_DISABLED,
             f"binfmt_misc at {snapshot.mountpoint} is switched off (status: disabled), "
             f"so no handler runs this {what}{hint}.",
-            f"echo 1 | sudo tee {snapshot.mountpoint}/status",
+            *ctx.fixed_by(binfmtctl("enable", "--instance", mountpoint=mp)),
         )
     if would:
         return Cause(
             CauseCode.HANDLER_DISABLED,
             f"the handler {would[0].name} for this {what} is registered but disabled, "
             "so the kernel skips it and reports 'exec format error'.",
-            f"binfmtctl enable {would[0].name}",
+            *ctx.fixed_by(binfmtctl("enable", would[0].name, mountpoint=mp)),
         )
     if ident is None:
         return Cause(
@@ -125,7 +153,7 @@ def no_runner(ctx: Context, facts: Facts) -> Cause:
             "so exec fails with 'exec format error' (a shell would run it as a sh script).",
             f"add a #! line to {path}",
         )
-    sibling = _sibling(snapshot, ident)
+    sibling = _sibling(ctx, ident)
     if sibling is not None:
         return sibling
     if arch_word is None:
@@ -135,10 +163,11 @@ def no_runner(ctx: Context, facts: Facts) -> Cause:
             "unknown to binfmtctl), so exec fails with 'exec format error'.",
             "register a handler for it with `binfmtctl explain` and a custom entry",
         )
+    assert install is not None  # arch_word is known here
     return Cause(
         CauseCode.NO_HANDLER,
         f"no binfmt_misc handler matches this {what}, so exec fails with 'exec format error'.",
-        install,
+        *ctx.fixed_by(install),
     )
 
 
@@ -150,12 +179,12 @@ def _what(ident: elf.ElfIdentity) -> str:
     return f"{name} program"
 
 
-def _sibling(snapshot: Snapshot, ident: elf.ElfIdentity) -> Cause | None:
+def _sibling(ctx: Context, ident: elf.ElfIdentity) -> Cause | None:
     """An enabled handler for the same machine but another ABI, endianness or class."""
     mine = ident.arch
     if mine is None:
         return None
-    for h in snapshot.handlers:
+    for h in ctx.snapshot.handlers:
         theirs = recognise(h.entry)
         if not h.enabled or theirs is None or theirs.name == mine.name:
             continue
@@ -165,7 +194,7 @@ def _sibling(snapshot: Snapshot, ident: elf.ElfIdentity) -> Cause | None:
                 f"this is a {mine.description} program ({mine.name}), but the registered "
                 f"{h.name} runs {theirs.description} programs ({theirs.name}) only, so "
                 "exec fails with 'exec format error'.",
-                f"binfmtctl install {mine.name}",
+                *ctx.fixed_by(binfmtctl("install", mine.name, mountpoint=ctx.snapshot.mountpoint)),
             )
     return None
 
@@ -190,7 +219,9 @@ def _elsewhere(ctx: Context, facts: Facts) -> Cause | None:
             f"another user namespace (process {pid}): whatever registered it ran inside a "
             "user namespace (a rootless container, `unshare -U`) and changed that private "
             "instance, not the host's.",
-            f"sudo binfmtctl install {arch_word}  (on the host, outside any user namespace)",
+            *ctx.fixed_by(
+                binfmtctl("install", arch_word), "on the host, outside any user namespace"
+            ),
         )
     return None
 
@@ -214,27 +245,31 @@ def check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
                     f"the newer entry {winner.describe()} also matches this "
                     f"{_what(ident) if ident else 'file'} and the kernel tries the newest "
                     f"entry first, so {older.name} never gets it.",
-                    f"binfmtctl disable {winner.name}",
+                    *ctx.fixed_by(
+                        binfmtctl("disable", winner.name, mountpoint=ctx.snapshot.mountpoint)
+                    ),
                 )
     interp = winner.entry.interpreter
     fixed = "F" in winner.entry.flags
     arch_word = found.name if found else winner.name
+    replace = binfmtctl("install", arch_word, "--replace", mountpoint=ctx.snapshot.mountpoint)
     inside = resolve_in(root, interp)
     if not fixed and inside is None:
-        if os.path.abspath(root) != "/":
+        if ctx.in_root:
             return Cause(
                 CauseCode.INTERPRETER_MISSING,
                 f"{winner.name} has no F flag, so the kernel looks up its interpreter "
-                f"{interp} inside {root} at every exec, and it is not there: exec fails "
+                f"{interp} inside {ctx.shown} at every exec, and it is not there: exec fails "
                 "with 'no such file or directory'.",
-                f"binfmtctl install {arch_word} --replace  (registers with F: the kernel "
-                "opens the interpreter once, on the host)",
+                *ctx.fixed_by(
+                    replace, "registers with F: the kernel opens the interpreter once, on the host"
+                ),
             )
         return Cause(
             CauseCode.INTERPRETER_MISSING,
             f"the interpreter {interp} of {winner.name} does not exist, so exec fails "
             "with 'no such file or directory'.",
-            f"binfmtctl install {arch_word} --replace",
+            *ctx.fixed_by(replace),
         )
     # With F the kernel runs the file it opened on the host; without F, the one in the root.
     emulator = interp if fixed else inside
@@ -242,7 +277,7 @@ def check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
         unfit = _unfit_emulator(ctx, winner, emulator, found)
         if unfit is not None:
             return unfit
-    if emulator is not None and os.path.abspath(root) != "/":
+    if emulator is not None and ctx.in_root:
         try:
             needs = elf.program_interpreter(emulator)
         except OSError:
@@ -256,9 +291,15 @@ def check_handler(ctx: Context, facts: Facts, winner: Handler) -> Cause | None:
             return Cause(
                 CauseCode.INTERPRETER_DYNAMIC,
                 f"the interpreter {interp} of {winner.name} is dynamically linked: {how} "
-                f"its loader {needs} and libraries must exist inside {root}, and they do not.",
-                f"apt-get install qemu-user-static && binfmtctl install {arch_word} --replace "
-                "(a static emulator needs nothing inside the root)",
+                f"its loader {needs} and libraries must exist inside {ctx.shown}, and they do "
+                "not.",
+                *ctx.fixed_by(
+                    Remedy(
+                        (("apt-get", "install", "qemu-user-static"), *replace.commands),
+                        rootless=False,  # run would register the same dynamic emulator
+                    ),
+                    "a static emulator needs nothing inside the root",
+                ),
             )
     return check_loader(ctx, facts)
 
@@ -281,6 +322,7 @@ def _unfit_emulator(
     """An interpreter that cannot run here, or that emulates another arch than the program's."""
     interp, fixed = winner.entry.interpreter, "F" in winner.entry.flags
     arch_word = found.name if found else winner.name
+    mp = ctx.snapshot.mountpoint
     looked = interpreters.fitness(emulator, {a.family for a in ctx.native} or None)
     problems = list(looked.problems)
     if not fixed and not problems and not os.access(emulator, os.X_OK):
@@ -298,7 +340,7 @@ def _unfit_emulator(
             CauseCode.INTERPRETER_UNUSABLE,
             f"the interpreter {interp} of {winner.name} cannot run on this machine: it is "
             f"{words}, so exec fails with '{error}'.",
-            f"binfmtctl install {arch_word} --replace",
+            *ctx.fixed_by(binfmtctl("install", arch_word, "--replace", mountpoint=mp)),
         )
     meant = interpreters.targets(interp)
     if found is not None and meant and found not in meant:
@@ -307,7 +349,7 @@ def _unfit_emulator(
             f"{winner.name} runs this {found.name} program with {interp}, which by its "
             f"name emulates {', '.join(a.name for a in meant)}, not {found.name}: QEMU "
             "refuses it ('Invalid ELF image for this architecture').",
-            f"binfmtctl install {found.name} --replace",
+            *ctx.fixed_by(binfmtctl("install", found.name, "--replace", mountpoint=mp)),
         )
     return None
 
@@ -320,7 +362,7 @@ def check_loader(ctx: Context, facts: Facts) -> Cause | None:
     found = resolve_in(root, loader)
     what = _what(ident)
     if found is None:
-        other = _other_loader(root, ident, loader)
+        other = _other_loader(ctx, ident, loader)
         if other is not None:
             return other
         if is_native(ident, ctx.native):
@@ -331,17 +373,17 @@ def check_loader(ctx: Context, facts: Facts) -> Cause | None:
                 'No such file or directory"'
             )
         arch_word = ident.arch.name if ident.arch else "its architecture"
-        if os.path.abspath(root) == "/":
+        if not ctx.in_root:
             fix = (
                 f"run it in a {arch_word} root filesystem (chroot, container, "
                 "`binfmtctl why --rootfs DIR`), or point QEMU at one with QEMU_LD_PREFIX=DIR"
             )
         else:
-            fix = f"install the {arch_word} C library (libc6) in {root}"
+            fix = f"install the {arch_word} C library (libc6) in {ctx.shown}"
         return Cause(
             CauseCode.LOADER_MISSING,
             f"this dynamically linked {what} needs its loader {loader}, which does not "
-            f"exist in {where(root)}: {outcome}.",
+            f"exist in {ctx.where}: {outcome}.",
             fix,
         )
     try:
@@ -349,13 +391,13 @@ def check_loader(ctx: Context, facts: Facts) -> Cause | None:
     except OSError:
         theirs = None
     if theirs is not None and ident.abi and theirs.abi and theirs.abi != ident.abi:
-        return _abi_cause(ident, loader, theirs, loader, root)
+        return _abi_cause(ident, loader, theirs, loader, ctx.where)
     return None
 
 
-def _other_loader(root: str, ident: elf.ElfIdentity, wanted: str) -> Cause | None:
+def _other_loader(ctx: Context, ident: elf.ElfIdentity, wanted: str) -> Cause | None:
     for candidate in KNOWN_LOADERS.get(ident.machine, ()):
-        host_path = resolve_in(root, candidate)
+        host_path = resolve_in(ctx.root, candidate)
         if host_path is None:
             continue
         try:
@@ -363,7 +405,7 @@ def _other_loader(root: str, ident: elf.ElfIdentity, wanted: str) -> Cause | Non
         except OSError:
             continue
         if theirs is not None and theirs.abi and theirs.abi != ident.abi:
-            return _abi_cause(ident, wanted, theirs, candidate, root)
+            return _abi_cause(ident, wanted, theirs, candidate, ctx.where)
     return None
 
 
@@ -372,13 +414,13 @@ def _abi_cause(
     wanted: str,
     theirs: elf.ElfIdentity,
     their_loader: str,
-    root: str,
+    place: str,
 ) -> Cause:
     mine = _ABI_WORDS.get(ident.abi or "", ident.abi or "?")
     other = _ABI_WORDS.get(theirs.abi or "", theirs.abi or "?")
     return Cause(
         CauseCode.WRONG_ABI,
-        f"this is an {mine} program and needs the loader {wanted}, but {where(root)} "
+        f"this is an {mine} program and needs the loader {wanted}, but {place} "
         f"has the {other} loader {their_loader}: the two ABIs cannot share a loader or "
         "libraries.",
         f"run it in a {ident.abi} root filesystem, or use the {theirs.abi} build of the program",

@@ -15,9 +15,13 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
+from binfmtctl import arch as _arch
 from binfmtctl import elf, rootpath
+from binfmtctl.advice import Advice, advise
+from binfmtctl.callerfacts import caller
 from binfmtctl.causes import (
     Cause,
     CauseCode,
@@ -27,6 +31,7 @@ from binfmtctl.causes import (
     check_loader,
     no_runner,
 )
+from binfmtctl.errors import ExecError
 from binfmtctl.find import inspect, is_native
 from binfmtctl.instance import Instance, Snapshot
 from binfmtctl.namespaces import in_initial_user_namespace, other_user_namespaces
@@ -45,9 +50,12 @@ __all__ = [
     "OtherInstances",
     "default_context",
     "diagnose",
+    "explain_exec_error",
     "lookup",
     "other_instances",
     "resolve_in",
+    "run_failure",
+    "run_fix",
     "where",
 ]
 
@@ -80,6 +88,7 @@ class Diagnosis:
     chain: tuple[Link, ...]
     cause: Cause | None
     notes: tuple[str, ...] = field(default=())
+    advice: tuple[Advice, ...] = field(default=())  # best first: `binfmtctl run`, then root
 
     @property
     def ok(self) -> bool:
@@ -94,6 +103,7 @@ class Diagnosis:
             "chain": [c.to_dict() for c in self.chain],
             "cause": self.cause.to_dict() if self.cause else None,
             "notes": list(self.notes),
+            "advice": [a.to_dict() for a in self.advice],
         }
 
 
@@ -107,7 +117,7 @@ def lookup(ctx: Context, command: str, path_env: str | None) -> str | Cause:
         elif not path.startswith("/"):
             path = "/" + path
         if resolve_in(root, path) is None:
-            return _missing(root, path)
+            return _missing(ctx, path)
         return path
     dirs = (path_env if path_env is not None else DEFAULT_PATH).split(":")
     for directory in dirs:
@@ -117,13 +127,23 @@ def lookup(ctx: Context, command: str, path_env: str | None) -> str | Cause:
             return candidate
     return Cause(
         CauseCode.NOT_FOUND,
-        f"{command}: command not found in {where(root)} (PATH={':'.join(dirs)}).",
+        f"{command}: command not found in {ctx.where} (PATH={':'.join(dirs)}).",
         "give the full path, or run it where it is installed",
     )
 
 
-def diagnose(ctx: Context, command: str, path_env: str | None = None) -> Diagnosis:
-    """Why ``command`` will or will not run (the first cause that applies)."""
+def diagnose(
+    ctx: Context,
+    command: str,
+    path_env: str | None = None,
+    args: Sequence[str] = (),
+    rootfs: str | None = None,
+) -> Diagnosis:
+    """Why ``command`` will or will not run (the first cause that applies).
+
+    ``args`` and ``rootfs`` (the root as the user wrote it) only shape the
+    advice: ``binfmtctl run --rootfs ROOTFS -- COMMAND ARGS``.
+    """
     found = lookup(ctx, command, path_env)
     if isinstance(found, Cause):
         return Diagnosis(command, ctx.root, None, (), found)
@@ -135,7 +155,8 @@ def diagnose(ctx: Context, command: str, path_env: str | None = None) -> Diagnos
             "this binfmt_misc is a private instance of a user namespace: its entries "
             "exist only here, not on the host"
         )
-    return Diagnosis(command, ctx.root, found, tuple(chain), cause, tuple(notes))
+    advice = advise(ctx.caller, cause.remedy if cause else None, [command, *args], rootfs)
+    return Diagnosis(command, ctx.root, found, tuple(chain), cause, tuple(notes), advice)
 
 
 def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | None:
@@ -148,7 +169,7 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
         )
     host_path = resolve_in(ctx.root, path)
     if host_path is None:
-        return _missing(ctx.root, path)
+        return _missing(ctx, path)
     try:
         mode = os.stat(host_path).st_mode
     except OSError as err:
@@ -182,25 +203,25 @@ def _examine(ctx: Context, path: str, chain: list[Link], depth: int) -> Cause | 
             return Cause(
                 CauseCode.SCRIPT_INTERPRETER_MISSING,
                 f"{path} is a script for {interp}, which does not exist in "
-                f"{where(ctx.root)}; the kernel reports 'no such file or directory' "
+                f"{ctx.where}; the kernel reports 'no such file or directory' "
                 "for the script itself.",
-                f"install {interp} in {where(ctx.root)}, or fix the #! line of {path}",
+                f"install {interp} in {ctx.where}, or fix the #! line of {path}",
             )
         return _examine(ctx, interp, chain, depth + 1)
     chain.append(Link(path, facts.summary(), "nothing"))
     return no_runner(ctx, facts)
 
 
-def _missing(root: str, path: str) -> Cause:
+def _missing(ctx: Context, path: str) -> Cause:
     """Not there; on this system, a dangling or looping symlink is said as such."""
-    if os.path.abspath(root) == "/" and os.path.islink(path):
+    if os.path.abspath(ctx.root) == "/" and os.path.islink(path):
         try:
             os.stat(path)
         except OSError as err:
             return Cause(
                 CauseCode.NOT_FOUND, f"{path} is a symlink that leads nowhere ({err.strerror})."
             )
-    return Cause(CauseCode.NOT_FOUND, f"{path} does not exist in {where(root)}.")
+    return Cause(CauseCode.NOT_FOUND, f"{path} does not exist in {ctx.where}.")
 
 
 def _not_regular(path: str, kind: str) -> Cause:
@@ -244,7 +265,99 @@ def other_instances(proc: str = "/proc") -> list[tuple[int, Snapshot]]:
 
 
 def default_context(instance: Instance, root: str = "/") -> Context:
-    """The facts ``why`` needs, gathered once from this system."""
+    """The facts ``why`` needs, gathered once from this system (the caller's too)."""
     snapshot = instance.snapshot()
     others: OtherInstances | None = other_instances if in_initial_user_namespace() else None
-    return Context(snapshot, root, native_arches(), others)
+    return Context(snapshot, root, native_arches(), others, caller())
+
+
+# -- run's own exec failures ------------------------------------------------------
+
+
+def run_fix(
+    code: CauseCode, found: _arch.Arch | None, named: Sequence[str | _arch.Arch] | None
+) -> str | None:
+    """What fixes a handler problem of ``binfmtctl run``'s own private instance.
+
+    ``named``: the arches ``--arch`` named (None: run registered every arch whose
+    emulator it found). Pure: the cause, the program's arch and the options.
+    """
+    if code is CauseCode.INTERPRETER_MISSING:
+        return (
+            "leave out --flags, or give flags with F: with F the kernel opens the emulator "
+            "on the host, before the chroot"
+        )
+    if code is CauseCode.INTERPRETER_DYNAMIC:
+        return (
+            "install a static emulator (Debian/Ubuntu: qemu-user-static): it needs nothing "
+            "inside the root"
+        )
+    if found is None:
+        return None
+    wanted = {a.name if isinstance(a, _arch.Arch) else _arch.resolve(a).name for a in named or ()}
+    if named is not None and found.name not in wanted:
+        return f"add `--arch {found.name}`"
+    return (
+        f"no usable emulator for {found.name} was found: install "
+        f"{found.emulator_name}-static (Debian/Ubuntu: qemu-user-static), or name its "
+        "directory with --interpreter-dir"
+    )
+
+
+def run_failure(
+    ctx: Context,
+    program: str,
+    path_env: str | None,
+    named: Sequence[str | _arch.Arch] | None = None,
+) -> Cause | None:
+    """Why ``binfmtctl run`` could not exec ``program``: ``why``'s cause, with run's fix.
+
+    ``ctx`` is run's own private instance, seen from where the command runs
+    (after a chroot: ``root`` "/" and ``shown_root`` the root's name). A handler
+    problem gets :func:`run_fix`; any other cause (a missing loader, a file that
+    is not executable) keeps why's fix. None when why finds nothing wrong.
+    """
+    found = diagnose(ctx, program, path_env)
+    cause = found.cause
+    if cause is None or cause.remedy is None:
+        return cause
+    return replace(cause, fix=run_fix(cause.code, _arch_of(ctx, found), named), remedy=None)
+
+
+def _arch_of(ctx: Context, found: Diagnosis) -> _arch.Arch | None:
+    """The arch of the last file of the exec chain (the one nothing runs), if an ELF."""
+    if not found.chain:
+        return None
+    host_path = resolve_in(ctx.root, found.chain[-1].path)
+    try:
+        ident = inspect(host_path).ident if host_path else None
+    except OSError:
+        return None
+    return ident.arch if ident else None
+
+
+def explain_exec_error(
+    err: ExecError,
+    program: str,
+    *,
+    path_env: str | None,
+    named: Sequence[str | _arch.Arch] | None,
+    rootfs: str | None,
+    shown: str | None,
+    mountpoint: str,
+) -> ExecError:
+    """``err`` (run's exec of ``program`` failed) restated with why's cause and run's fix.
+
+    Called in run's private instance after the exec failed, seen from the host's
+    root (``rootfs``: the absolute path of run's root, ``shown``: as the user
+    wrote it). The error keeps its class and exit status (126, 127); a command
+    not found in PATH, or one why finds nothing wrong with, keeps its own message.
+    """
+    ctx = default_context(Instance(mountpoint), rootfs or "/")
+    ctx.shown_root = shown
+    cause = run_failure(ctx, program, path_env, named)
+    if cause is None or cause.code is CauseCode.NOT_FOUND:
+        return err
+    fix = f"\n  fix: {cause.fix}" if cause.fix else ""
+    context = {**err.context, "cause": cause.code.value}
+    return type(err)(f"cannot run {program}: {cause.message}{fix}", **context)

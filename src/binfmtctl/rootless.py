@@ -34,6 +34,7 @@ from binfmtctl import arch as _arch
 from binfmtctl import forking, hostfacts, interpreters, plan, sandbox, signals
 from binfmtctl.errors import (
     CommandNotFoundError,
+    ExecError,
     InterpreterError,
     RefusedError,
     SandboxError,
@@ -41,6 +42,7 @@ from binfmtctl.errors import (
     exec_error,
 )
 from binfmtctl.instance import Instance
+from binfmtctl.syscalls import CLONE_NEWNS, setns
 
 #: PATH inside a root file system: the standard one of a Linux root.
 ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -203,10 +205,40 @@ def exec_command(
     ``options.rootfs`` and no ``env``, PATH is set to the standard one of a
     Linux root.
     """
+    rootfs = os.path.abspath(options.rootfs) if options.rootfs is not None else None
     prepare(options)
     if options.rootfs is not None and env is None:
         env = {**os.environ, "PATH": ROOTFS_PATH}
-    exec_prepared(argv, env)
+    try:
+        exec_prepared(argv, env)
+    except ExecError as err:  # said in why's words: the program's arch, what is missing
+        raise _explained(err, argv[0], options, env, rootfs) from err.__cause__
+
+
+def _explained(
+    err: ExecError,
+    program: str,
+    options: RunOptions,
+    env: Mapping[str, str] | None,
+    rootfs: str | None,
+) -> ExecError:
+    """``err`` restated by why's logic (:func:`binfmtctl.diagnose.explain_exec_error`)."""
+    try:
+        if rootfs is not None:  # out of the chroot, to the namespace's root: the library is there
+            setns(os.open("/proc/self/ns/mnt", os.O_RDONLY), CLONE_NEWNS)
+        from binfmtctl.diagnose import explain_exec_error  # start-up speed: only on failure
+
+        return explain_exec_error(
+            err,
+            program,
+            path_env=(os.environ if env is None else env).get("PATH"),
+            named=options.arches,
+            rootfs=rootfs,
+            shown=options.rootfs,
+            mountpoint=options.mountpoint,
+        )
+    except Exception:  # noqa: BLE001 - the plain error is still true
+        return err
 
 
 def call(

@@ -6,7 +6,10 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import elf, find, rootpath
+from binfmtctl import elf, find, remedies, rootpath
+from binfmtctl.advice import advise
+from binfmtctl.callerfacts import caller
+from binfmtctl.cli.advising import fix_lines
 from binfmtctl.cli.output import Result
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK
 from binfmtctl.instance import Instance
@@ -44,6 +47,7 @@ def human(data: dict[str, Any]) -> str:
     for f in data["files"]:
         lines.append(f"{f['path']}: {f['summary']}")
         lines.append(f"  -> {f['detail']}")
+        lines.extend(fix_lines(f.get("advice", []), indent="  "))
     return "\n".join(lines)
 
 
@@ -53,6 +57,7 @@ def handle(args: argparse.Namespace) -> Result:
     root = args.rootfs or "/"
     files: list[dict[str, Any]] = []
     missing = 0
+    who = caller()
     for name in args.files:
         path = name if root == "/" else "/" + name.lstrip("/")
         host_path = rootpath.resolve_in(root, os.path.abspath(path) if root == "/" else path)
@@ -80,12 +85,16 @@ def handle(args: argparse.Namespace) -> Result:
                     "verdict": verdict,
                     "detail": detail,
                     "summary": summary,
+                    "advice": [],
                 }
             )
             continue
         found = find.find(state, facts, native)
         out = found.to_dict()
         out["summary"] = facts.summary()
+        shown = name if root == "/" else path  # as `binfmtctl run` takes it
+        fixes = advise(who, remedies.for_finding(state, found), [shown], args.rootfs)
+        out["advice"] = [a.to_dict() for a in fixes]
         files.append(out)
     data = {"instance": state.to_dict(), "root": root, "files": files}
     return Result("find", data, human=human, exit_code=EXIT_FAILED if missing else EXIT_OK)

@@ -6,7 +6,10 @@ import argparse
 import os
 from typing import Any
 
-from binfmtctl import native, scan
+from binfmtctl import native, remedies, rootpath, scan
+from binfmtctl.advice import advise
+from binfmtctl.callerfacts import caller
+from binfmtctl.cli.advising import fix_lines
 from binfmtctl.cli.output import Result, table
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK, UsageError
 from binfmtctl.instance import Instance
@@ -92,6 +95,7 @@ def human(data: dict[str, Any]) -> str:
         lines += [f"  {f}" for f in g["files"][:SHOWN]]
         if g["count"] > SHOWN:
             lines.append(f"  ... and {g['count'] - SHOWN} more (--json lists all)")
+    lines.extend(fix_lines(data.get("advice", [])))
     return "\n".join(lines)
 
 
@@ -111,4 +115,8 @@ def handle(args: argparse.Namespace) -> Result:
         "summary": summary([g.to_dict(0) for g in report.groups]),
     }
     bad = report.uncovered()
+    # A tree with a shell is a root file system: its programs run in it (`run --rootfs`).
+    is_root = rootpath.resolve_in(args.dir, "/bin/sh") is not None
+    fixes = advise(caller(), remedies.for_scan(state, bad), None, args.dir if is_root else None)
+    data["advice"] = [a.to_dict() for a in fixes]
     return Result("scan", data, human=human, exit_code=EXIT_FAILED if bad else EXIT_OK)

@@ -161,11 +161,21 @@ def collect(instance: Instance, handlers: list[Handler] | None = None) -> dict[s
     return data
 
 
-def not_mounted_text(mountpoint: str) -> str:
-    """What "not mounted" means and how to mount it (containers included)."""
+def not_mounted_text(mountpoint: str, advice: list[dict[str, str]] | None = None) -> str:
+    """What "not mounted" means and how to mount it (containers included); ``advice``
+    (data.advice) offers ``binfmtctl run`` first when it works for the caller."""
+    ways = {a["kind"]: a["command"] for a in reversed(advice or [])}  # by AdviceKind value
+    mount = ways.get("root", f"mount -t binfmt_misc binfmt_misc {mountpoint}")
+    rootless = ways.get("rootless")
+    first = (
+        f"without root, run foreign programs in a private instance with\n  {rootless}\n"
+        "or mount it as root with"
+        if rootless
+        else "mount it as root with"
+    )
     return (
-        f"binfmt_misc: not mounted at {mountpoint}; mount it as root with\n"
-        f"  mount -t binfmt_misc binfmt_misc {mountpoint}\n"
+        f"binfmt_misc: not mounted at {mountpoint}; {first}\n"
+        f"  {mount}\n"
         "(systemd mounts it at boot; `binfmtctl install` and `apply` mount it themselves).\n"
         "In a container run with --privileged that is the\n"
         "host's instance: what is registered there runs on the host too. Without\n"
@@ -177,13 +187,23 @@ def human(data: dict[str, Any]) -> str:
     h, inst = data["host"], data["instance"]
     lines = [f"host: {h['machine']} (runs natively: {', '.join(h['native']) or '-'})"]
     if not inst["mounted"]:
-        lines.append(not_mounted_text(inst["mountpoint"]))
+        lines.append(not_mounted_text(inst["mountpoint"], data.get("advice")))
         return "\n".join(lines)
     scope = "the host's" if inst["host"] else "a private instance (user namespace)"
     state = "enabled" if inst["enabled"] else "DISABLED (no handler runs)"
     lines.append(f"binfmt_misc: {inst['mountpoint']}, {state}, {scope}")
     if not data["entries"]:
-        lines.append("no entries; `binfmtctl install` registers every foreign arch")
+        ways = {
+            a["kind"]: a["command"] for a in reversed(data.get("advice", []))
+        }  # by AdviceKind value
+        rootless = ways.get("rootless")
+        without = (
+            f"without root, `{rootless}` runs foreign programs in a private instance; "
+            if rootless
+            else ""
+        )
+        install = ways.get("root", "binfmtctl install")
+        lines.append(f"no entries; {without}`{install}` registers every foreign arch")
         return "\n".join(lines)
     rows = []
     for e in data["entries"]:
@@ -232,6 +252,13 @@ def handle(args: argparse.Namespace) -> Result:
     data["engines"] = [view.to_dict() for view in engines.survey(args.mountpoint)]
     report = config_of(instance, layout, handlers)
     data["config"] = report.to_dict()
+    data["advice"] = (
+        advice_for(instance.mountpoint, mounted=data["instance"]["mounted"])
+        if not data["entries"]
+        else []
+    )
+    # A private instance's entries vanish with it: no boot configuration registers them.
+    data["boot_applies"] = args.root is not None or not _private_instance(instance.mountpoint)
     result = Result("status", data, human=lambda d: human_with_engines(d) + config_human(d))
     if data["instance"]["enabled"] is False:
         result.warnings.append(disabled_warning(instance.mountpoint))
@@ -265,7 +292,32 @@ def _registers_nothing(name: dict[str, Any]) -> list[str]:
     return []
 
 
+def advice_for(mountpoint: str, *, mounted: bool) -> list[dict[str, str]]:
+    """Nothing registered: `binfmtctl run` (when it works for the caller), then the root fix."""
+    from binfmtctl import advice, callerfacts  # start-up speed: only when nothing is registered
+
+    mount = advice.Remedy((("mount", "-t", "binfmt_misc", "binfmt_misc", mountpoint),))
+    remedy = advice.binfmtctl("install", mountpoint=mountpoint) if mounted else mount
+    return [a.to_dict() for a in advice.advise(callerfacts.caller(), remedy)]
+
+
+def _private_instance(mountpoint: str) -> bool:
+    from binfmtctl import callerfacts  # start-up speed: a stat and a look at mountinfo
+
+    return callerfacts.private_instance(mountpoint)
+
+
+PRIVATE_BOOT = (
+    "  none applies here: this binfmt_misc is a private instance (of a user namespace, or\n"
+    "  of another namespace than this host's); its entries vanish with it, and nothing\n"
+    "  registers them at boot. /etc/binfmt.d, binfmt-support and systemd-binfmt configure\n"
+    "  the host's instance, not this one (`--root DIR` shows a root file system's)."
+)
+
+
 def config_human(data: dict[str, Any]) -> str:
+    if not data.get("boot_applies", True):
+        return f"\n\nboot configuration:\n{PRIVATE_BOOT}"
     cfg = data["config"]
     lines = ["", "boot configuration:"]
     for name in cfg["names"]:

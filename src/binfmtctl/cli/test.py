@@ -9,7 +9,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from binfmtctl import prove, proving
+from binfmtctl import prove, proving, remedies
+from binfmtctl.advice import Advice, advise
+from binfmtctl.callerfacts import caller
+from binfmtctl.cli.advising import fix_lines
 from binfmtctl.cli.output import Result, outcome_code, table
 from binfmtctl.cli.seconds import seconds
 from binfmtctl.instance import Instance
@@ -152,7 +155,12 @@ def run_tests(
         engine=engine,
         image=image,
     )
-    result = Result("test", report.to_dict(), human=human)
+    data = report.to_dict()
+    fixes: tuple[Advice, ...] = ()
+    if report.failed and engine is None:  # a container engine's failures are its own
+        fixes = advise(caller(), remedies.for_outcomes(instance.snapshot(), report.outcomes))
+    data["advice"] = [a.to_dict() for a in fixes]
+    result = Result("test", data, human=human)
     result.exit_code = outcome_code(report.passed, report.failed)
     return result
 
@@ -176,7 +184,8 @@ def human(data: dict[str, Any]) -> str:
     summary = (
         f"all {total} passed" if not failed else f"{failed} of {total} failed"
     ) + f" in {data['seconds']:.2f} s"
-    return table(rows, ["ARCH", "RESULT", "ENTRY", "TIME", "DETAIL"]) + "\n" + summary
+    fixes = fix_lines(data.get("advice", []))
+    return "\n".join([table(rows, ["ARCH", "RESULT", "ENTRY", "TIME", "DETAIL"]), summary, *fixes])
 
 
 def handle(args: argparse.Namespace) -> Result:

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from binfmtctl import diagnose
+from binfmtctl.cli.advising import fix_lines
 from binfmtctl.cli.output import Result
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK
 from binfmtctl.instance import Instance
@@ -66,8 +67,7 @@ def human(data: dict[str, Any]) -> str:
         lines.append(f"{data['command']} will run.")
     else:
         lines.append(f"{data['command']} will not run [{cause['code']}]: {cause['message']}")
-        if cause["fix"]:
-            lines.append(f"fix: {cause['fix']}")
+        lines.extend(fix_lines(data.get("advice", []), cause["fix"]))
     lines.extend(f"note: {n}" for n in data["notes"])
     return "\n".join(lines)
 
@@ -76,7 +76,7 @@ def handle(args: argparse.Namespace) -> Result:
     root = os.path.abspath(args.rootfs) if args.rootfs else "/"
     ctx = diagnose.default_context(Instance(args.mountpoint), root)
     path_env = None if root != "/" else os.environ.get("PATH", diagnose.DEFAULT_PATH)
-    found = diagnose.diagnose(ctx, args.cmd, path_env)
+    found = diagnose.diagnose(ctx, args.cmd, path_env, args.args, args.rootfs)
     data = found.to_dict()
     data["args"] = list(args.args)
     data["instance"] = ctx.snapshot.to_dict()
