@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from binfmtctl import argv0, plan, probes
+from binfmtctl import argv0, argv0_probe, plan, probes
 from binfmtctl.arch import CATALOG, resolve
 from binfmtctl.interpreters import Interpreter, Search
 from conftest import cli, foreign_busybox, missing, qemu, require_sandbox, run_in
@@ -133,6 +133,11 @@ def test_argv0_probe_exits_with_the_first_byte_of_its_argv0(name: str, tmp_path:
         for pre in (["-0", probes.ARGV0], [], ["-0", "Qx"])
     ]
     assert got == [probes.ARGV0_KEPT, probes.ARGV0_REPLACED, ord("Q")]
+
+
+def test_the_hot_path_keeps_the_same_codes_as_the_verdicts() -> None:
+    assert {c.value for c in argv0_probe.CACHED} == argv0.CACHED_CODES
+    assert {c.value for c in argv0_probe.Argv0Code} > argv0.CACHED_CODES
 
 
 # -- the rule (pure) ----------------------------------------------------------------

@@ -89,13 +89,19 @@ def argv0_facts(
     """Whether each chosen emulator keeps argv[0] (P), only when the flags are left to us."""
     if options.flags != plan.AUTO_FLAGS:
         return {}
-    # Start-up speed: only the default flags need the verdicts (a cached file read).
+    # Start-up speed: only the default flags need the verdicts (a per-boot file read)
+    # and only a cold cache the probe.
     from binfmtctl import argv0
 
     pairs = [(a, s.best.path) for a, s in emulators.items() if s.best is not None]
     if interpreter is not None and not interpreter.problems and len(arches) == 1:
         pairs.append((arches[0].name, interpreter.path))
-    return {path: v.keeps for path, v in argv0.verdicts(pairs).items()}
+    found, todo = argv0.cached(pairs)
+    if todo:
+        from binfmtctl import argv0_probe
+
+        found.update({path: v.keeps for path, v in argv0_probe.verdicts(todo).items()})
+    return found
 
 
 def credentials_problem(interpreter: str) -> str | None:

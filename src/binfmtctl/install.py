@@ -167,9 +167,9 @@ def argv0_decisions(
     for step in steps:
         if step.entry is None or step.failed or step.action == plan.KEPT:
             continue
-        found = argv0.known(step.arch.name, step.entry.interpreter)
+        found = argv0.row(step.arch.name, step.entry.interpreter)
         if found is not None:
-            out[step.arch.name] = found.to_dict()
+            out[step.arch.name] = dict(found)
     return out
 
 

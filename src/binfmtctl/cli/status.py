@@ -169,8 +169,8 @@ def _argv0(arch: str | None, interpreter: str) -> dict[str, object] | None:
     # Start-up speed: one small per-boot file, read only when there are entries.
     from binfmtctl import argv0
 
-    found = argv0.known(arch, interpreter)
-    return found.to_dict() if found is not None else None
+    found = argv0.row(arch, interpreter)
+    return dict(found) if found is not None else None
 
 
 def not_mounted_text(mountpoint: str) -> str:
