@@ -464,6 +464,16 @@ ARGV0_HPPA: tuple[Insn, ...] = (
     ("e4008200", "ble 0x100(%sr2, %r0)"),
     ("34140002", "ldi 1, %r20"),  # (delay slot) exit
 )
+# CRIS: pop argc, pop argv[0]; move.b sets the low byte of r10, all that an
+# exit status keeps.
+ARGV0_CRIS: tuple[Insn, ...] = (
+    ("ae6e", "move.d [sp+], r10"),  # argc
+    ("be6e", "move.d [sp+], r11"),  # argv[0]
+    ("aa4b", "move.b [r11], r10"),  # status = its first byte
+    ("9241", "moveq 1, r9"),  # exit
+    ("e93d", "break 13"),
+    ("050f", "nop"),  # pad to a multiple of 4
+)
 ARGV0_XTENSA: tuple[Insn, ...] = (
     ("012132", "l32i a3, a1, 4"),  # argv[0]
     ("000362", "l8ui a6, a3, 0"),  # status = its first byte

@@ -266,12 +266,12 @@ ARGV0_CODE: dict[str, tuple[Insn, ...]] = {
     "loongarch64": _code.ARGV0_LOONGARCH64,
     "nios2": _code.ARGV0_NIOS2,
     "hppa": _code.ARGV0_HPPA,
+    "cris": _code.ARGV0_CRIS,
 }
 
 #: Why an arch with a probe has no argv[0] probe (its handler then gets F alone).
-NO_ARGV0_PROBE: dict[str, str] = {
-    "cris": "not written yet (no assembler for it here)",
-}
+#: Empty today: every arch with a probe has an argv[0] probe too.
+NO_ARGV0_PROBE: dict[str, str] = {}
 
 #: The argv[0] an argv[0] probe is started with, and what it exits with when
 #: the emulator kept it; an emulator that did not gives it the path ('/').
