@@ -149,7 +149,7 @@ def test_why_static_foreign_busybox(
     if code is None:
         assert (rc, data["cause"], data["runs"]) == (0, None, True)
         assert data["chain"][0]["runner"] == (
-            "binfmt_misc entry qemu-aarch64 (/usr/bin/qemu-aarch64-static, flags F)"
+            "binfmt_misc entry qemu-aarch64 (/usr/bin/qemu-aarch64-static, flags PF)"
         )
         assert real == "aarch64\n"
         return
@@ -377,7 +377,7 @@ def test_find_reports_identity_match_and_verdict(sb: sandbox.Sandbox, tmp_path: 
     assert got[str(arm64)]["match"] == {
         "entry": "qemu-aarch64",
         "interpreter": "/usr/bin/qemu-aarch64-static",
-        "flags": "F",
+        "flags": "PF",  # the default: F, and P (QEMU keeps argv[0])
     }
     # A disabled instance runs nothing, and find says so.
     sb.run(Instance().set_enabled, False)

@@ -186,7 +186,13 @@ def _entry_line(arch: str, interpreter: str, flags: str = "F") -> str:
 # two empty stand-in executables (mocked: a real docker or podman cannot be
 # assumed on every machine; status only looks them up, never runs them) and a
 # DOCKER_HOST socket that does not exist give the same engines on every machine.
-STATUS_ENV = (("PATH", "{tmp}/bin"), ("DOCKER_HOST", "unix://{tmp}/docker.sock"))
+# XDG_RUNTIME_DIR: the per-boot answers (native arches, argv[0] verdicts) are
+# kept there, so status sees none that another run of this boot left behind.
+STATUS_ENV = (
+    ("PATH", "{tmp}/bin"),
+    ("DOCKER_HOST", "unix://{tmp}/docker.sock"),
+    ("XDG_RUNTIME_DIR", "{tmp}"),
+)
 
 
 def _escaped(hex_bytes: str) -> str:
@@ -300,7 +306,8 @@ INSTALL = Group(
         _read_only_mount,
         case("install-read-only-mount", "install m68k --mountpoint {tmp}/ro", exit=1),
         case("uninstall-persist", "uninstall riscv64 --persist --root {tmp}/root"),
-        case("install-replace-flags", "install s390x --flags FP --replace"),
+        # F alone differs from the default (FP where the emulator keeps argv[0]).
+        case("install-replace-flags", "install s390x --flags F --replace"),
         case("install-kept-differing", "install s390x"),
         case("uninstall-dry-run", "uninstall s390x --dry-run"),
         case("uninstall-one", "uninstall s390x"),

@@ -143,7 +143,7 @@ def test_install_persist_overrides_the_packaged_file_and_status_explains_it(
     assert cli(sb, "install", "arm").returncode == 0
     status = cli(sb, "status", *root)
     assert (
-        f"qemu-arm: running entry uses {arm} with F, but at boot {packaged} will register "
+        f"qemu-arm: running entry uses {arm} with PF, but at boot {packaged} will register "
         "/usr/libexec/qemu-binfmt/arm-binfmt-P with POF"
     ) in status.stdout, status.stdout + status.stderr
 

@@ -411,12 +411,12 @@ def test_info_says_what_and_whether_it_runs_here(
         "how": "handler",
         "handler": "qemu-aarch64",
         "interpreter": "/usr/bin/qemu-aarch64-static",
-        "flags": "F",
+        "flags": "PF",  # the default: F, and P (QEMU keeps argv[0])
     }
     assert data["provenance"] == record
     human = cli(sb, "rootfs", "info", str(root)).stdout.splitlines()
     assert (
-        human[-1] == "runs here: yes, through qemu-aarch64 (/usr/bin/qemu-aarch64-static, flags F)"
+        human[-1] == "runs here: yes, through qemu-aarch64 (/usr/bin/qemu-aarch64-static, flags PF)"
     )
 
 

@@ -76,7 +76,32 @@ def gather(
             unsafe[found.path] = problem
     missing = any(s.best is None for s in emulators.values())
     distro = interpreters.distro_family(interpreters.os_release()) if missing else None
-    return plan.HostFacts(me, native, emulators, interpreter, unsafe, distro)
+    keeps = argv0_facts(arches, options, emulators, interpreter)
+    return plan.HostFacts(me, native, emulators, interpreter, unsafe, distro, keeps)
+
+
+def argv0_facts(
+    arches: Sequence[Arch],
+    options: plan.Options,
+    emulators: dict[str, interpreters.Search],
+    interpreter: interpreters.Interpreter | None,
+) -> dict[str, bool]:
+    """Whether each chosen emulator keeps argv[0] (P), only when the flags are left to us."""
+    if options.flags != plan.AUTO_FLAGS:
+        return {}
+    # Start-up speed: only the default flags need the verdicts (a per-boot file read)
+    # and only a cold cache the probe.
+    from binfmtctl import argv0
+
+    pairs = [(a, s.best.path) for a, s in emulators.items() if s.best is not None]
+    if interpreter is not None and not interpreter.problems and len(arches) == 1:
+        pairs.append((arches[0].name, interpreter.path))
+    found, todo = argv0.cached(pairs)
+    if todo:
+        from binfmtctl import argv0_probe
+
+        found.update({path: v.keeps for path, v in argv0_probe.verdicts(todo).items()})
+    return found
 
 
 def credentials_problem(interpreter: str) -> str | None:

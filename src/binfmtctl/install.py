@@ -42,6 +42,7 @@ class InstallRow:
     reason: str  # why it failed, when it did
     saved: Saved | None = None
     persist_error: str | None = None  # registered, but not persisted: why
+    argv0: dict[str, object] | None = None  # why the default flags have P or not
 
     @property
     def ready(self) -> bool:
@@ -56,6 +57,7 @@ class InstallRow:
             out["persist"] = self.saved.to_dict()
         elif self.persist_error is not None:
             out["persist"] = {"action": FAILED, "target": None, "reason": self.persist_error}
+        out["argv0"] = self.argv0
         return out
 
 
@@ -99,6 +101,7 @@ def install(
         instance.mount()
     current = {h.name: h for h in instance.entries()} if instance.mounted else {}
     steps = plan.plan_install(arches, current, options, hostfacts.gather(arches, options, searched))
+    why_flags = argv0_decisions(steps, options)
     done, failed = 0, 0
     rows: list[InstallRow] = []
     errors: list[Failure] = []
@@ -115,7 +118,7 @@ def install(
             except BinfmtError as err:
                 failed += 1
                 errors.append(Failure.of(err, arch=arch))
-                rows.append(InstallRow(step, FAILED, err.message))
+                rows.append(InstallRow(step, FAILED, err.message, argv0=why_flags.get(arch)))
                 continue
             done += 1
         else:
@@ -130,7 +133,9 @@ def install(
                 failed += 1  # registered, not persisted: partly done (3)
                 persist_error = err.message
                 errors.append(Failure.of(err, arch=arch))
-        rows.append(InstallRow(step, action, step.reason, saved, persist_error))
+        rows.append(
+            InstallRow(step, action, step.reason, saved, persist_error, why_flags.get(arch))
+        )
     if not changes_reach_host():
         warnings.append(PRIVATE_WARNING)
     if instance.mounted and not instance.enabled():
@@ -144,6 +149,28 @@ def install(
         done,
         failed,
     )
+
+
+def argv0_decisions(
+    steps: Sequence[plan.Step], options: plan.Options
+) -> dict[str, dict[str, object]]:
+    """By arch: the argv[0] verdict behind each planned entry's default flags (JSON ``argv0``).
+
+    Only with the default flags, and only for entries of ours; the verdicts
+    were found while gathering the facts, so this reads nothing new.
+    """
+    if options.flags != plan.AUTO_FLAGS:
+        return {}
+    from binfmtctl import argv0  # start-up speed: only the default flags need it
+
+    out = {}
+    for step in steps:
+        if step.entry is None or step.failed or step.action == plan.KEPT:
+            continue
+        found = argv0.row(step.arch.name, step.entry.interpreter)
+        if found is not None:
+            out[step.arch.name] = dict(found)
+    return out
 
 
 # -- uninstall -------------------------------------------------------------------

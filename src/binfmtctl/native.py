@@ -177,3 +177,47 @@ def _detect() -> tuple[str, ...]:
     keep = ran | (unsure & family) | ({me.name} if me else set())
     keep |= {a for a in family if a not in names}  # arches without a probe
     return tuple(a for a in _arch.CATALOG if a in keep)
+
+
+# Per-boot answers of other probes (binfmtctl.argv0), kept beside native.json
+# under the same rules: same place, same boot key, same careful read.
+
+
+def boot_cache_path(name: str) -> Path | None:
+    """Where a per-boot answer called ``name`` is kept (beside native.json); None: nowhere."""
+    found = _cache_file()
+    return None if found is None else found.with_name(name)
+
+
+def read_boot_cache(path: Path) -> dict[str, object] | None:
+    """The JSON object at ``path`` if it was stored this boot; None for anything else.
+
+    Like the native answer's read: never blocks on a FIFO or reads a device,
+    never follows a symlink, reads at most CACHE_MAX bytes.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        stored = json.loads(os.read(fd, CACHE_MAX))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    if not isinstance(stored, dict) or stored.get("key") != _cache_key():
+        return None
+    return stored
+
+
+def write_boot_cache(path: Path, payload: dict[str, object]) -> None:
+    """Store ``payload`` at ``path`` under this boot's key, atomically; failing only costs speed."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({**payload, "key": _cache_key()}))
+        os.replace(tmp, path)
+    except OSError:
+        pass

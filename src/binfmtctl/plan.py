@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from binfmtctl.instance import Instance
 
 DEFAULT_FLAGS = "F"
+#: ``--flags auto`` (the CLI's default): :func:`default_flags` decides per emulator.
+AUTO_FLAGS = "auto"
 
 
 class Action(str, Enum):
@@ -80,6 +82,8 @@ class HostFacts:
     interpreter: interpreters.Interpreter | None = None  # --interpreter, inspected
     unsafe: Mapping[str, str] = field(default_factory=dict)  # emulator -> why not with C
     distro: str | None = None  # the distro family, for the package a hint names
+    # emulator path -> whether it keeps argv[0] behind the P flag (binfmtctl.argv0)
+    keeps_argv0: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,25 @@ class Step:
             "reason": self.reason or None,
             "warnings": list(self.warnings),
         }
+
+
+def default_flags(keeps_argv0: bool) -> str:
+    """The flags of an entry when none are given: FP if the emulator keeps argv[0], else F.
+
+    F opens the emulator at registration (it then works in chroots and
+    containers); P passes the program's own argv[0] on, so login shells and
+    ``exec -a`` work, but only an emulator that honours P may get it (one that
+    does not sees argv[0] as an extra argument). The one rule for install,
+    run, shell, export, persistence and the agent.
+    """
+    return "FP" if keeps_argv0 else DEFAULT_FLAGS
+
+
+def flags_for(flags: str, emulator: str, facts: HostFacts) -> str:
+    """``flags`` as given, or with :data:`AUTO_FLAGS` the default for ``emulator``."""
+    if flags != AUTO_FLAGS:
+        return flags
+    return default_flags(facts.keeps_argv0.get(emulator, False))
 
 
 def build_entry(arch: Arch, interpreter: str, flags: str, profile: Profile) -> Entry:
@@ -131,7 +154,7 @@ def plan_install(
     if options.interpreter and len(arches) != 1:
         raise UsageError("--interpreter names one emulator, so give exactly one ARCH")
     try:
-        flags = normalize_flags(options.flags)
+        flags = options.flags if options.flags == AUTO_FLAGS else normalize_flags(options.flags)
     except ValueError as err:
         raise UsageError(f"--flags: {err}") from err
     return [_plan_one(arch, current, options, flags, facts) for arch in arches]
@@ -165,6 +188,7 @@ def _plan_one(
     if isinstance(chosen, Step):
         return chosen
     found = chosen
+    flags = flags_for(flags, found.path, facts)
     if "F" in flags and not found.static:
         warnings.append(
             f"{found.path} is dynamically linked: inside chroots and containers it "

@@ -316,3 +316,173 @@ CRIS: tuple[Insn, ...] = (
     ("9241", "moveq 1, r9"),  # exit
     ("e93d", "break 13"),
 )
+
+
+# The argv[0] probes.  Each one exits with the first byte of its argv[0] and
+# writes nothing: started as ``-binfmtctl`` through an entry with the P flag,
+# it exits 45 ('-') where the emulator kept argv[0] and 47 ('/', the start of
+# the program's path) where it did not.  At entry every Linux ABI has argc at
+# the stack pointer and the argv pointers after it (one word each; SPARC
+# leaves a register save area first), so each table is two loads and exit.
+ARGV0_X86_64: tuple[Insn, ...] = (
+    ("48 8b 44 24 08", "mov rax, [rsp + 8]"),  # argv[0]
+    ("0f b6 38", "movzx edi, byte [rax]"),  # status = its first byte
+    ("b8 3c 00 00 00", "mov eax, 60"),  # exit
+    ("0f 05", "syscall"),
+    ("90", "nop"),  # pad to a multiple of 4
+)
+ARGV0_I386: tuple[Insn, ...] = (
+    ("8b 44 24 04", "mov eax, [esp + 4]"),  # argv[0]
+    ("0f b6 18", "movzx ebx, byte [eax]"),  # status = its first byte
+    ("b8 01 00 00 00", "mov eax, 1"),  # exit
+    ("cd 80", "int 0x80"),
+    ("90", "nop"),  # pad to a multiple of 4
+    ("90", "nop"),
+)
+ARGV0_AARCH64: tuple[Insn, ...] = (
+    ("f94007e1", "ldr x1, [sp, #8]"),  # argv[0]
+    ("39400020", "ldrb w0, [x1]"),  # status = its first byte
+    ("d2800ba8", "mov x8, #93"),  # exit
+    ("d4000001", "svc #0"),
+)
+ARGV0_ARM: tuple[Insn, ...] = (
+    ("e59d1004", "ldr r1, [sp, #4]"),  # argv[0]
+    ("e5d10000", "ldrb r0, [r1]"),  # status = its first byte
+    ("e3a07001", "mov r7, #1"),  # exit
+    ("ef000000", "svc #0"),
+)
+ARGV0_RISCV32: tuple[Insn, ...] = (
+    ("00412583", "lw a1, 4(sp)"),  # argv[0]
+    ("0005c503", "lbu a0, 0(a1)"),  # status = its first byte
+    ("05d00893", "li a7, 93"),  # exit
+    ("00000073", "ecall"),
+)
+ARGV0_RISCV64: tuple[Insn, ...] = (
+    ("00813583", "ld a1, 8(sp)"),  # argv[0]
+    *ARGV0_RISCV32[1:],
+)
+ARGV0_PPC: tuple[Insn, ...] = (
+    ("80810004", "lwz r4, 4(r1)"),  # argv[0]
+    ("88640000", "lbz r3, 0(r4)"),  # status = its first byte
+    ("38000001", "li r0, 1"),  # exit
+    ("44000002", "sc"),
+)
+ARGV0_PPC64: tuple[Insn, ...] = (
+    ("e8810008", "ld r4, 8(r1)"),  # argv[0]
+    *ARGV0_PPC[1:],
+)
+ARGV0_S390X: tuple[Insn, ...] = (
+    ("e310 f008 0004", "lg %r1, 8(%r15)"),  # argv[0]
+    ("e320 1000 0090", "llgc %r2, 0(%r1)"),  # status = its first byte
+    ("0a01", "svc 1"),  # exit
+    ("0700", "nopr"),  # pad to a multiple of 4
+)
+ARGV0_MIPS_O32: tuple[Insn, ...] = (
+    ("8fa50004", "lw $a1, 4($sp)"),  # argv[0]
+    ("90a40000", "lbu $a0, 0($a1)"),  # status = its first byte
+    ("24020fa1", "li $v0, 4001"),  # exit
+    ("0000000c", "syscall"),
+)
+ARGV0_MIPS_N32: tuple[Insn, ...] = (
+    ("8fa50004", "lw $a1, 4($sp)"),  # argv[0] (n32 pointers are 32-bit)
+    ("90a40000", "lbu $a0, 0($a1)"),
+    ("240217aa", "li $v0, 6058"),  # exit
+    ("0000000c", "syscall"),
+)
+ARGV0_MIPS_N64: tuple[Insn, ...] = (
+    ("dfa50008", "ld $a1, 8($sp)"),  # argv[0]
+    ("90a40000", "lbu $a0, 0($a1)"),
+    ("240213c2", "li $v0, 5058"),  # exit
+    ("0000000c", "syscall"),
+)
+# SPARC: 16 register-window words sit below argc (V9 adds the 2047 stack bias).
+ARGV0_SPARC: tuple[Insn, ...] = (
+    ("d203a044", "ld [%sp + 68], %o1"),  # argv[0]
+    ("d00a4000", "ldub [%o1], %o0"),  # status = its first byte
+    ("82102001", "mov 1, %g1"),  # exit
+    ("91d02010", "ta 0x10"),
+)
+ARGV0_SPARC64: tuple[Insn, ...] = (
+    ("d25ba887", "ldx [%sp + 2047 + 136], %o1"),  # argv[0]
+    ("d00a4000", "ldub [%o1], %o0"),
+    ("82102001", "mov 1, %g1"),  # exit
+    ("91d0206d", "ta 0x6d"),
+)
+ARGV0_M68K: tuple[Insn, ...] = (
+    ("206f 0004", "move.l (4, %sp), %a0"),  # argv[0]
+    ("7200", "moveq #0, %d1"),
+    ("1210", "move.b (%a0), %d1"),  # status = its first byte
+    ("7001", "moveq #1, %d0"),  # exit
+    ("4e40", "trap #0"),
+)
+ARGV0_SH4: tuple[Insn, ...] = (
+    ("51f1", "mov.l @(4, r15), r1"),  # argv[0]
+    ("6410", "mov.b @r1, r4"),  # status = its first byte (the kernel keeps 8 bits)
+    ("e301", "mov #1, r3"),  # exit
+    ("c311", "trapa #0x11"),
+)
+ARGV0_ALPHA: tuple[Insn, ...] = (
+    ("a63e0008", "ldq $17, 8($30)"),  # argv[0]
+    ("2a110000", "ldbu $16, 0($17)"),  # status = its first byte
+    ("201f0001", "lda $0, 1($31)"),  # exit
+    ("00000083", "call_pal 0x83"),  # callsys
+)
+ARGV0_LOONGARCH64: tuple[Insn, ...] = (
+    ("28c02065", "ld.d $a1, $sp, 8"),  # argv[0]
+    ("2a0000a4", "ld.bu $a0, $a1, 0"),  # status = its first byte
+    ("0381740b", "ori $a7, $zero, 93"),  # exit
+    ("002b0000", "syscall 0"),
+)
+ARGV0_OR1K: tuple[Insn, ...] = (
+    ("84810004", "l.lwz r4, 4(r1)"),  # argv[0]
+    ("8c640000", "l.lbz r3, 0(r4)"),  # status = its first byte
+    ("a960005d", "l.ori r11, r0, 93"),  # exit
+    ("20000001", "l.sys 1"),
+)
+ARGV0_MICROBLAZE: tuple[Insn, ...] = (
+    ("e8c10004", "lwi r6, r1, 4"),  # argv[0]
+    ("e0a60000", "lbui r5, r6, 0"),  # status = its first byte
+    ("31800001", "addik r12, r0, 1"),  # exit
+    ("b9cc0008", "brki r14, 0x8"),
+)
+ARGV0_NIOS2: tuple[Insn, ...] = (
+    ("d9400117", "ldw r5, 4(sp)"),  # argv[0]
+    ("29000003", "ldbu r4, 0(r5)"),  # status = its first byte
+    ("00801744", "movi r2, 93"),  # exit
+    ("003b683a", "trap"),
+)
+ARGV0_HEXAGON: tuple[Insn, ...] = (
+    ("919dc021", "{ r1 = memw(r29 + #4) }"),  # argv[0]
+    ("9121c000", "{ r0 = memub(r1 + #0) }"),  # status = its first byte
+    ("7800cba6", "{ r6 = #93 }"),  # exit
+    ("5400c004", "{ trap0(#1) }"),
+)
+# PA-RISC: the stack grows upwards; the loader passes argv in r24 instead.
+ARGV0_HPPA: tuple[Insn, ...] = (
+    ("4b190000", "ldw 0(%r24), %r25"),  # argv[0]
+    ("433a0000", "ldb 0(%r25), %r26"),  # status = its first byte
+    ("e4008200", "ble 0x100(%sr2, %r0)"),
+    ("34140002", "ldi 1, %r20"),  # (delay slot) exit
+)
+# CRIS: pop argc, pop argv[0]; move.b sets the low byte of r10, all that an
+# exit status keeps.
+ARGV0_CRIS: tuple[Insn, ...] = (
+    ("ae6e", "move.d [sp+], r10"),  # argc
+    ("be6e", "move.d [sp+], r11"),  # argv[0]
+    ("aa4b", "move.b [r11], r10"),  # status = its first byte
+    ("9241", "moveq 1, r9"),  # exit
+    ("e93d", "break 13"),
+    ("050f", "nop"),  # pad to a multiple of 4
+)
+ARGV0_XTENSA: tuple[Insn, ...] = (
+    ("012132", "l32i a3, a1, 4"),  # argv[0]
+    ("000362", "l8ui a6, a3, 0"),  # status = its first byte
+    ("76a022", "movi a2, 118"),  # exit
+    ("005000", "syscall"),
+)
+ARGV0_XTENSAEB: tuple[Insn, ...] = (
+    ("231201", "l32i a3, a1, 4"),
+    ("263000", "l8ui a6, a3, 0"),
+    ("220a76", "movi a2, 118"),
+    ("000500", "syscall"),
+)

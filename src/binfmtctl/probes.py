@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from binfmtctl import probe_code as _code
 from binfmtctl.arch import CATALOG, ELF_MAGIC, ELFCLASS32, Arch, resolve
 from binfmtctl.errors import BinfmtError
 from binfmtctl.probe_code import (
@@ -179,7 +180,10 @@ def build(arch: str | Arch) -> bytes:
     BinfmtError for an arch without a probe (see ``NO_PROBE``).
     """
     row = _arch(arch)
-    probe = _probe(row)
+    return _build(row, _probe(row))
+
+
+def _build(row: Arch, probe: Probe) -> bytes:
     code = probe.code_bytes(row)
     if len(code) % 4:
         raise ValueError(f"{row.name}: code is {len(code)} bytes, not a multiple of 4")
@@ -221,6 +225,71 @@ def build(arch: str | Arch) -> bytes:
     out = header + phdr + body
     assert len(header) == ehsize and len(phdr) == phentsize and len(out) == size
     return out
+
+
+#: The argv[0] probes by arch (:data:`binfmtctl.probe_code.ARGV0_X86_64` and
+#: the tables after it): the ELF header of the arch's probe, code that exits
+#: with the first byte of argv[0].
+ARGV0_CODE: dict[str, tuple[Insn, ...]] = {
+    "i386": _code.ARGV0_I386,
+    "i486": _code.ARGV0_I386,
+    "x86_64": _code.ARGV0_X86_64,
+    "alpha": _code.ARGV0_ALPHA,
+    "arm": _code.ARGV0_ARM,
+    "armeb": _code.ARGV0_ARM,
+    "aarch64": _code.ARGV0_AARCH64,
+    "aarch64_be": _code.ARGV0_AARCH64,
+    "sparc": _code.ARGV0_SPARC,
+    "sparc32plus": _code.ARGV0_SPARC,
+    "sparc64": _code.ARGV0_SPARC64,
+    "ppc": _code.ARGV0_PPC,
+    "ppc64": _code.ARGV0_PPC64,
+    "ppc64le": _code.ARGV0_PPC64,
+    "m68k": _code.ARGV0_M68K,
+    "mips": _code.ARGV0_MIPS_O32,
+    "mipsel": _code.ARGV0_MIPS_O32,
+    "mipsn32": _code.ARGV0_MIPS_N32,
+    "mipsn32el": _code.ARGV0_MIPS_N32,
+    "mips64": _code.ARGV0_MIPS_N64,
+    "mips64el": _code.ARGV0_MIPS_N64,
+    "sh4": _code.ARGV0_SH4,
+    "sh4eb": _code.ARGV0_SH4,
+    "s390x": _code.ARGV0_S390X,
+    "riscv32": _code.ARGV0_RISCV32,
+    "riscv64": _code.ARGV0_RISCV64,
+    "xtensa": _code.ARGV0_XTENSA,
+    "xtensaeb": _code.ARGV0_XTENSAEB,
+    "microblaze": _code.ARGV0_MICROBLAZE,
+    "microblazeel": _code.ARGV0_MICROBLAZE,
+    "or1k": _code.ARGV0_OR1K,
+    "hexagon": _code.ARGV0_HEXAGON,
+    "loongarch64": _code.ARGV0_LOONGARCH64,
+    "nios2": _code.ARGV0_NIOS2,
+    "hppa": _code.ARGV0_HPPA,
+    "cris": _code.ARGV0_CRIS,
+}
+
+#: Why an arch with a probe has no argv[0] probe (its handler then gets F alone).
+#: Empty today: every arch with a probe has an argv[0] probe too.
+NO_ARGV0_PROBE: dict[str, str] = {}
+
+#: The argv[0] an argv[0] probe is started with, and what it exits with when
+#: the emulator kept it; an emulator that did not gives it the path ('/').
+ARGV0 = "-binfmtctl-argv0"
+ARGV0_KEPT, ARGV0_REPLACED = ord("-"), ord("/")
+
+
+def build_argv0(arch: str | Arch) -> bytes:
+    """The argv[0] probe for ``arch``: exits with the first byte of its argv[0].
+
+    BinfmtError for an arch without one (see :data:`NO_ARGV0_PROBE`).
+    """
+    row = _arch(arch)
+    code = ARGV0_CODE.get(row.name)
+    if code is None:
+        reason = NO_ARGV0_PROBE.get(row.name, "none was written")
+        raise BinfmtError(f"no argv[0] probe for {row.name}: {reason}", arch=row.name)
+    return _build(row, replace(_probe(row), code=code))
 
 
 def write(arch: str | Arch, path: str | os.PathLike[str]) -> Path:

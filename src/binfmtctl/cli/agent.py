@@ -62,9 +62,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="run in a user namespace other than the host's (keeps a private instance); "
         "without it that is refused with exit 4",
     )
-    p.add_argument(
-        "--flags", default=plan.DEFAULT_FLAGS, help=f"entry flags (default {plan.DEFAULT_FLAGS})"
-    )
+    p.add_argument("--flags", default=plan.AUTO_FLAGS, help=install_cli.FLAGS_HELP)
     p.add_argument("--interpreter-dir", action="append", metavar="DIR")
     p.add_argument("--interpreter", metavar="PATH", help="use this emulator (one ARCH only)")
     install_cli.add_force_interpreter(p)

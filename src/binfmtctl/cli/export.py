@@ -8,7 +8,7 @@ from typing import Any
 
 from binfmtctl import arch as _arch
 from binfmtctl import export, plan
-from binfmtctl.cli.install import add_force_interpreter, options_from
+from binfmtctl.cli.install import FLAGS_HELP, add_force_interpreter, options_from
 from binfmtctl.cli.output import Result, outcome_code
 from binfmtctl.errors import EXIT_OK, EXIT_PARTIAL
 
@@ -55,7 +55,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="with -o, also replace files binfmtctl did not write (an administrator's, a "
         "package's, a symlink); without it they are left alone and export fails naming them",
     )
-    p.add_argument("--flags", default=plan.DEFAULT_FLAGS)
+    p.add_argument("--flags", default=plan.AUTO_FLAGS, help=FLAGS_HELP)
     p.add_argument("--interpreter-dir", action="append", metavar="DIR")
     p.add_argument("--interpreter", metavar="PATH")
     add_force_interpreter(p)

@@ -25,12 +25,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "emulator is found. Re-running is a no-op. Arches the host runs natively are "
         "refused.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="flags: F open the interpreter now (works in chroots/containers; the "
-        "default)\n       P pass argv[0] too   O pass an open fd   C run with the "
-        "program's credentials (setuid; implies O)",
+        epilog="flags: F open the interpreter now (works in chroots/containers)\n"
+        "       P pass argv[0] too (login shells, exec -a)   O pass an open fd\n"
+        "       C run with the program's credentials (setuid; implies O)\n"
+        "       auto (the default): FP where a probe shows the emulator honours P, else F",
     )
     p.add_argument("arches", nargs="*", metavar="ARCH")
-    p.add_argument("--flags", default=plan.DEFAULT_FLAGS, help="entry flags (default F)")
+    p.add_argument("--flags", default=plan.AUTO_FLAGS, help=FLAGS_HELP)
     p.add_argument(
         "--interpreter-dir",
         action="append",
@@ -116,6 +117,13 @@ def _persist_options(p: argparse.ArgumentParser, what: str) -> None:
         "did not write: an administrator's file, a package's, a symlink. Without it such "
         "files are left alone and the command fails naming who seems to own them",
     )
+
+
+#: --flags' help, one text for every verb that registers handlers.
+FLAGS_HELP = (
+    "entry flags, e.g. F or FP (default auto: FP where a probe, once per boot, shows the "
+    "emulator keeps argv[0] behind P; F otherwise)"
+)
 
 
 def options_from(args: argparse.Namespace) -> plan.Options:

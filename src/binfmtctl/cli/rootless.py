@@ -65,8 +65,9 @@ def _namespace_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--flags",
-        default=plan.DEFAULT_FLAGS,
-        help="entry flags (default F: the emulator is opened now, so it works in the root)",
+        default=plan.AUTO_FLAGS,
+        help="entry flags (default auto: FP where the emulator keeps argv[0] behind P, else "
+        "F; F opens the emulator now, so it works in the root)",
     )
     p.add_argument(
         "--interpreter-dir",

@@ -156,9 +156,21 @@ def collect(instance: Instance, handlers: list[Handler] | None = None) -> dict[s
                 "enabled": item.enabled,
                 "entry": item.entry.to_dict(),
                 "problems": problems,
+                "argv0": _argv0(arch_name, item.entry.interpreter),
             }
         )
     return data
+
+
+def _argv0(arch: str | None, interpreter: str) -> dict[str, object] | None:
+    """Whether the emulator keeps argv[0] behind P, as found this boot (never probed here)."""
+    if arch is None:
+        return None
+    # Start-up speed: one small per-boot file, read only when there are entries.
+    from binfmtctl import argv0
+
+    found = argv0.row(arch, interpreter)
+    return dict(found) if found is not None else None
 
 
 def not_mounted_text(mountpoint: str, advice: list[dict[str, str]] | None = None) -> str:
