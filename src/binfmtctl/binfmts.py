@@ -14,7 +14,7 @@ arguments, so the two can never disagree.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from binfmtctl import files, rootpath
 from binfmtctl.entry import Entry
@@ -58,8 +58,7 @@ def marked_binfmts(data: bytes) -> bool:
     return f"package {PACKAGE}".encode() in (line.strip() for line in data.split(b"\n"))
 
 
-@dataclass(frozen=True)
-class BinfmtsFormat:
+class BinfmtsFormat(NamedTuple):
     """One binfmt-support format: its name, owning package and entry."""
 
     name: str

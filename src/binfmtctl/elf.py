@@ -13,9 +13,8 @@ import os
 import stat
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, NoReturn
+from typing import BinaryIO, Literal, NamedTuple, NoReturn
 
 from binfmtctl import arch as _arch
 
@@ -35,8 +34,7 @@ _PHDRS = {
 }
 
 
-@dataclass(frozen=True)
-class ElfIdentity:
+class ElfIdentity(NamedTuple):
     elf_class: int
     data: int
     osabi: int

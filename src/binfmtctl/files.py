@@ -27,9 +27,9 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import NamedTuple
 
 from binfmtctl import rootpath
 from binfmtctl.errors import ConfigError, ForeignFileError, config_error
@@ -156,8 +156,7 @@ class Ownership(str, Enum):
 ABSENT, SAME, OURS, FOREIGN = Ownership.ABSENT, Ownership.SAME, Ownership.OURS, Ownership.FOREIGN
 
 
-@dataclass(frozen=True)
-class Existing:
+class Existing(NamedTuple):
     """What sits where binfmtctl is about to write or remove a file."""
 
     state: Ownership
@@ -274,8 +273,7 @@ class SavedAction(str, Enum):
     WOULD_REMOVE = "would remove"
 
 
-@dataclass(frozen=True)
-class Saved:
+class Saved(NamedTuple):
     """What persisting (or forgetting) one entry did."""
 
     name: str

@@ -12,13 +12,12 @@ never written to.  Every OSError is turned into a domain error by
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import functools
 import os
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from binfmtctl import namespaces
 from binfmtctl.arch import resolve
@@ -121,8 +120,7 @@ def disabled_warning(mountpoint: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """An instance at one moment, and the kernel's rule for which entry runs a file.
 
     The default is an empty, enabled instance: what an exec sees with no
@@ -362,7 +360,7 @@ class Instance:
         )
 
     def _swap(self, old: Handler, entry: Entry) -> None:
-        temp = dataclasses.replace(entry, name=temporary_name(entry.name))
+        temp = entry.replace(name=temporary_name(entry.name))
         self._register(temp, entry.name)  # the kernel's verdict on the new definition
         try:
             self._put(entry)
