@@ -28,7 +28,6 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from enum import Enum
-from pathlib import Path
 from typing import NamedTuple
 
 from binfmtctl import rootpath
@@ -45,6 +44,8 @@ _OVERFLOW_UID = 65534  # what an unmapped owner shows as inside a user namespace
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` so that nobody ever sees a partial file."""
+    from pathlib import Path  # only writers pay for it (start-up time)
+
     target = Path(path)
     try:
         with rootpath.open_dir("/", str(target.parent)) as dir_fd:

@@ -16,8 +16,7 @@ import functools
 import os
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from binfmtctl import namespaces
 from binfmtctl.arch import resolve
@@ -36,6 +35,9 @@ from binfmtctl.errors import (
 )
 from binfmtctl.namespaces import changes_reach_host
 from binfmtctl.syscalls import mount
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_MOUNTPOINT = namespaces.DEFAULT_MOUNTPOINT  # defined there, the one copy
 CONTROL_FILES = ("register", "status")
@@ -157,7 +159,13 @@ class Instance:
 
     def __init__(self, mountpoint: str = DEFAULT_MOUNTPOINT) -> None:
         self.mountpoint = mountpoint
-        self.root = Path(mountpoint)
+
+    @property
+    def root(self) -> Path:
+        """The mountpoint as a Path (pathlib is imported only when asked: start-up time)."""
+        from pathlib import Path
+
+        return Path(self.mountpoint)
 
     def __repr__(self) -> str:
         return f"Instance({self.mountpoint!r})"

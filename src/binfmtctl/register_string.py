@@ -93,6 +93,11 @@ def _scan_escaped(buf: bytes, start: int, n: int, data: bytes, field: str) -> in
     scan walks over raw NUL bytes.
     """
     delim = buf[0]
+    end = buf.index(delim, start)
+    if end < n and (end - start) % 4 == 0 and _all_full_escapes(buf[start:end], end - start):
+        # Only whole \xHH groups up to the first delimiter: the walk below would
+        # consume them group by group and stop at that delimiter, without error.
+        return end
     i = start
     while True:
         c = buf[i]

@@ -27,29 +27,54 @@ here, they are made safe to print:
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING
 
-from binfmtctl.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BinfmtError
+from binfmtctl.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TextIO
+
+    from binfmtctl.errors import BinfmtError
 
 JSON_VERSION = 1
 
 
-@dataclass
 class Result:
-    """What a command did: data for scripts, a human view, an exit code."""
+    """What a command did: data for scripts, a human view, an exit code.
 
-    command: str
-    data: dict[str, Any] = field(default_factory=dict)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    exit_code: int = EXIT_OK
-    human: Callable[[dict[str, Any]], str] | None = None
-    #: --json on one line: the last line of a JSON Lines stream (``agent``).
-    compact: bool = False
+    A small mutable ``__slots__`` class (not a dataclass: start-up time): verbs
+    add warnings and errors to it as they go.
+    """
+
+    __slots__ = ("command", "compact", "data", "errors", "exit_code", "human", "warnings")
+
+    def __init__(
+        self,
+        command: str,
+        data: dict[str, Any] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        warnings: list[str] | None = None,
+        exit_code: int = EXIT_OK,
+        human: Callable[[dict[str, Any]], str] | None = None,
+        compact: bool = False,
+    ) -> None:
+        self.command = command
+        self.data: dict[str, Any] = {} if data is None else data
+        self.errors: list[dict[str, Any]] = [] if errors is None else errors
+        self.warnings: list[str] = [] if warnings is None else warnings
+        self.exit_code = exit_code
+        self.human = human
+        #: --json on one line: the last line of a JSON Lines stream (``agent``).
+        self.compact = compact
+
+    def __repr__(self) -> str:
+        return (
+            f"Result(command={self.command!r}, data={self.data!r}, errors={self.errors!r}, "
+            f"warnings={self.warnings!r}, exit_code={self.exit_code!r}, human={self.human!r}, "
+            f"compact={self.compact!r})"
+        )
 
     @property
     def ok(self) -> bool:
@@ -206,6 +231,8 @@ def render(
     _tolerant(out)
     _tolerant(err)
     if as_json:
+        import json  # only --json pays for it (start-up time)
+
         indent = None if result.compact else 2
         json.dump(json_safe(envelope(result)), out, indent=indent, sort_keys=False)
         out.write("\n")
