@@ -3,11 +3,14 @@ native detection once per boot for every user; and the hot verbs (run, install,
 uninstall, status, enable, disable) work without the heavy modules they must not load.
 
 No timings here (those are in benchmarks/startup.py): what is checked is that
-work is not repeated and that imports are not needed, both of which can fail.
+work is not repeated and that imports are not needed, both of which can fail;
+and, per hot verb, which binfmtctl module imports dataclasses, inspect, pathlib
+or json (an import budget: the core itself imports none of them).
 """
 
 from __future__ import annotations
 
+import ast
 import codecs
 import subprocess
 import sys
@@ -221,3 +224,96 @@ def test_status_reads_the_entries_once(sb: sandbox.Sandbox) -> None:
     qemu("qemu-riscv64")
     assert sb.run(_install_every_found) is None
     assert sb.run(_status_reads) == (0, 1)
+
+
+# -- import budget per hot verb ----------------------------------------------------
+
+# A child that records, for each watched module, which binfmtctl module's code first
+# imported it (directly or through the stdlib: inspect comes with dataclasses), then
+# runs the real CLI and prints the record as its last stderr line.
+RECORDING_RUNNER = """\
+import sys
+WATCHED = set(sys.argv[1].split(","))
+found = {}
+
+class Recorder:
+    def find_spec(self, name, path=None, target=None):
+        if name in WATCHED and name not in found:
+            frame = sys._getframe(1)
+            while frame is not None and not str(frame.f_globals.get("__name__")).startswith(
+                "binfmtctl"
+            ):
+                frame = frame.f_back
+            found[name] = None if frame is None else frame.f_globals["__name__"]
+        return None
+
+sys.meta_path.insert(0, Recorder())
+from binfmtctl.cli import main
+code = main(sys.argv[2:])
+sys.meta_path.pop(0)
+sys.stderr.write("\\nIMPORTED-BY " + repr(sorted(found.items())) + "\\n")
+sys.exit(code)
+"""
+
+#: Modules the hot verbs' own code must not import: ``dataclasses`` (it brings
+#: inspect, ast, dis and tokenize, and each frozen dataclass costs ~0.4 ms to
+#: create), ``pathlib`` (os.path does), ``json`` (only ``--json`` output needs it).
+WATCHED = ["dataclasses", "inspect", "pathlib", "json"]
+
+#: Modules outside the hot core that still import some of them, with what: the
+#: emulator search (interpreters), the per-boot native cache (native, json) and the
+#: container-engine survey of ``status`` (engines). Nothing else may.
+STILL_ALLOWED = {
+    "binfmtctl.interpreters": {"dataclasses", "inspect", "pathlib"},
+    "binfmtctl.native": {"json", "pathlib"},
+    "binfmtctl.engines": {"json", "dataclasses", "inspect"},
+}
+
+#: Per verb: the importers allowed beyond STILL_ALLOWED. enable/disable never touch
+#: interpreters, native or engines, so for them nothing at all is allowed.
+VERB_BUDGET: list[tuple[tuple[str, ...], set[str]]] = [
+    (("install", "arm64", "riscv64"), set(STILL_ALLOWED)),
+    (("status",), set(STILL_ALLOWED)),
+    (("status", "--json"), set(STILL_ALLOWED)),
+    (("disable", "qemu-riscv64"), set()),
+    (("enable", "qemu-riscv64"), set()),
+    (("uninstall", "riscv64"), set(STILL_ALLOWED)),
+]
+
+
+def imported_by(box: sandbox.Sandbox, *args: str) -> dict[str, str | None]:
+    argv = [sys.executable, "-c", RECORDING_RUNNER, ",".join(WATCHED), *args]
+    done = box.run(subprocess.run, argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith("IMPORTED-BY "), done.stderr
+    pairs: list[tuple[str, str | None]] = ast.literal_eval(last.removeprefix("IMPORTED-BY "))
+    return dict(pairs)
+
+
+def test_hot_verbs_import_no_dataclasses_pathlib_or_json_themselves(
+    sb: sandbox.Sandbox,
+) -> None:
+    qemu("qemu-aarch64")
+    qemu("qemu-riscv64")
+    seen = {}
+    for args, allowed in VERB_BUDGET:
+        found = imported_by(sb, *args)
+        seen[args] = found
+        over = {
+            module: who
+            for module, who in found.items()
+            if not (who in allowed and module in STILL_ALLOWED[who])
+            and not (module == "json" and "--json" in args and who == "binfmtctl.cli.output")
+        }
+        assert over == {}, f"binfmtctl {' '.join(args)}: {found}"
+    # The record is real: --json output does load json, through the renderer.
+    assert seen[("status", "--json")].get("json") in ("binfmtctl.cli.output", *STILL_ALLOWED)
+    assert seen[("disable", "qemu-riscv64")] == {}
+
+
+def test_the_import_recorder_names_the_importer(sb: sandbox.Sandbox) -> None:
+    """The recorder attributes an import to the binfmtctl module that made it."""
+    found = imported_by(sb, "explain", "aarch64")
+    assert found.get("dataclasses") is not None
+    assert str(found["dataclasses"]).startswith("binfmtctl.")
