@@ -231,8 +231,8 @@ class Entry:
             )
         )
         flags = self.flags.encode("utf-8", "replace")
-        candidates = [d for d in _ALL_DELIMITERS if d not in texts]
-        primary = next((d for d in candidates if d in _SAFE_DELIMITERS), None)
+        # The first safe delimiter the texts lack is the first such candidate.
+        primary = next((d for d in _SAFE_DELIMITERS if d not in texts), None)
         too_long: EntryParseError | None = None
         if primary is not None:
             data = self._compose(primary, False, b"")
@@ -245,7 +245,7 @@ class Entry:
                     "flags",
                 )
             self._check_kind_fields(data)
-            data = self._compose(primary, False, flags)
+            data += flags  # the flags are the last field: _compose(primary, False, flags)
             self._verify(scan(data, check_length=False), data)
             if len(data) <= MAX_REGISTER_LENGTH:
                 return data
@@ -253,6 +253,7 @@ class Entry:
                 scan(data)
             except EntryParseError as err:
                 too_long = err
+        candidates = [d for d in _ALL_DELIMITERS if d not in texts]
         for delim in candidates:
             data = self._compose(delim, True, flags)
             if len(data) > MAX_REGISTER_LENGTH:
