@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import codecs
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -19,10 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from binfmtctl import arch as _arch
 from binfmtctl import hostfacts, interpreters, plan, rootless, sandbox
 from binfmtctl.arch import CATALOG, Arch, Profile
+from binfmtctl.cli import output
 from binfmtctl.entry import Entry, Handler
 from binfmtctl.explain import _misfit, recognise, sample_header
 from conftest import ROOT, foreign_busybox, qemu
@@ -317,3 +321,31 @@ def test_the_import_recorder_names_the_importer(sb: sandbox.Sandbox) -> None:
     found = imported_by(sb, "explain", "aarch64")
     assert found.get("dataclasses") is not None
     assert str(found["dataclasses"]).startswith("binfmtctl.")
+
+
+# -- the --json renderer's own walk gives json.dumps' text ---------------------------
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(st.characters(exclude_categories=())),
+    st.sampled_from(list(Profile)),  # a str enum, as result data holds
+)
+_keys = st.one_of(st.text(st.characters(exclude_categories=())), st.integers(), st.none())
+_documents = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(_keys, inner, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(_documents)
+def test_json_text_is_json_dumps_indent_2(value: object) -> None:
+    assert output.dumps(value) == json.dumps(value, indent=2, sort_keys=False)
