@@ -349,3 +349,96 @@ _documents = st.recursive(
 @given(_documents)
 def test_json_text_is_json_dumps_indent_2(value: object) -> None:
     assert output.dumps(value) == json.dumps(value, indent=2, sort_keys=False)
+
+
+# -- a register string is scanned once when it already is the canonical form ------
+
+_MAGIC = CATALOG["aarch64"].magic_mask(Profile.QEMU)
+
+
+def _canonical_line(delim: str = ":", flags: str = "OPF", name: str = "qemu-aarch64") -> bytes:
+    magic, mask = (b"".join(b"\\x%02x" % b for b in part) for part in _MAGIC)
+    d = delim.encode()
+    return d + d.join([name.encode(), b"M", b"", magic, mask, b"/usr/bin/q", flags.encode()])
+
+
+def _long_canonical(total: int) -> bytes:
+    """A canonical E line of exactly ``total`` bytes (the interpreter pads it)."""
+    head = b":x:E::jar::/"
+    return head + b"i" * (total - len(head) - 2) + b":F"
+
+
+def _scans(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    import binfmtctl.entry as entry_module
+    from binfmtctl.register_string import scan as real
+
+    seen: list[bytes] = []
+
+    def counting(data: bytes, *, check_length: bool = True) -> object:
+        seen.append(data)
+        return real(data, check_length=check_length)
+
+    monkeypatch.setattr(entry_module, "scan", counting)
+    return seen
+
+
+CANONICAL = [
+    _canonical_line(),  # Debian's files: ':' and \xHH, flags OPF
+    _canonical_line() + b"\n",
+    _canonical_line(flags=""),
+    _canonical_line(flags="FCPO") + b"\n",
+    _canonical_line(delim="|", name="a:b"),  # ':' is in the name: '|' is the first free one
+    b":jar:E::jar::/usr/bin/java:",
+    _long_canonical(1920),  # the longest the kernel takes
+]
+OTHER_FORMS = [
+    _canonical_line(delim="|"),  # ':' was free
+    _canonical_line().replace(b"\\xff", b"\\xFF"),  # upper-case hex
+    b":raw:M::\x7fELF::/usr/bin/q:",  # raw magic bytes
+    b":off:M:0:\\x7f::/usr/bin/q:",  # an explicit offset 0
+]
+
+
+@pytest.mark.parametrize("line", CANONICAL)
+def test_a_canonical_line_is_scanned_once(monkeypatch: pytest.MonkeyPatch, line: bytes) -> None:
+    expected = Entry.parse(line)
+    built = Entry(
+        expected.name,
+        expected.kind,
+        expected.interpreter,
+        expected.flags,
+        expected.offset,
+        expected.magic,
+        expected.mask,
+        expected.extension,
+    )
+    seen = _scans(monkeypatch)
+    parsed = Entry.parse(line)
+    assert len(seen) == 1
+    assert parsed == built
+    assert parsed.register_bytes() == built.register_bytes()
+
+
+@pytest.mark.parametrize("line", OTHER_FORMS)
+def test_other_forms_are_written_out_and_scanned_again(
+    monkeypatch: pytest.MonkeyPatch, line: bytes
+) -> None:
+    seen = _scans(monkeypatch)
+    parsed = Entry.parse(line)
+    assert len(seen) >= 2  # the input, then the canonical form it is written as
+    assert seen[0] == line
+    assert parsed.register_bytes() != line
+    monkeypatch.undo()
+    assert Entry.parse(parsed.register_bytes()).register_bytes() == parsed.register_bytes()
+
+
+def test_a_line_too_long_for_the_canonical_form_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A magic written raw can fit in 1920 bytes where its \\xHH form does not."""
+    magic = bytes(range(0x41, 0x41 + 26)) * 9  # 234 printable bytes
+    line = b":big:M::" + magic + b"::/" + b"i" * (1920 - 12 - len(magic) - 1) + b":"
+    assert len(line) <= 1920
+    seen = _scans(monkeypatch)
+    parsed = Entry.parse(line)
+    assert len(seen) >= 2
+    assert len(parsed.register_bytes()) <= 1920
+    assert parsed.magic == magic

@@ -155,10 +155,11 @@ class Entry:
         _set(entry, "magic", f.magic)
         _set(entry, "mask", f.mask)
         _set(entry, "extension", None if f.extension is None else os.fsdecode(f.extension))
-        _set(entry, "_encoded", entry._canonical_of(raw))
+        texts = f.name + f.interpreter + (f.extension or b"")
+        _set(entry, "_encoded", entry._canonical_of(raw, texts))
         return entry
 
-    def _canonical_of(self, raw: bytes) -> bytes:
+    def _canonical_of(self, raw: bytes, texts: bytes) -> bytes:
         """The register bytes of an entry just parsed from ``raw`` (validated once).
 
         When ``raw`` already is the canonical form (':' or the first free safe
@@ -166,13 +167,11 @@ class Entry:
         and a final newline, parsing the canonical bytes gives exactly the fields
         ``raw`` gave (scan normalises flags), so the scan just made is the check
         and ``_encode`` need not parse again. Otherwise ``_encode`` decides, as for
-        any constructed entry.
+        any constructed entry. ``texts``: the name, interpreter and extension as
+        read, where the delimiter must not occur.
         """
         body = raw[:-1] if raw.endswith(b"\n") else raw
         body = body.rstrip(b"POCF")
-        texts = _fsencode(self.name, "name") + _fsencode(self.interpreter, "interpreter")
-        if self.extension is not None:
-            texts += _fsencode(self.extension, "extension")
         primary = next((d for d in _SAFE_DELIMITERS if d not in texts), None)
         if primary is not None and body[:1] == bytes([primary]):
             flags = self.flags.encode("ascii")
