@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import codecs
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -442,3 +443,50 @@ def test_a_line_too_long_for_the_canonical_form_falls_back(monkeypatch: pytest.M
     assert len(seen) >= 2
     assert len(parsed.register_bytes()) <= 1920
     assert parsed.magic == magic
+
+
+# -- the boot configuration: one directory fd per directory ---------------------------
+
+
+def test_binfmt_d_files_of_a_directory_are_read_through_one_fd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_all gives what load_binfmt_d gives file by file; only what is not a plain
+    regular file (a symlink, a FIFO, a masked file, a missing one) takes the full walk."""
+    from binfmtctl import binfmt_d, files
+
+    conf = tmp_path / "binfmt.d"
+    conf.mkdir()
+    line = _canonical_line() + b"\n"
+    (conf / "a.conf").write_bytes(line)
+    (conf / "b.conf").write_bytes(b"# nothing\n:bad:X::\n")
+    (tmp_path / "elsewhere.conf").write_bytes(line)
+    (conf / "c.conf").symlink_to(tmp_path / "elsewhere.conf")
+    (conf / "d.conf").symlink_to("/dev/null")
+    os.mkfifo(conf / "e.conf")
+    paths = [str(conf / f"{n}.conf") for n in "abcdef"]  # f.conf does not exist
+    expected = {p: binfmt_d.load_binfmt_d(p) for p in paths}
+
+    walked: list[str] = []
+    real = files.read
+
+    def counting(path: str | os.PathLike[str], root: str = "/") -> bytes:
+        walked.append(str(path))
+        return real(path, root)
+
+    def shown(confs: dict[str, binfmt_d.ConfFile]) -> dict[str, object]:
+        """Comparable: an exception equals only itself, so errors as (type, message)."""
+        return {
+            path: (
+                c.ours,
+                c.problem,
+                [(*r[:5], r.error and (type(r.error), r.error.message)) for r in c.rules],
+            )
+            for path, c in confs.items()
+        }
+
+    monkeypatch.setattr(files, "read", counting)
+    assert shown(binfmt_d.load_all(paths)) == shown(expected)
+    assert sorted(walked) == [str(conf / f"{n}.conf") for n in "cdef"]
+    assert expected[paths[0]].rules[0].entry == Entry.parse(line)
+    assert expected[paths[4]].problem  # the FIFO is refused, not read

@@ -126,6 +126,27 @@ def load_binfmt_d(path: str, root: str = "/") -> ConfFile:
         return ConfFile(path, (), ours=False, problem=err.message)
 
 
+def load_all(paths: Sequence[str], root: str = "/") -> dict[str, ConfFile]:
+    """:func:`load_binfmt_d` of each path; the files of one directory are read
+    through one fd of it (:func:`files.read_regular`), any other the full way."""
+    by_dir: dict[str, list[str]] = {}
+    for path in paths:
+        by_dir.setdefault(os.path.dirname(path), []).append(path)
+    data: dict[str, bytes | None] = {}
+    for directory, members in by_dir.items():
+        try:
+            with rootpath.open_dir(root, rootpath.inside(root, directory)) as fd:
+                for path in members:
+                    data[path] = files.read_regular(fd, os.path.basename(path), path)
+        except OSError:
+            continue
+    out = {}
+    for path in paths:
+        read = data.get(path)
+        out[path] = load_binfmt_d(path, root) if read is None else parse_binfmt_d(read, path)
+    return out
+
+
 def rule_error(rule: Rule) -> ConfigError:
     """The error for a line that does not parse, with its file and line number."""
     assert rule.error is not None

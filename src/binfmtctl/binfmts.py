@@ -230,6 +230,11 @@ def read_binfmts_admin(
     try:
         with rootpath.open_dir(root, rootpath.inside(root, admindir)) as fd:
             names = sorted(os.listdir(fd))
+            read = {
+                name: files.read_regular(fd, name, os.path.join(admindir, name))
+                for name in names
+                if not name.startswith(".")
+            }
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as err:
@@ -239,12 +244,11 @@ def read_binfmts_admin(
         problems.append(error.message)
         return []
     out = []
-    for name in names:
-        if name.startswith("."):
-            continue
+    for name, data in read.items():
         path = os.path.join(admindir, name)
         try:
-            out.append(parse_binfmts_admin(files.read(path, root), name, path))
+            found = files.read(path, root) if data is None else data
+            out.append(parse_binfmts_admin(found, name, path))
         except ConfigError as err:
             if problems is not None:
                 problems.append(err.message)

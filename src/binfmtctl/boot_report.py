@@ -18,7 +18,7 @@ from binfmtctl.binfmt_d import (
     Rule,
     boot_problem,
     list_binfmt_d,
-    load_binfmt_d,
+    load_all,
     simulate,
 )
 from binfmtctl.binfmts import BinfmtsFormat, read_binfmts_admin
@@ -209,7 +209,7 @@ def describe(
     root = layout.root
     unreadable: list[str] = []
     candidates = list_binfmt_d(layout.binfmt_d, root, unreadable)
-    parsed = {c.path: load_binfmt_d(c.path, root) for c in candidates}
+    parsed = load_all([c.path for c in candidates], root)
     boot = simulate(
         [c.path for c in candidates if c.overridden_by is None], check_interpreter, root, parsed
     )
