@@ -81,7 +81,7 @@ class HostFacts(NamedTuple):
     unsafe: Mapping[str, str] = MappingProxyType({})  # emulator -> why not with C
     distro: str | None = None  # the distro family, for the package a hint names
     # emulator path -> whether it keeps argv[0] behind the P flag (binfmtctl.argv0)
-    keeps_argv0: Mapping[str, bool] = field(default_factory=dict)
+    keeps_argv0: Mapping[str, bool] = MappingProxyType({})
 
 
 class Step(NamedTuple):
