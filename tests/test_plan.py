@@ -7,7 +7,6 @@ row names exactly the situation it decides.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,8 +31,8 @@ X86 = HostFacts(
 )
 OURS = plan.build_entry(ARM64, QEMU, "F", Profile.QEMU)
 OTHER_TOOL = plan.build_entry(ARM64, "/opt/q/qemu-aarch64", "", Profile.QEMU)
-SAME_NAME_OTHER_ARCH = replace(
-    plan.build_entry(CATALOG["arm"], QEMU, "F", Profile.QEMU), name=OURS.name
+SAME_NAME_OTHER_ARCH = plan.build_entry(CATALOG["arm"], QEMU, "F", Profile.QEMU).replace(
+    name=OURS.name
 )
 
 NO_EMULATOR = (
@@ -73,7 +72,7 @@ CASES = [
      Options(), X86, Action.REFUSED, OURS, OTHER),
     ("own arch", "x86_64", {}, Options(), X86, Action.REFUSED, None, OWN),
     ("native", "i386", {}, Options(), X86, Action.REFUSED, None, NATIVE),
-    ("no emulator", "aarch64", {}, Options(), replace(X86, emulators={"aarch64": NOT_FOUND}),
+    ("no emulator", "aarch64", {}, Options(), X86._replace(emulators={"aarch64": NOT_FOUND}),
      Action.MISSING, None, NO_EMULATOR),
 ]  # fmt: skip
 
@@ -99,7 +98,7 @@ def test_every_decision(
 
 
 def test_a_dynamic_emulator_is_registered_with_a_warning() -> None:
-    facts = replace(X86, emulators={"aarch64": interpreters.Search(DYNAMIC, ())})
+    facts = X86._replace(emulators={"aarch64": interpreters.Search(DYNAMIC, ())})
     [step] = plan.plan_install([ARM64], {}, Options(), facts)
     assert (step.action, step.entry) == (
         Action.REGISTER,
@@ -112,7 +111,7 @@ def test_a_dynamic_emulator_is_registered_with_a_warning() -> None:
 
 
 def test_the_c_flag_is_refused_for_an_emulator_the_facts_call_unsafe() -> None:
-    facts = replace(X86, unsafe={QEMU: "the C flag ... /usr/bin is writable by uid 1000"})
+    facts = X86._replace(unsafe={QEMU: "the C flag ... /usr/bin is writable by uid 1000"})
     [step] = plan.plan_install([ARM64], {}, Options(flags="FC"), facts)
     assert (step.arch, step.action, step.entry, step.reason) == (
         ARM64,
@@ -130,7 +129,7 @@ def test_the_c_flag_is_refused_for_an_emulator_the_facts_call_unsafe() -> None:
 def test_native_with_force_is_planned_like_any_foreign_arch() -> None:
     i386 = CATALOG["i386"]
     qemu = interpreters.Interpreter("/usr/bin/qemu-i386-static", static=True, host_native=True)
-    facts = replace(X86, emulators={"i386": interpreters.Search(qemu, ())})
+    facts = X86._replace(emulators={"i386": interpreters.Search(qemu, ())})
     [step] = plan.plan_install([i386], {}, Options(force=True), facts)
     assert (step.action, step.entry) == (
         Action.REGISTER,
@@ -171,14 +170,14 @@ def test_an_explicit_interpreter(
     monkeypatch.chdir(tmp_path)  # the one fact the refusal of a relative path reads
     reason = reason.replace("<CWD>", str(tmp_path))
     inspected = interpreters.Interpreter(found, True, True) if found else None
-    facts = replace(X86, emulators={}, interpreter=inspected)
+    facts = X86._replace(emulators={}, interpreter=inspected)
     [step] = plan.plan_install([ARM64], {}, Options(interpreter=interpreter), facts)
     assert (step.arch, step.action, step.reason) == (ARM64, action, reason)
 
 
 def test_an_interpreter_with_problems_is_refused_with_them() -> None:
     broken = interpreters.Interpreter(QEMU, True, False, problems=("built for another CPU",))
-    facts = replace(X86, emulators={}, interpreter=broken)
+    facts = X86._replace(emulators={}, interpreter=broken)
     [step] = plan.plan_install([ARM64], {}, Options(interpreter=QEMU), facts)
     assert (step.arch, step.action, step.reason) == (
         ARM64,
@@ -219,7 +218,7 @@ def test_actions_are_the_json_contract() -> None:
 
 def test_a_name_mismatch_is_accepted_when_forced() -> None:
     arm = interpreters.Interpreter("/usr/bin/qemu-arm-static", True, True)
-    facts = replace(X86, emulators={}, interpreter=arm)
+    facts = X86._replace(emulators={}, interpreter=arm)
     options = Options(interpreter=arm.path, force_interpreter=True)
     [step] = plan.plan_install([ARM64], {}, options, facts)
     assert (step.action, step.entry, step.reason) == (
@@ -234,7 +233,7 @@ def test_no_usable_emulator_names_the_refused_candidates() -> None:
         interpreters.Interpreter("/usr/bin/qemu-aarch64-static", False, False, ("empty file",)),
         interpreters.Interpreter("/usr/bin/qemu-aarch64", False, False, ("a script", "no ELF")),
     )
-    facts = replace(X86, emulators={"aarch64": interpreters.Search(None, bad)})
+    facts = X86._replace(emulators={"aarch64": interpreters.Search(None, bad)})
     [step] = plan.plan_install([ARM64], {}, Options(), facts)
     assert (step.action, step.entry, step.reason) == (
         Action.MISSING,
@@ -248,7 +247,7 @@ def test_no_usable_emulator_names_the_refused_candidates() -> None:
 
 
 def test_a_host_of_unknown_arch_is_named_as_the_machine() -> None:
-    facts = replace(X86, me=None, native=frozenset({"i386"}))
+    facts = X86._replace(me=None, native=frozenset({"i386"}))
     [step] = plan.plan_install([CATALOG["i386"]], {}, Options(), facts)
     assert (step.action, step.reason) == (
         Action.REFUSED,
@@ -257,7 +256,7 @@ def test_a_host_of_unknown_arch_is_named_as_the_machine() -> None:
 
 
 def test_steps_as_json() -> None:
-    facts = replace(X86, emulators={"aarch64": interpreters.Search(DYNAMIC, ())})
+    facts = X86._replace(emulators={"aarch64": interpreters.Search(DYNAMIC, ())})
     [step] = plan.plan_install([ARM64], {}, Options(), facts)
     assert step.to_dict() == {
         "arch": "aarch64",
@@ -280,13 +279,13 @@ def test_steps_as_json() -> None:
 
 
 def test_facts_without_a_search_for_the_arch_mean_no_emulator() -> None:
-    [step] = plan.plan_install([ARM64], {}, Options(), replace(X86, emulators={}))
+    [step] = plan.plan_install([ARM64], {}, Options(), X86._replace(emulators={}))
     assert (step.arch, step.action, step.reason) == (ARM64, Action.MISSING, NO_EMULATOR)
 
 
 def test_an_interpreter_the_caller_did_not_inspect_is_a_usage_error() -> None:
     with pytest.raises(UsageError) as caught:
-        plan.plan_install([ARM64], {}, Options(interpreter=QEMU), replace(X86, interpreter=None))
+        plan.plan_install([ARM64], {}, Options(interpreter=QEMU), X86._replace(interpreter=None))
     assert caught.value.message == f"--interpreter {QEMU}: not inspected before planning"
 
 
@@ -305,7 +304,7 @@ def test_the_dynamic_warning_comes_with_every_action_that_keeps_our_entry(
     current = {
         ours.name: Handler(OTHER_TOOL, True) if registered is None else Handler(ours, registered)
     }
-    facts = replace(X86, emulators={"aarch64": interpreters.Search(DYNAMIC, ())})
+    facts = X86._replace(emulators={"aarch64": interpreters.Search(DYNAMIC, ())})
     [step] = plan.plan_install([ARM64], current, options, facts)
     assert (step.action, step.entry) == (action, ours)
     assert step.warnings == (

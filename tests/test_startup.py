@@ -3,12 +3,17 @@ native detection once per boot for every user; and the hot verbs (run, install,
 uninstall, status, enable, disable) work without the heavy modules they must not load.
 
 No timings here (those are in benchmarks/startup.py): what is checked is that
-work is not repeated and that imports are not needed, both of which can fail.
+work is not repeated and that imports are not needed, both of which can fail;
+and, per hot verb, which binfmtctl module imports dataclasses, inspect, pathlib
+or json (an import budget: the core itself imports none of them).
 """
 
 from __future__ import annotations
 
+import ast
 import codecs
+import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -16,10 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from binfmtctl import arch as _arch
 from binfmtctl import hostfacts, interpreters, plan, rootless, sandbox
 from binfmtctl.arch import CATALOG, Arch, Profile
+from binfmtctl.cli import output
 from binfmtctl.entry import Entry, Handler
 from binfmtctl.explain import _misfit, recognise, sample_header
 from conftest import ROOT, foreign_busybox, qemu
@@ -221,3 +229,264 @@ def test_status_reads_the_entries_once(sb: sandbox.Sandbox) -> None:
     qemu("qemu-riscv64")
     assert sb.run(_install_every_found) is None
     assert sb.run(_status_reads) == (0, 1)
+
+
+# -- import budget per hot verb ----------------------------------------------------
+
+# A child that records, for each watched module, which binfmtctl module's code first
+# imported it (directly or through the stdlib: inspect comes with dataclasses), then
+# runs the real CLI and prints the record as its last stderr line.
+RECORDING_RUNNER = """\
+import sys
+WATCHED = set(sys.argv[1].split(","))
+found = {}
+
+class Recorder:
+    def find_spec(self, name, path=None, target=None):
+        if name in WATCHED and name not in found:
+            frame = sys._getframe(1)
+            while frame is not None and not str(frame.f_globals.get("__name__")).startswith(
+                "binfmtctl"
+            ):
+                frame = frame.f_back
+            found[name] = None if frame is None else frame.f_globals["__name__"]
+        return None
+
+sys.meta_path.insert(0, Recorder())
+from binfmtctl.cli import main
+code = main(sys.argv[2:])
+sys.meta_path.pop(0)
+sys.stderr.write("\\nIMPORTED-BY " + repr(sorted(found.items())) + "\\n")
+sys.exit(code)
+"""
+
+#: Modules the hot verbs' own code must not import: ``dataclasses`` (it brings
+#: inspect, ast, dis and tokenize, and each frozen dataclass costs ~0.4 ms to
+#: create), ``pathlib`` (os.path does), ``json`` (only ``--json`` output needs it).
+WATCHED = ["dataclasses", "inspect", "pathlib", "json"]
+
+#: Modules outside the hot core that still import some of them, with what: the
+#: emulator search (interpreters), the per-boot native cache (native, json) and the
+#: container-engine survey of ``status`` (engines). Nothing else may.
+STILL_ALLOWED = {
+    "binfmtctl.interpreters": {"dataclasses", "inspect", "pathlib"},
+    "binfmtctl.native": {"json", "pathlib"},
+    "binfmtctl.engines": {"json", "dataclasses", "inspect"},
+}
+
+#: Per verb: the importers allowed beyond STILL_ALLOWED. enable/disable never touch
+#: interpreters, native or engines, so for them nothing at all is allowed.
+VERB_BUDGET: list[tuple[tuple[str, ...], set[str]]] = [
+    (("install", "arm64", "riscv64"), set(STILL_ALLOWED)),
+    (("status",), set(STILL_ALLOWED)),
+    (("status", "--json"), set(STILL_ALLOWED)),
+    (("disable", "qemu-riscv64"), set()),
+    (("enable", "qemu-riscv64"), set()),
+    (("uninstall", "riscv64"), set(STILL_ALLOWED)),
+]
+
+
+def imported_by(box: sandbox.Sandbox, *args: str) -> dict[str, str | None]:
+    argv = [sys.executable, "-c", RECORDING_RUNNER, ",".join(WATCHED), *args]
+    done = box.run(subprocess.run, argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith("IMPORTED-BY "), done.stderr
+    pairs: list[tuple[str, str | None]] = ast.literal_eval(last.removeprefix("IMPORTED-BY "))
+    return dict(pairs)
+
+
+def test_hot_verbs_import_no_dataclasses_pathlib_or_json_themselves(
+    sb: sandbox.Sandbox,
+) -> None:
+    qemu("qemu-aarch64")
+    qemu("qemu-riscv64")
+    seen = {}
+    for args, allowed in VERB_BUDGET:
+        found = imported_by(sb, *args)
+        seen[args] = found
+        over = {
+            module: who
+            for module, who in found.items()
+            if not (who in allowed and module in STILL_ALLOWED[who])
+            and not (module == "json" and "--json" in args and who == "binfmtctl.cli.output")
+        }
+        assert over == {}, f"binfmtctl {' '.join(args)}: {found}"
+    # The record is real: --json output does load json, through the renderer.
+    assert seen[("status", "--json")].get("json") in ("binfmtctl.cli.output", *STILL_ALLOWED)
+    assert seen[("disable", "qemu-riscv64")] == {}
+
+
+def test_the_import_recorder_names_the_importer(sb: sandbox.Sandbox) -> None:
+    """The recorder attributes an import to the binfmtctl module that made it."""
+    found = imported_by(sb, "explain", "aarch64")
+    assert found.get("dataclasses") is not None
+    assert str(found["dataclasses"]).startswith("binfmtctl.")
+
+
+# -- the --json renderer's own walk gives json.dumps' text ---------------------------
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(st.characters(exclude_categories=())),
+    st.sampled_from(list(Profile)),  # a str enum, as result data holds
+)
+_keys = st.one_of(st.text(st.characters(exclude_categories=())), st.integers(), st.none())
+_documents = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(_keys, inner, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(_documents)
+def test_json_text_is_json_dumps_indent_2(value: object) -> None:
+    assert output.dumps(value) == json.dumps(value, indent=2, sort_keys=False)
+
+
+# -- a register string is scanned once when it already is the canonical form ------
+
+_MAGIC = CATALOG["aarch64"].magic_mask(Profile.QEMU)
+
+
+def _canonical_line(delim: str = ":", flags: str = "OPF", name: str = "qemu-aarch64") -> bytes:
+    magic, mask = (b"".join(b"\\x%02x" % b for b in part) for part in _MAGIC)
+    d = delim.encode()
+    return d + d.join([name.encode(), b"M", b"", magic, mask, b"/usr/bin/q", flags.encode()])
+
+
+def _long_canonical(total: int) -> bytes:
+    """A canonical E line of exactly ``total`` bytes (the interpreter pads it)."""
+    head = b":x:E::jar::/"
+    return head + b"i" * (total - len(head) - 2) + b":F"
+
+
+def _scans(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    import binfmtctl.entry as entry_module
+    from binfmtctl.register_string import scan as real
+
+    seen: list[bytes] = []
+
+    def counting(data: bytes, *, check_length: bool = True) -> object:
+        seen.append(data)
+        return real(data, check_length=check_length)
+
+    monkeypatch.setattr(entry_module, "scan", counting)
+    return seen
+
+
+CANONICAL = [
+    _canonical_line(),  # Debian's files: ':' and \xHH, flags OPF
+    _canonical_line() + b"\n",
+    _canonical_line(flags=""),
+    _canonical_line(flags="FCPO") + b"\n",
+    _canonical_line(delim="|", name="a:b"),  # ':' is in the name: '|' is the first free one
+    b":jar:E::jar::/usr/bin/java:",
+    _long_canonical(1920),  # the longest the kernel takes
+]
+OTHER_FORMS = [
+    _canonical_line(delim="|"),  # ':' was free
+    _canonical_line().replace(b"\\xff", b"\\xFF"),  # upper-case hex
+    b":raw:M::\x7fELF::/usr/bin/q:",  # raw magic bytes
+    b":off:M:0:\\x7f::/usr/bin/q:",  # an explicit offset 0
+]
+
+
+@pytest.mark.parametrize("line", CANONICAL)
+def test_a_canonical_line_is_scanned_once(monkeypatch: pytest.MonkeyPatch, line: bytes) -> None:
+    expected = Entry.parse(line)
+    built = Entry(
+        expected.name,
+        expected.kind,
+        expected.interpreter,
+        expected.flags,
+        expected.offset,
+        expected.magic,
+        expected.mask,
+        expected.extension,
+    )
+    seen = _scans(monkeypatch)
+    parsed = Entry.parse(line)
+    assert len(seen) == 1
+    assert parsed == built
+    assert parsed.register_bytes() == built.register_bytes()
+
+
+@pytest.mark.parametrize("line", OTHER_FORMS)
+def test_other_forms_are_written_out_and_scanned_again(
+    monkeypatch: pytest.MonkeyPatch, line: bytes
+) -> None:
+    seen = _scans(monkeypatch)
+    parsed = Entry.parse(line)
+    assert len(seen) >= 2  # the input, then the canonical form it is written as
+    assert seen[0] == line
+    assert parsed.register_bytes() != line
+    monkeypatch.undo()
+    assert Entry.parse(parsed.register_bytes()).register_bytes() == parsed.register_bytes()
+
+
+def test_a_line_too_long_for_the_canonical_form_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A magic written raw can fit in 1920 bytes where its \\xHH form does not."""
+    magic = bytes(range(0x41, 0x41 + 26)) * 9  # 234 printable bytes
+    line = b":big:M::" + magic + b"::/" + b"i" * (1920 - 12 - len(magic) - 1) + b":"
+    assert len(line) <= 1920
+    seen = _scans(monkeypatch)
+    parsed = Entry.parse(line)
+    assert len(seen) >= 2
+    assert len(parsed.register_bytes()) <= 1920
+    assert parsed.magic == magic
+
+
+# -- the boot configuration: one directory fd per directory ---------------------------
+
+
+def test_binfmt_d_files_of_a_directory_are_read_through_one_fd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_all gives what load_binfmt_d gives file by file; only what is not a plain
+    regular file (a symlink, a FIFO, a masked file, a missing one) takes the full walk."""
+    from binfmtctl import binfmt_d, files
+
+    conf = tmp_path / "binfmt.d"
+    conf.mkdir()
+    line = _canonical_line() + b"\n"
+    (conf / "a.conf").write_bytes(line)
+    (conf / "b.conf").write_bytes(b"# nothing\n:bad:X::\n")
+    (tmp_path / "elsewhere.conf").write_bytes(line)
+    (conf / "c.conf").symlink_to(tmp_path / "elsewhere.conf")
+    (conf / "d.conf").symlink_to("/dev/null")
+    os.mkfifo(conf / "e.conf")
+    paths = [str(conf / f"{n}.conf") for n in "abcdef"]  # f.conf does not exist
+    expected = {p: binfmt_d.load_binfmt_d(p) for p in paths}
+
+    walked: list[str] = []
+    real = files.read
+
+    def counting(path: str | os.PathLike[str], root: str = "/") -> bytes:
+        walked.append(str(path))
+        return real(path, root)
+
+    def shown(confs: dict[str, binfmt_d.ConfFile]) -> dict[str, object]:
+        """Comparable: an exception equals only itself, so errors as (type, message)."""
+        return {
+            path: (
+                c.ours,
+                c.problem,
+                [(*r[:5], r.error and (type(r.error), r.error.message)) for r in c.rules],
+            )
+            for path, c in confs.items()
+        }
+
+    monkeypatch.setattr(files, "read", counting)
+    assert shown(binfmt_d.load_all(paths)) == shown(expected)
+    assert sorted(walked) == [str(conf / f"{n}.conf") for n in "cdef"]
+    assert expected[paths[0]].rules[0].entry == Entry.parse(line)
+    assert expected[paths[4]].problem  # the FIFO is refused, not read

@@ -9,7 +9,7 @@ leave the name unregistered).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from binfmtctl import binfmt_d, hostfacts
 from binfmtctl.entry import Entry, Handler
@@ -23,15 +23,43 @@ INVALID, REFUSED, FAILED = "invalid", "refused", "failed"
 DONE = frozenset({REGISTERED, REPLACED, RE_REGISTERED, WOULD_REGISTER})
 
 
-@dataclass
 class LineResult:
-    """One register line of a file (or the file itself, when it cannot be read)."""
+    """One register line of a file (or the file itself, when it cannot be read).
 
-    path: str
-    line: int | None  # None: the whole file
-    name: str | None
-    action: str = ""
-    reason: str | None = None
+    A small mutable ``__slots__`` class, not a NamedTuple: :func:`apply_files`
+    fills in ``action`` and ``reason`` as the line is applied.
+    """
+
+    __slots__ = ("action", "line", "name", "path", "reason")
+
+    def __init__(
+        self,
+        path: str,
+        line: int | None,  # None: the whole file
+        name: str | None,
+        action: str = "",
+        reason: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.name = name
+        self.action = action
+        self.reason = reason
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.path, self.line, self.name, self.action, self.reason)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LineResult):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, as before
+
+    def __repr__(self) -> str:
+        return "LineResult(path={!r}, line={!r}, name={!r}, action={!r}, reason={!r})".format(
+            *self._key()
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -43,8 +71,7 @@ class LineResult:
         }
 
 
-@dataclass(frozen=True)
-class ApplyReport:
+class ApplyReport(NamedTuple):
     dry_run: bool
     mountpoint: str
     lines: tuple[LineResult, ...]

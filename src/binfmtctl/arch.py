@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from binfmtctl.errors import UnknownArchError
 
@@ -48,8 +47,7 @@ class Profile(str, enum.Enum):
     SEED = "seed"
 
 
-@dataclass(frozen=True)
-class Arch:
+class Arch(NamedTuple):
     """One QEMU linux-user target and how to recognise its ELF files."""
 
     name: str  # QEMU target name, also the entry name suffix: qemu-<name>

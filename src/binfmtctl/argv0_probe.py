@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 from binfmtctl import argv0, plan, probes, proving, sandbox
@@ -131,7 +131,7 @@ def _run_in_instance(jobs: list[tuple[str, str]]) -> list[tuple[int | None, str]
         for i, (arch, path) in enumerate(jobs):
             entry = plan.build_entry(CATALOG[arch], path, "FP", Profile.QEMU)
             try:
-                instance.register(replace(entry, name=f"{_ENTRY_PREFIX}{i}"))
+                instance.register(entry.replace(name=f"{_ENTRY_PREFIX}{i}"))
             except BinfmtError as err:
                 ready.append((None, f"the kernel refused the FP entry: {err}"))
                 continue

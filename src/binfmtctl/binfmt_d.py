@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from binfmtctl import files, rootpath
 from binfmtctl.entry import Entry
@@ -50,8 +50,7 @@ def marked_binfmt_d(data: bytes) -> bool:
     return data.split(b"\n", 1)[0] == MARKER_LINE
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One register line of a binfmt.d file (or why it cannot be registered)."""
 
     path: str
@@ -76,8 +75,7 @@ class Rule:
         }
 
 
-@dataclass(frozen=True)
-class ConfFile:
+class ConfFile(NamedTuple):
     path: str
     rules: tuple[Rule, ...]
     ours: bool  # carries binfmtctl's header
@@ -128,6 +126,27 @@ def load_binfmt_d(path: str, root: str = "/") -> ConfFile:
         return ConfFile(path, (), ours=False, problem=err.message)
 
 
+def load_all(paths: Sequence[str], root: str = "/") -> dict[str, ConfFile]:
+    """:func:`load_binfmt_d` of each path; the files of one directory are read
+    through one fd of it (:func:`files.read_regular`), any other the full way."""
+    by_dir: dict[str, list[str]] = {}
+    for path in paths:
+        by_dir.setdefault(os.path.dirname(path), []).append(path)
+    data: dict[str, bytes | None] = {}
+    for directory, members in by_dir.items():
+        try:
+            with rootpath.open_dir(root, rootpath.inside(root, directory)) as fd:
+                for path in members:
+                    data[path] = files.read_regular(fd, os.path.basename(path), path)
+        except OSError:
+            continue
+    out = {}
+    for path in paths:
+        read = data.get(path)
+        out[path] = load_binfmt_d(path, root) if read is None else parse_binfmt_d(read, path)
+    return out
+
+
 def rule_error(rule: Rule) -> ConfigError:
     """The error for a line that does not parse, with its file and line number."""
     assert rule.error is not None
@@ -176,8 +195,7 @@ def conf_name(entry_name: str) -> str:
     return f"{entry_name}{SUFFIX}"
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A binfmt.d file and whether a higher-precedence same-named file replaces it."""
 
     name: str
@@ -262,29 +280,41 @@ def find_conf(word: str, dirs: Sequence[str], root: str = "/") -> str:
     )
 
 
-@dataclass
 class BootState:
-    """What systemd-binfmt would leave registered, name by name."""
+    """What systemd-binfmt would leave registered, name by name.
 
-    entries: dict[str, Rule] = field(default_factory=dict)  # in registration order
-    dropped: dict[str, Rule] = field(default_factory=dict)  # last line for a name failed
-    rules: list[Rule] = field(default_factory=list)  # every line, in the order applied
-    files: list[ConfFile] = field(default_factory=list)
+    A small mutable ``__slots__`` class, not a NamedTuple: :func:`simulate`
+    fills it in, file by file.
+    """
+
+    __slots__ = ("dropped", "entries", "files", "rules")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Rule] = {}  # in registration order
+        self.dropped: dict[str, Rule] = {}  # last line for a name failed
+        self.rules: list[Rule] = []  # every line, in the order applied
+        self.files: list[ConfFile] = []
 
     def order_newest_first(self) -> list[str]:
         return list(reversed(self.entries))
 
 
-def simulate(paths: Sequence[str], check_interpreter: bool = True, root: str = "/") -> BootState:
+def simulate(
+    paths: Sequence[str],
+    check_interpreter: bool = True,
+    root: str = "/",
+    loaded: Mapping[str, ConfFile] | None = None,
+) -> BootState:
     """Apply ``paths`` in order the way systemd-binfmt does, without a kernel.
 
     A line the kernel would refuse (bad syntax; with F, a missing interpreter
     inside ``root``) still removes the same-named entry first, so the name ends
-    up unregistered. A file that cannot be read registers nothing.
+    up unregistered. A file that cannot be read registers nothing. ``loaded``:
+    files the caller has already read (by path), so none is parsed twice.
     """
     state = BootState()
     for path in paths:
-        conf = load_binfmt_d(path, root)
+        conf = loaded[path] if loaded is not None and path in loaded else load_binfmt_d(path, root)
         state.files.append(conf)
         for rule in conf.rules:
             state.rules.append(rule)

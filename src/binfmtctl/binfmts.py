@@ -14,7 +14,7 @@ arguments, so the two can never disagree.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from binfmtctl import files, rootpath
 from binfmtctl.entry import Entry
@@ -58,8 +58,7 @@ def marked_binfmts(data: bytes) -> bool:
     return f"package {PACKAGE}".encode() in (line.strip() for line in data.split(b"\n"))
 
 
-@dataclass(frozen=True)
-class BinfmtsFormat:
+class BinfmtsFormat(NamedTuple):
     """One binfmt-support format: its name, owning package and entry."""
 
     name: str
@@ -231,6 +230,11 @@ def read_binfmts_admin(
     try:
         with rootpath.open_dir(root, rootpath.inside(root, admindir)) as fd:
             names = sorted(os.listdir(fd))
+            read = {
+                name: files.read_regular(fd, name, os.path.join(admindir, name))
+                for name in names
+                if not name.startswith(".")
+            }
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as err:
@@ -240,12 +244,11 @@ def read_binfmts_admin(
         problems.append(error.message)
         return []
     out = []
-    for name in names:
-        if name.startswith("."):
-            continue
+    for name, data in read.items():
         path = os.path.join(admindir, name)
         try:
-            out.append(parse_binfmts_admin(files.read(path, root), name, path))
+            found = files.read(path, root) if data is None else data
+            out.append(parse_binfmts_admin(found, name, path))
         except ConfigError as err:
             if problems is not None:
                 problems.append(err.message)

@@ -10,15 +10,15 @@ the words of a message. ``to_dict`` is the ``status --json`` shape.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from binfmtctl.binfmt_d import (
     ConfFile,
     Rule,
     boot_problem,
     list_binfmt_d,
-    load_binfmt_d,
+    load_all,
     simulate,
 )
 from binfmtctl.binfmts import BinfmtsFormat, read_binfmts_admin
@@ -50,14 +50,12 @@ class ProblemCode(str, Enum):
     REGISTERS_NOTHING = "registers_nothing"  # its last boot line is refused
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     code: ProblemCode
     message: str
 
 
-@dataclass(frozen=True)
-class Definer:
+class Definer(NamedTuple):
     """One line that defines a name, and its role at boot."""
 
     rule: Rule
@@ -90,8 +88,7 @@ _ROLE_TEXT = {
 }
 
 
-@dataclass(frozen=True)
-class NameReport:
+class NameReport(NamedTuple):
     """One entry name: its definers, boot's winner, the running entry, the problems."""
 
     name: str
@@ -122,8 +119,7 @@ class NameReport:
         }
 
 
-@dataclass(frozen=True)
-class FileReport:
+class FileReport(NamedTuple):
     """One binfmt.d file: masked or not, ours or not, its bad lines, or why it is unreadable."""
 
     path: str
@@ -140,8 +136,7 @@ class FileReport:
         }
 
 
-@dataclass(frozen=True)
-class BootReport:
+class BootReport(NamedTuple):
     """The whole boot configuration against the running kernel."""
 
     layout: Layout
@@ -214,9 +209,9 @@ def describe(
     root = layout.root
     unreadable: list[str] = []
     candidates = list_binfmt_d(layout.binfmt_d, root, unreadable)
-    parsed = {c.path: load_binfmt_d(c.path, root) for c in candidates}
+    parsed = load_all([c.path for c in candidates], root)
     boot = simulate(
-        [c.path for c in candidates if c.overridden_by is None], check_interpreter, root
+        [c.path for c in candidates if c.overridden_by is None], check_interpreter, root, parsed
     )
     formats = {f.name: f for f in read_binfmts_admin(layout.binfmts_admindir, root, unreadable)}
     now = {h.name: h for h in running}
@@ -235,10 +230,10 @@ def describe(
                     role = Role.IGNORED
                 elif boot.entries.get(name) == rule:
                     role = Role.WINS
-                elif boot.dropped.get(name) == rule:
-                    role = Role.REGISTERS_NOTHING
                 elif rule.error is not None:
                     role = Role.INVALID
+                elif boot.dropped.get(name) == rule:
+                    role = Role.REGISTERS_NOTHING
                 else:
                     role = Role.REPLACED
                 definers.append(Definer(rule, role, parsed[c.path].ours, c.overridden_by))

@@ -24,7 +24,7 @@ import enum
 import os
 import pwd
 import stat
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_LINKS = 40  # the kernel's limit on symlinks followed in one lookup (MAXSYMLINKS)
 
@@ -41,8 +41,7 @@ class Problem(str, enum.Enum):
     FUSE = "fuse"
 
 
-@dataclass(frozen=True)
-class Unsafe:
+class Unsafe(NamedTuple):
     """The first component that makes a path unsafe for C, and why."""
 
     problem: Problem

@@ -13,11 +13,13 @@ import os
 import stat
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO, Literal, NoReturn
+from typing import TYPE_CHECKING, NamedTuple
 
 from binfmtctl import arch as _arch
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import BinaryIO, Literal, NoReturn
 
 HEADER_SIZE = 256  # the kernel matches against this many bytes
 ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
@@ -35,8 +37,7 @@ _PHDRS = {
 }
 
 
-@dataclass(frozen=True)
-class ElfIdentity:
+class ElfIdentity(NamedTuple):
     elf_class: int
     data: int
     osabi: int
@@ -221,7 +222,7 @@ def program_interpreter(path: str | Path | BinaryIO) -> str | None:
     (an OSError) without being read, and a missing file raises OSError. A file
     whose program headers are not sane (see :func:`interpreter_in`) names no loader.
     """
-    if isinstance(path, str | Path):
+    if isinstance(path, str | os.PathLike):
         with open_regular(path) as fh:
             return program_interpreter(fh)
     fh = path

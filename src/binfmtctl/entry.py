@@ -13,11 +13,12 @@ same parser, so there is one rule book and an invalid ``Entry`` cannot exist.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any
 
 from binfmtctl.errors import EntryParseError, NameTooLongError
 from binfmtctl.register_string import (
@@ -51,48 +52,133 @@ def _fsencode(value: str, what: str) -> bytes:
         ) from err
 
 
-@dataclass(frozen=True)
+_FIELDS = ("name", "kind", "interpreter", "flags", "offset", "magic", "mask", "extension")
+
+
 class Entry:
     """One binfmt_misc handler, as the kernel stores it.
 
     Text fields are ``os.fsdecode``d (surrogateescape), so any byte the kernel
     accepts in a name or path survives a round trip.
+
+    Immutable. A small ``__slots__`` class rather than a NamedTuple: it validates
+    on construction (an invalid Entry cannot exist), and an entry must not compare
+    equal to, or unpack like, a tuple.
     """
+
+    __slots__ = (*_FIELDS, "_encoded")
 
     name: str
     kind: str
     interpreter: str
-    flags: str = ""
-    offset: int = 0
-    magic: bytes = b""
-    mask: bytes | None = None
-    extension: str | None = None
-    _encoded: bytes = field(init=False, repr=False, compare=False, hash=False)
+    flags: str
+    offset: int
+    magic: bytes
+    mask: bytes | None
+    extension: str | None
+    _encoded: bytes
 
-    def __post_init__(self) -> None:
-        if self.mask == b"":
-            object.__setattr__(self, "mask", None)
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        interpreter: str,
+        flags: str = "",
+        offset: int = 0,
+        magic: bytes = b"",
+        mask: bytes | None = None,
+        extension: str | None = None,
+    ) -> None:
+        if mask == b"":
+            mask = None
         # Normalise flags before encoding, so equal entries print equal ("C" as "OC").
         # Unknown letters are left for _encode to reject with the field and position.
-        if set(self.flags) <= set(FLAG_LETTERS):
-            object.__setattr__(self, "flags", normalize_flags(self.flags))
-        object.__setattr__(self, "_encoded", self._encode())
+        if set(flags) <= set(FLAG_LETTERS):
+            flags = normalize_flags(flags)
+        _set = object.__setattr__
+        _set(self, "name", name)
+        _set(self, "kind", kind)
+        _set(self, "interpreter", interpreter)
+        _set(self, "flags", flags)
+        _set(self, "offset", offset)
+        _set(self, "magic", magic)
+        _set(self, "mask", mask)
+        _set(self, "extension", extension)
+        _set(self, "_encoded", self._encode())
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.name,
+            self.kind,
+            self.interpreter,
+            self.flags,
+            self.offset,
+            self.magic,
+            self.mask,
+            self.extension,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Entry)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={v!r}" for n, v in zip(_FIELDS, self._key(), strict=True))
+        return f"Entry({inner})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: an Entry is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: an Entry is immutable")
+
+    def __reduce__(self) -> tuple[type[Entry], tuple[object, ...]]:
+        return (Entry, self._key())  # unpickling validates again
 
     @classmethod
     def parse(cls, data: bytes | str) -> Entry:
         """Parse a register string; raises EntryParseError where the kernel says EINVAL."""
         raw = os.fsencode(data) if isinstance(data, str) else bytes(data)
         f = scan(raw)
-        return cls(
-            name=os.fsdecode(f.name),
-            kind=f.kind,
-            interpreter=os.fsdecode(f.interpreter),
-            flags=f.flags,
-            offset=f.offset,
-            magic=f.magic,
-            mask=f.mask,
-            extension=None if f.extension is None else os.fsdecode(f.extension),
-        )
+        entry = cls.__new__(cls)
+        _set = object.__setattr__
+        _set(entry, "name", os.fsdecode(f.name))
+        _set(entry, "kind", f.kind)
+        _set(entry, "interpreter", os.fsdecode(f.interpreter))
+        _set(entry, "flags", f.flags)  # scan normalises them
+        _set(entry, "offset", f.offset)
+        _set(entry, "magic", f.magic)
+        _set(entry, "mask", f.mask)
+        _set(entry, "extension", None if f.extension is None else os.fsdecode(f.extension))
+        texts = f.name + f.interpreter + (f.extension or b"")
+        _set(entry, "_encoded", entry._canonical_of(raw, texts))
+        return entry
+
+    def _canonical_of(self, raw: bytes, texts: bytes) -> bytes:
+        """The register bytes of an entry just parsed from ``raw`` (validated once).
+
+        When ``raw`` already is the canonical form (':' or the first free safe
+        delimiter, every magic/mask byte ``\\xHH``) but for the order of its flags
+        and a final newline, parsing the canonical bytes gives exactly the fields
+        ``raw`` gave (scan normalises flags), so the scan just made is the check
+        and ``_encode`` need not parse again. Otherwise ``_encode`` decides, as for
+        any constructed entry. ``texts``: the name, interpreter and extension as
+        read, where the delimiter must not occur.
+        """
+        body = raw[:-1] if raw.endswith(b"\n") else raw
+        body = body.rstrip(b"POCF")
+        primary = next((d for d in _SAFE_DELIMITERS if d not in texts), None)
+        if primary is not None and body[:1] == bytes([primary]):
+            flags = self.flags.encode("ascii")
+            fits = len(body) + len(flags) <= MAX_REGISTER_LENGTH
+            if fits and self._compose(primary, False, b"") == body:
+                return body + flags
+        return self._encode()
 
     def register_bytes(self) -> bytes:
         """What to write to ``register``, in one write(2); no trailing newline."""
@@ -144,8 +230,8 @@ class Entry:
             )
         )
         flags = self.flags.encode("utf-8", "replace")
-        candidates = [d for d in _ALL_DELIMITERS if d not in texts]
-        primary = next((d for d in candidates if d in _SAFE_DELIMITERS), None)
+        # The first safe delimiter the texts lack is the first such candidate.
+        primary = next((d for d in _SAFE_DELIMITERS if d not in texts), None)
         too_long: EntryParseError | None = None
         if primary is not None:
             data = self._compose(primary, False, b"")
@@ -158,7 +244,7 @@ class Entry:
                     "flags",
                 )
             self._check_kind_fields(data)
-            data = self._compose(primary, False, flags)
+            data += flags  # the flags are the last field: _compose(primary, False, flags)
             self._verify(scan(data, check_length=False), data)
             if len(data) <= MAX_REGISTER_LENGTH:
                 return data
@@ -166,6 +252,7 @@ class Entry:
                 scan(data)
             except EntryParseError as err:
                 too_long = err
+        candidates = [d for d in _ALL_DELIMITERS if d not in texts]
         for delim in candidates:
             data = self._compose(delim, True, flags)
             if len(data) > MAX_REGISTER_LENGTH:
@@ -241,11 +328,15 @@ class Entry:
 
     def replace(self, **changes: Any) -> Entry:
         """A copy with ``changes`` applied, validated and with flags normalised."""
-        return dataclasses.replace(self, **changes)
+        fields: dict[str, Any] = dict(zip(_FIELDS, self._key(), strict=True))
+        unknown = set(changes) - fields.keys()
+        if unknown:
+            raise TypeError(f"Entry has no field {sorted(unknown)[0]!r}")
+        fields.update(changes)
+        return Entry(**fields)
 
 
-@dataclass(frozen=True)
-class Handler:
+class Handler(NamedTuple):
     """A registered entry and whether it is enabled: what the kernel consults at exec.
 
     The one type for it, from /proc to the renderer; its name is the entry's.

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -364,8 +363,7 @@ def entry_error(err: OSError, action: str, name: str, mountpoint: str) -> Binfmt
     return from_oserror(err, action, f"{mountpoint}/{name}", entry=name)
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """One item a command could not do, as the --json ``errors`` list shows it:
     the error's code and message, then its context and what names the item."""
 

@@ -9,16 +9,14 @@ things -- which is how distro and upstream entries are told apart.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from binfmtctl import arch as _arch
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry
 
 
-@dataclass(frozen=True)
-class ByteRow:
+class ByteRow(NamedTuple):
     """One magic byte: where it sits in the file, what it and its mask check."""
 
     offset: int
@@ -61,8 +59,7 @@ def _layout(elf_class: int) -> list[tuple[str, int, int]]:
     return out
 
 
-@dataclass(frozen=True)
-class _View:
+class _View(NamedTuple):
     """The entry's magic and mask addressed by file offset (None where not covered)."""
 
     entry: Entry
@@ -213,8 +210,7 @@ def explain(entry: Entry) -> list[ByteRow]:
     return rows
 
 
-@dataclass(frozen=True)
-class _Known:
+class _Known(NamedTuple):
     """The catalog as recognise needs it, computed once per process (see :func:`_known`)."""
 
     exact: dict[tuple[bytes, bytes], Arch]  # (magic, mask) of every profile: first arch wins

@@ -27,9 +27,8 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
+from typing import NamedTuple
 
 from binfmtctl import rootpath
 from binfmtctl.errors import ConfigError, ForeignFileError, config_error
@@ -45,6 +44,8 @@ _OVERFLOW_UID = 65534  # what an unmapped owner shows as inside a user namespace
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` so that nobody ever sees a partial file."""
+    from pathlib import Path  # only writers pay for it (start-up time)
+
     target = Path(path)
     try:
         with rootpath.open_dir("/", str(target.parent)) as dir_fd:
@@ -123,6 +124,22 @@ def read(path: str | os.PathLike[str], root: str = "/") -> bytes:
         raise config_error(err, "read", str(path)) from err
 
 
+def read_regular(dir_fd: int, name: str, path: str) -> bytes | None:
+    """``name`` in the open directory ``dir_fd`` when it is a plain regular file that
+    reads without error; else None, for :func:`read` to read or refuse in full.
+
+    Reading many files of one directory through one fd saves a walk from the
+    root per file (start-up time); anything unusual (a symlink, a device, a
+    FIFO, a file that vanished or cannot be read) takes the full path.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            return None
+        return rootpath.read_at(dir_fd, name, path)
+    except OSError:
+        return None
+
+
 @contextlib.contextmanager
 def open_dir(root: str, directory: str, *, create: bool = False) -> Iterator[int]:
     """An fd of ``directory`` (as named on this system) resolved inside ``root``."""
@@ -156,8 +173,7 @@ class Ownership(str, Enum):
 ABSENT, SAME, OURS, FOREIGN = Ownership.ABSENT, Ownership.SAME, Ownership.OURS, Ownership.FOREIGN
 
 
-@dataclass(frozen=True)
-class Existing:
+class Existing(NamedTuple):
     """What sits where binfmtctl is about to write or remove a file."""
 
     state: Ownership
@@ -274,8 +290,7 @@ class SavedAction(str, Enum):
     WOULD_REMOVE = "would remove"
 
 
-@dataclass(frozen=True)
-class Saved:
+class Saved(NamedTuple):
     """What persisting (or forgetting) one entry did."""
 
     name: str

@@ -12,7 +12,7 @@ renders the reports.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from binfmtctl import arch as _arch
 from binfmtctl import hostfacts, persist, plan
@@ -33,8 +33,7 @@ PRIVATE_WARNING = (
 NO_EMULATOR = f"no foreign emulator found; {plan.INSTALL_EMULATORS} or name ARCHes"
 
 
-@dataclass(frozen=True)
-class InstallRow:
+class InstallRow(NamedTuple):
     """One arch: its planned step, what carrying it out did, and what persisting it did."""
 
     step: plan.Step
@@ -61,8 +60,7 @@ class InstallRow:
         return out
 
 
-@dataclass(frozen=True)
-class InstallReport:
+class InstallReport(NamedTuple):
     dry_run: bool
     mountpoint: str
     rows: tuple[InstallRow, ...]
@@ -184,8 +182,7 @@ def is_qemu_handler(name: str, arch_name: str | None, interpreter: str) -> bool:
     return arch_name is not None and (name.startswith("qemu-") or "qemu" in base)
 
 
-@dataclass(frozen=True)
-class Removal:
+class Removal(NamedTuple):
     name: str
     action: str  # REMOVED (or would be, in a dry run), ABSENT, FAILED
     reason: str | None = None  # FAILED: why
@@ -197,8 +194,7 @@ class Removal:
         return out
 
 
-@dataclass(frozen=True)
-class UninstallReport:
+class UninstallReport(NamedTuple):
     dry_run: bool
     removed: tuple[Removal, ...]
     forgotten: tuple[Saved, ...] | None  # None: no store was given

@@ -12,13 +12,11 @@ never written to.  Every OSError is turned into a domain error by
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import functools
 import os
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from binfmtctl import namespaces
 from binfmtctl.arch import resolve
@@ -37,6 +35,9 @@ from binfmtctl.errors import (
 )
 from binfmtctl.namespaces import changes_reach_host
 from binfmtctl.syscalls import mount
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_MOUNTPOINT = namespaces.DEFAULT_MOUNTPOINT  # defined there, the one copy
 CONTROL_FILES = ("register", "status")
@@ -121,8 +122,7 @@ def disabled_warning(mountpoint: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """An instance at one moment, and the kernel's rule for which entry runs a file.
 
     The default is an empty, enabled instance: what an exec sees with no
@@ -159,7 +159,13 @@ class Instance:
 
     def __init__(self, mountpoint: str = DEFAULT_MOUNTPOINT) -> None:
         self.mountpoint = mountpoint
-        self.root = Path(mountpoint)
+
+    @property
+    def root(self) -> Path:
+        """The mountpoint as a Path (pathlib is imported only when asked: start-up time)."""
+        from pathlib import Path
+
+        return Path(self.mountpoint)
 
     def __repr__(self) -> str:
         return f"Instance({self.mountpoint!r})"
@@ -362,7 +368,7 @@ class Instance:
         )
 
     def _swap(self, old: Handler, entry: Entry) -> None:
-        temp = dataclasses.replace(entry, name=temporary_name(entry.name))
+        temp = entry.replace(name=temporary_name(entry.name))
         self._register(temp, entry.name)  # the kernel's verdict on the new definition
         try:
             self._put(entry)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 DEFAULT_MOUNTPOINT = "/proc/sys/fs/binfmt_misc"
 # The kernel gives the initial user namespace this fixed inode (PROC_USER_INIT_INO).
@@ -95,8 +95,7 @@ def userns_relation(pid: int, proc: str = "/proc") -> Relation:
         os.close(fd)
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     """One binfmt_misc mount: where, and its superblock (the same ``dev``, the same instance)."""
 
     mountpoint: str
@@ -141,8 +140,7 @@ class Seen(str, Enum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class NamespaceView:
+class NamespaceView(NamedTuple):
     """What one process's namespaces say about the instance it uses."""
 
     pid: int

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from binfmtctl import binfmts, files, rootpath
 from binfmtctl.binfmt_d import (
@@ -30,8 +29,7 @@ from binfmtctl.errors import ConfigError, config_error
 from binfmtctl.files import ABSENT, FOREIGN, Saved, SavedAction
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):
     """Where configuration lives; tests and ``--root`` pass their own."""
 
     binfmt_d: tuple[str, ...] = BINFMT_D_DIRS  # highest precedence first, as named on this system
@@ -76,11 +74,10 @@ class Store(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class SystemdStore:
+class SystemdStore(NamedTuple):
     """A marked ``NAME.conf`` in a binfmt.d directory (by default /etc/binfmt.d)."""
 
-    layout: Layout = field(default_factory=Layout)
+    layout: Layout = Layout()
     binfmt_d: str | None = None  # default: the layout's admin directory (/etc/binfmt.d)
     overwrite_foreign: bool = False  # replace/remove a same-named file binfmtctl did not write
     kind: str = "systemd"
@@ -115,11 +112,10 @@ class SystemdStore:
         return our_conf_files(self.directory, self.layout.root)
 
 
-@dataclass(frozen=True)
-class BinfmtsStore:
+class BinfmtsStore(NamedTuple):
     """binfmt-support's database (package binfmtctl), changed through update-binfmts."""
 
-    layout: Layout = field(default_factory=Layout)
+    layout: Layout = Layout()
     overwrite_foreign: bool = False
     kind: str = "binfmt-support"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple
 
 from binfmtctl import interpreters
 from binfmtctl.arch import Arch, Profile
@@ -56,8 +56,7 @@ INSTALL_EMULATORS = (
 )
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     flags: str = DEFAULT_FLAGS
     profile: Profile = Profile.QEMU
     interpreter: str | None = None  # an explicit emulator path (one arch only)
@@ -68,8 +67,7 @@ class Options:
     force_interpreter: bool = False
 
 
-@dataclass(frozen=True)
-class HostFacts:
+class HostFacts(NamedTuple):
     """What planning needs to know of this machine, gathered once by the caller.
 
     Like :class:`binfmtctl.diagnose.Context`: the I/O happens before planning
@@ -78,21 +76,20 @@ class HostFacts:
 
     me: Arch | None = None  # this machine's own arch
     native: frozenset[str] = frozenset()  # arches it runs without emulation
-    emulators: Mapping[str, interpreters.Search] = field(default_factory=dict)  # by arch
+    emulators: Mapping[str, interpreters.Search] = MappingProxyType({})  # by arch
     interpreter: interpreters.Interpreter | None = None  # --interpreter, inspected
-    unsafe: Mapping[str, str] = field(default_factory=dict)  # emulator -> why not with C
+    unsafe: Mapping[str, str] = MappingProxyType({})  # emulator -> why not with C
     distro: str | None = None  # the distro family, for the package a hint names
     # emulator path -> whether it keeps argv[0] behind the P flag (binfmtctl.argv0)
-    keeps_argv0: Mapping[str, bool] = field(default_factory=dict)
+    keeps_argv0: Mapping[str, bool] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     arch: Arch
     action: Action
     entry: Entry | None = None
     reason: str = ""
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:

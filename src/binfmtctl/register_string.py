@@ -93,6 +93,11 @@ def _scan_escaped(buf: bytes, start: int, n: int, data: bytes, field: str) -> in
     scan walks over raw NUL bytes.
     """
     delim = buf[0]
+    end = buf.index(delim, start)
+    if end < n and (end - start) % 4 == 0 and _all_full_escapes(buf[start:end], end - start):
+        # Only whole \xHH groups up to the first delimiter: the walk below would
+        # consume them group by group and stop at that delimiter, without error.
+        return end
     i = start
     while True:
         c = buf[i]
@@ -117,8 +122,11 @@ def unescape(raw: bytes) -> bytes:
     start (so ``\\\\x41`` stays five bytes). Decoding stops at a raw NUL.
     """
     raw = raw.split(b"\0", 1)[0]
+    n = len(raw)
+    if n % 4 == 0 and _all_full_escapes(raw, n):  # the common form: bytes.fromhex does it
+        return bytes.fromhex(raw.replace(b"\\x", b"").decode("ascii"))
     out = bytearray()
-    i, n = 0, len(raw)
+    i = 0
     while i < n:
         if raw[i] == _BACKSLASH and i + 1 < n:
             i += 1
@@ -134,6 +142,18 @@ def unescape(raw: bytes) -> bytes:
         out.append(raw[i])
         i += 1
     return bytes(out)
+
+
+def _all_full_escapes(raw: bytes, n: int) -> bool:
+    """``raw`` is ``\\xHH`` repeated (n bytes, a multiple of 4): every 4th byte a
+    backslash, then an ``x``, then two hex digits."""
+    groups = n // 4
+    return (
+        raw[0::4] == b"\\" * groups
+        and raw[1::4] == b"x" * groups
+        and _HEX.issuperset(raw[2::4])
+        and _HEX.issuperset(raw[3::4])
+    )
 
 
 def _parse_offset(text: bytes, start: int, data: bytes) -> int:
@@ -301,7 +321,7 @@ def escape(value: bytes, delim: int, compact: bool) -> bytes:
     mask escaped in full do not fit in 1920 bytes.
     """
     if not compact:
-        return "".join(f"\\x{b:02x}" for b in value).encode("ascii")
+        return b"\\x" + value.hex(" ").replace(" ", "\\x").encode("ascii") if value else b""
     out = bytearray()
     i, n = 0, len(value)
     escape_x = False  # after a raw "\\\\" pair a raw 'x' would be read as "\\x"

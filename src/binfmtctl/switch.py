@@ -7,14 +7,13 @@ resolved before anything is switched, so one bad word changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from binfmtctl.errors import BinfmtError, Failure, NoSuchEntryError
 from binfmtctl.instance import Instance, entry_name
 
 
-@dataclass(frozen=True)
-class SwitchReport:
+class SwitchReport(NamedTuple):
     on: bool
     changed: tuple[str, ...]
     absent: tuple[str, ...]  # removed by another process meanwhile
