@@ -266,12 +266,11 @@ sys.exit(code)
 WATCHED = ["dataclasses", "inspect", "pathlib", "json"]
 
 #: Modules outside the hot core that still import some of them, with what: the
-#: emulator search (interpreters), the per-boot native cache (native, json) and the
-#: container-engine survey of ``status`` (engines). Nothing else may.
+#: emulator search (interpreters) and the per-boot native cache (native, json).
+#: Nothing else may.
 STILL_ALLOWED = {
     "binfmtctl.interpreters": {"dataclasses", "inspect", "pathlib"},
     "binfmtctl.native": {"json", "pathlib"},
-    "binfmtctl.engines": {"json", "dataclasses", "inspect"},
 }
 
 #: Per verb: the importers allowed beyond STILL_ALLOWED. enable/disable never touch

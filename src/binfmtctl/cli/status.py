@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import boot_report, credentials, elf, host, interpreters, native
+from binfmtctl import boot_report, credentials, elf, engine_survey, host, interpreters, native
 from binfmtctl.boot_report import BootReport
 from binfmtctl.cli.output import Result, table
 from binfmtctl.entry import Handler
@@ -252,8 +252,6 @@ def human_with_engines(data: dict[str, Any]) -> str:
 
 
 def handle(args: argparse.Namespace) -> Result:
-    from binfmtctl import engines
-
     instance = Instance(args.mountpoint)
     layout = Layout.under(args.root)
     if args.boot:
@@ -261,7 +259,7 @@ def handle(args: argparse.Namespace) -> Result:
         return Result("status", {"config": report.to_dict()}, human=boot_human)
     handlers = instance.entries() if instance.mounted else []  # read once for both sections
     data = collect(instance, handlers)
-    data["engines"] = [view.to_dict() for view in engines.survey(args.mountpoint)]
+    data["engines"] = [view.to_dict() for view in engine_survey.survey(args.mountpoint)]
     report = config_of(instance, layout, handlers)
     data["config"] = report.to_dict()
     data["advice"] = (
