@@ -8,6 +8,7 @@ after a boot pays for the 36 execs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -117,6 +118,50 @@ def _cache_file() -> Path | None:
     if not cache or not os.path.isabs(cache):
         return None
     return Path(cache) / "binfmtctl" / "native.json"
+
+
+class BootMarker:
+    """A file in the per-boot cache saying something was done this boot (a notice said)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def seen(self) -> bool:
+        """Whether it was marked during this boot (never blocks on a FIFO, never follows a link)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            return os.read(fd, 4096).decode(errors="replace") == _cache_key()
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    def mark(self) -> None:
+        """Mark it for this boot; a cache that cannot be written only means saying it again."""
+        directory = os.path.dirname(self.path)
+        tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}")
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(_cache_key())
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def boot_marker(name: str) -> BootMarker | None:
+    """The marker ``name`` next to the native-arch answer; None where there is no cache."""
+    cache = _cache_file()
+    return None if cache is None else BootMarker(os.path.join(cache.parent, name))
 
 
 def _outside_uid(uid_map: str = "/proc/self/uid_map") -> int | None:

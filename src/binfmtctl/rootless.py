@@ -11,7 +11,7 @@ system (:func:`binfmtctl.sandbox.enter_rootfs`);
   command's own;
 * :func:`call` does the same in a child and returns its exit status.
 
-What to run with is one frozen :class:`RunOptions`, the same for all three.
+What to run with is one :class:`RunOptions`, the same for all three.
 
 >>> from binfmtctl import rootless                         # doctest: +SKIP
 >>> rootless.call(["arm64/busybox", "uname", "-m"], rootless.RunOptions(arches=["arm64"]))
@@ -26,12 +26,10 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import NoReturn
 
 from binfmtctl import arch as _arch
-from binfmtctl import forking, hostfacts, interpreters, plan, sandbox, signals
+from binfmtctl import forking, hostfacts, interpreters, plan, rootpath, sandbox, signals
+from binfmtctl.chroot import Bind
 from binfmtctl.errors import (
     CommandNotFoundError,
     ExecError,
@@ -44,37 +42,105 @@ from binfmtctl.errors import (
 from binfmtctl.instance import Instance
 from binfmtctl.syscalls import CLONE_NEWNS, setns
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import NoReturn
+
 #: PATH inside a root file system: the standard one of a Linux root.
 ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Python ignores these at startup; an ignored signal stays ignored across exec.
 _PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
+#: The caller's variables a root keeps (plus every LC_*): the terminal, the
+#: language and the proxies apt and curl need; the rest stays outside.
+KEPT_IN_ROOT = (
+    "TERM", "LANG", "LANGUAGE", "http_proxy", "https_proxy", "ftp_proxy", "no_proxy",
+    "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY",
+)  # fmt: skip
 
 
-@dataclass(frozen=True)
 class RunOptions:
-    """How to run a program: which handlers, which root, which ids.
+    """How to run a program: which handlers, which root, which ids, which binds.
 
     ``arches`` are catalog rows or any name ``binfmtctl arches`` knows (QEMU,
     Debian, OCI, uname -m); None means every foreign arch whose emulator is
     found. Handlers use the F flag by default, so their emulator is opened at
     registration and keeps working in ``rootfs``. ``uid_map``/``gid_map``: see
-    :func:`binfmtctl.sandbox.enter`. A list given for ``arches`` or
-    ``interpreter_dirs`` is kept as a tuple.
+    :func:`binfmtctl.sandbox.enter` (``"default"`` is what ``binfmtctl run``
+    uses). ``binds`` (:class:`binfmtctl.chroot.Bind`) need ``rootfs``;
+    ``workdir`` is where the command starts (default / in a root, else the
+    current directory); ``env`` adds variables (``--env``). Lists are kept as
+    tuples; the options are read-only (:meth:`replace` makes a changed copy).
     """
 
-    arches: Sequence[str | _arch.Arch] | None = None
-    flags: str = "F"
-    rootfs: str | None = None
-    uid_map: str | None = None
-    gid_map: str | None = None
-    mountpoint: str = sandbox.DEFAULT_MOUNTPOINT
-    interpreter_dirs: Sequence[str] | None = None
+    __slots__ = (
+        "arches", "binds", "env", "flags", "gid_map", "interpreter_dirs", "mountpoint",
+        "rootfs", "uid_map", "workdir",
+    )  # fmt: skip
 
-    def __post_init__(self) -> None:
-        for name in ("arches", "interpreter_dirs"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, tuple):
-                object.__setattr__(self, name, tuple(value))
+    arches: tuple[str | _arch.Arch, ...] | None
+    flags: str
+    rootfs: str | None
+    uid_map: str | None
+    gid_map: str | None
+    mountpoint: str
+    interpreter_dirs: tuple[str, ...] | None
+    binds: tuple[Bind, ...]
+    workdir: str | None
+    env: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        arches: Sequence[str | _arch.Arch] | None = None,
+        flags: str = "F",
+        rootfs: str | None = None,
+        uid_map: str | None = None,
+        gid_map: str | None = None,
+        mountpoint: str = sandbox.DEFAULT_MOUNTPOINT,
+        interpreter_dirs: Sequence[str] | None = None,
+        binds: Sequence[Bind] = (),
+        workdir: str | None = None,
+        env: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    ) -> None:
+        pairs = env.items() if hasattr(env, "items") else env
+        values = {
+            "arches": None if arches is None else tuple(arches),
+            "flags": flags,
+            "rootfs": rootfs,
+            "uid_map": uid_map,
+            "gid_map": gid_map,
+            "mountpoint": mountpoint,
+            "interpreter_dirs": None if interpreter_dirs is None else tuple(interpreter_dirs),
+            "binds": tuple(binds),
+            "workdir": workdir,
+            "env": tuple((str(k), str(v)) for k, v in pairs),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"RunOptions are read-only; use .replace({name}=...)")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunOptions):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"RunOptions({fields})"
+
+    def replace(self, **changes: object) -> RunOptions:
+        """A copy with ``changes``, as :func:`dataclasses.replace` would make."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return RunOptions(**values)
 
 
 def register_handlers(
@@ -118,15 +184,23 @@ def register_handlers(
     return steps
 
 
-def prepare(options: RunOptions = RunOptions()) -> list[plan.Step]:
+def prepare(options: RunOptions | None = None) -> list[plan.Step]:
     """Enter a fresh private instance, register handlers, and chroot if asked.
 
     Everything :func:`exec_command` does before the exec: this process ends up
     root in its own user namespace, with the handlers of
     :func:`register_handlers` and, with ``options.rootfs``, inside
-    :func:`binfmtctl.sandbox.enter_rootfs`. Returns the steps carried out.
+    :func:`binfmtctl.sandbox.enter_rootfs` (with its binds), in
+    ``options.workdir``. Returns the steps carried out.
     """
-    sandbox.enter(mountpoint=options.mountpoint, uid_map=options.uid_map, gid_map=options.gid_map)
+    options = options or RunOptions()
+    if options.binds and options.rootfs is None:
+        raise UsageError("--bind needs --rootfs: outside a root every host path is there already")
+    why_not = sandbox.enter(
+        mountpoint=options.mountpoint, uid_map=options.uid_map, gid_map=options.gid_map
+    )
+    if why_not is not None:
+        only_root_notice(why_not)
     steps = register_handlers(
         options.arches,
         flags=options.flags,
@@ -134,8 +208,112 @@ def prepare(options: RunOptions = RunOptions()) -> list[plan.Step]:
         interpreter_dirs=options.interpreter_dirs,
     )
     if options.rootfs is not None:
-        sandbox.enter_rootfs(options.rootfs)
+        sandbox.enter_rootfs(options.rootfs, binds=options.binds, workdir=options.workdir or "/")
+    elif options.workdir is not None:
+        try:
+            os.chdir(options.workdir)
+        except OSError as err:
+            what = "not a directory" if isinstance(err, NotADirectoryError) else err.strerror
+            raise UsageError(f"--workdir {options.workdir}: {what or err}") from err
     return steps
+
+
+def only_root_notice(why: str) -> None:
+    """Say once per boot (per user) that only uid 0 exists in the namespace, and the fix.
+
+    One line on stderr, never on stdout: a CI loop of ``binfmtctl run`` sees it
+    once. The marker sits next to the native-arch answer (the per-boot cache);
+    where that cannot be written, the line is said every time.
+    """
+    from binfmtctl import native  # start-up speed: only a notice needs the boot cache
+
+    marker = native.boot_marker("only-root-notice")
+    if marker is not None and marker.seen():
+        return
+    from binfmtctl import idmaps  # start-up speed, as above
+
+    refusal = idmaps.full_maps_refusal()
+    fixes = []
+    if refusal is not None and refusal.missing_range:
+        from binfmtctl import rootfs_plan  # start-up speed: the fix's words, once per boot
+
+        texts = [idmaps._read(p) or "" for p in (idmaps.SUBUID, idmaps.SUBGID)]
+        start = rootfs_plan.free_subordinate_start(texts)
+        fixes.append(rootfs_plan.subordinate_fix(refusal.user, start))
+    if refusal is not None and refusal.missing_tools:
+        fixes.append("install newuidmap/newgidmap: `sudo apt-get install uidmap`")
+    fix = "; ".join(fixes) or "run it as an ordinary user with a subordinate id range"
+    sys.stderr.write(
+        f"binfmtctl: note: only uid 0 is mapped in the namespace ({why}), so package "
+        f"managers (apt, dnf, apk) in a root will fail to change file owners; to map "
+        f"uids 0..65535 by default, {fix}; `--uid-map none` says this is meant (said "
+        "once per boot)\n"
+    )
+    if marker is not None:
+        marker.mark()
+
+
+def login_shell(rootfs: str) -> str:
+    """The shell root logs in with in ``rootfs`` (its /etc/passwd), else /bin/sh.
+
+    The root's own passwd, read inside it (symlinks followed there, a FIFO or
+    device never opened); a shell it names that is not an executable file in
+    the root does not count.
+    """
+    try:
+        with rootpath.locate(rootfs, "/etc/passwd") as (fd, name):
+            text = rootpath.read_at(fd, name, "/etc/passwd", limit=1 << 20) if name else b""
+    except OSError:
+        text = b""
+    for line in text.decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) == 7 and fields[0] == "root" and fields[6].startswith("/"):
+            found = rootpath.resolve_in(rootfs, fields[6])
+            if found and os.path.isfile(found) and os.access(found, os.X_OK):
+                return fields[6]
+            break
+    return "/bin/sh"
+
+
+def root_environment(
+    shell: str, workdir: str = "/", environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a command inside a root: root's own, with the caller's kept few.
+
+    HOME, USER, LOGNAME, SHELL and PWD as a root login has them, the standard
+    PATH, and from ``environ`` (the caller's) only TERM, the language (LANG,
+    LANGUAGE, LC_*) and the proxies (:data:`KEPT_IN_ROOT`).
+    """
+    environ = os.environ if environ is None else environ
+    env = {
+        "HOME": "/root",
+        "USER": "root",
+        "LOGNAME": "root",
+        "SHELL": shell,
+        "PWD": workdir,
+        "PATH": ROOTFS_PATH,
+    }
+    for key, value in environ.items():
+        if key in KEPT_IN_ROOT or key.startswith("LC_"):
+            env[key] = value
+    return env
+
+
+def environment(options: RunOptions, shell: str | None = None) -> dict[str, str]:
+    """What the command gets: :func:`root_environment` in a root, else the caller's; plus --env.
+
+    ``shell`` is the root's login shell when the caller knows it already.
+    """
+    if options.rootfs is not None:
+        env = root_environment(
+            shell or login_shell(options.rootfs), options.workdir or "/", os.environ
+        )
+    else:
+        env = dict(os.environ)
+        if options.workdir is not None:
+            env["PWD"] = os.path.abspath(options.workdir)
+    env.update(options.env)
+    return env
 
 
 def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> NoReturn:
@@ -151,7 +329,7 @@ def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     sys.stdout.flush()
     sys.stderr.flush()
-    environ = dict(os.environ if env is None else env)
+    environ = dict(os.environ) if env is None else dict(env)
     if "/" in argv[0]:
         try:
             os.execve(argv[0], list(argv), environ)  # noqa: S606 - the user's own command
@@ -192,7 +370,7 @@ def _exec_search(argv: Sequence[str], env: dict[str, str]) -> NoReturn:
 
 def exec_command(
     argv: Sequence[str],
-    options: RunOptions = RunOptions(),
+    options: RunOptions | None = None,
     *,
     env: Mapping[str, str] | None = None,
 ) -> NoReturn:
@@ -201,14 +379,15 @@ def exec_command(
     Because the command replaces this process (no fork), its stdin, stdout,
     stderr, signals and exit status are exactly its own: a parent shell sees
     ``128+N`` when it is killed by signal N. Nothing outlives it: the
-    namespace, its binfmt_misc and the root's mounts go when it exits. With
-    ``options.rootfs`` and no ``env``, PATH is set to the standard one of a
-    Linux root.
+    namespace, its binfmt_misc and the root's mounts go when it exits. Without
+    ``env``, the command gets :func:`environment` (in a root: root's own
+    variables, the standard PATH, TERM, the language and proxies kept).
     """
+    options = options or RunOptions()
     rootfs = os.path.abspath(options.rootfs) if options.rootfs is not None else None
+    if env is None:
+        env = environment(options)  # before the chroot: the root's passwd is read by path
     prepare(options)
-    if options.rootfs is not None and env is None:
-        env = {**os.environ, "PATH": ROOTFS_PATH}
     try:
         exec_prepared(argv, env)
     except ExecError as err:  # said in why's words: the program's arch, what is missing
@@ -243,7 +422,7 @@ def _explained(
 
 def call(
     argv: Sequence[str],
-    options: RunOptions = RunOptions(),
+    options: RunOptions | None = None,
     *,
     env: Mapping[str, str] | None = None,
     forward_signals: bool = False,
@@ -295,7 +474,11 @@ def call(
 
 
 def call_captured(
-    argv: Sequence[str], options: RunOptions = RunOptions(), *, forward_signals: bool = False
+    argv: Sequence[str],
+    options: RunOptions | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    forward_signals: bool = False,
 ) -> tuple[int, str, str]:
     """:func:`call` with the command's stdout and stderr captured: (status, out, err).
 
@@ -311,7 +494,7 @@ def call_captured(
         try:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
-            status = call(argv, options, forward_signals=forward_signals)
+            status = call(argv, options, env=env, forward_signals=forward_signals)
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
