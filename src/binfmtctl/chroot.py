@@ -244,8 +244,35 @@ def _check_target(bind: Bind) -> None:
         )
 
 
+def _refuse_covered(root: str, bind: Bind) -> None:
+    """Refuse, before creating anything, a target whose existing part leads where we mount.
+
+    The deepest directory of the target that exists is resolved inside the
+    root; if a symlink on the way leads into /proc, /dev, /sys or /tmp the bind
+    is refused with nothing created. (Even so, binds come before those mounts,
+    so anything created is the root's own.)
+    """
+    parts = [p for p in bind.target.split("/") if p and p != "."]
+    for depth in range(len(parts) - 1, -1, -1):
+        try:
+            fd, _, names = rootpath._walk(
+                root, "/".join(parts[:depth]), want_dir=True, follow_last=True, create=False
+            )
+        except OSError:
+            continue
+        os.close(fd)
+        if names[:1] and names[0] in _COVERED:
+            raise _bind_refusal(
+                bind,
+                f"{bind.target} leads to /{'/'.join(names)} inside the root (through a "
+                "symlink), where binfmtctl mounts its own; choose another place",
+            )
+        return
+
+
 def _mount_bind(root: str, root_fd: int, bind: Bind, source_fd: int, is_dir: bool) -> None:
     """Mount the source over the bind's target, found inside ``root`` (created if missing)."""
+    _refuse_covered(root, bind)
     try:
         parent, name, names = rootpath._walk(
             root, bind.target, want_dir=False, follow_last=False, create=True

@@ -47,8 +47,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import NoReturn
 
+    from binfmtctl import idmaps
+
 #: PATH inside a root file system: the standard one of a Linux root.
 ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Where binfmtctl's own notes go: stderr, also while run --json captures the command's.
+_NOTICE_FD = [2]
 # Python ignores these at startup; an ignored signal stays ignored across exec.
 _PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
 #: The caller's variables a root keeps (plus every LC_*): the terminal, the
@@ -218,7 +222,7 @@ def prepare(options: RunOptions | None = None) -> list[plan.Step]:
     return steps
 
 
-def only_root_notice(why: str) -> None:
+def only_root_notice(refusal: idmaps.Refusal) -> None:
     """Say once per boot (per user) that only uid 0 exists in the namespace, and the fix.
 
     One line on stderr, never on stdout: a CI loop of ``binfmtctl run`` sees it
@@ -230,25 +234,28 @@ def only_root_notice(why: str) -> None:
     marker = native.boot_marker("only-root-notice")
     if marker is not None and marker.seen():
         return
-    from binfmtctl import idmaps  # start-up speed, as above
-
-    refusal = idmaps.full_maps_refusal()
     fixes = []
-    if refusal is not None and refusal.missing_range:
-        from binfmtctl import rootfs_plan  # start-up speed: the fix's words, once per boot
+    if refusal.missing_range:
+        from binfmtctl import (
+            idmaps,  # start-up speed, as above
+            rootfs_plan,  # start-up speed: the fix's words, once per boot
+        )
 
         texts = [idmaps._read(p) or "" for p in (idmaps.SUBUID, idmaps.SUBGID)]
         start = rootfs_plan.free_subordinate_start(texts)
         fixes.append(rootfs_plan.subordinate_fix(refusal.user, start))
-    if refusal is not None and refusal.missing_tools:
+    if refusal.missing_tools:
         fixes.append("install newuidmap/newgidmap: `sudo apt-get install uidmap`")
     fix = "; ".join(fixes) or "run it as an ordinary user with a subordinate id range"
-    sys.stderr.write(
-        f"binfmtctl: note: only uid 0 is mapped in the namespace ({why}), so package "
+    line = (
+        f"binfmtctl: note: only uid 0 is mapped in the namespace ({refusal.words}), so package "
         f"managers (apt, dnf, apk) in a root will fail to change file owners; to map "
         f"uids 0..65535 by default, {fix}; `--uid-map none` says this is meant (said "
         "once per boot)\n"
     )
+    sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        os.write(_NOTICE_FD[0], line.encode())
     if marker is not None:
         marker.mark()
 
@@ -491,11 +498,13 @@ def call_captured(
         sys.stdout.flush()
         sys.stderr.flush()
         saved = os.dup(1), os.dup(2)
+        _NOTICE_FD[0] = saved[1]  # binfmtctl's own note stays on the real stderr
         try:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
             status = call(argv, options, env=env, forward_signals=forward_signals)
         finally:
+            _NOTICE_FD[0] = 2
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])

@@ -194,7 +194,7 @@ def enter(
     binfmt: bool = True,
     uid_map: str | None = None,
     gid_map: str | None = None,
-) -> str | None:
+) -> idmaps.Refusal | None:
     """Move this (single-threaded) process into a new user + mount namespace.
 
     The caller becomes root inside it, mounts are made private so nothing
@@ -209,7 +209,7 @@ def enter(
     newgidmap of package ``uidmap``), so package managers in a root file system
     can chown. ``"default"`` is ``auto`` where it can work here
     (:func:`binfmtctl.idmaps.full_maps_refusal`) and ``none`` otherwise, also
-    when the map helper fails: then the reason is returned (None when the
+    when the map helper fails: then why is returned (None when the
     full range is mapped, or was not asked for). Raises
     :class:`~binfmtctl.errors.SandboxError` (its subclass
     ``RootlessUnavailableError`` when the kernel or its settings forbid it).
@@ -217,11 +217,10 @@ def enter(
     maps = uid_map or gid_map or "none"
     if maps not in UID_MAPS:
         raise UsageError(f"--uid-map {maps!r}: the maps on offer are `auto` and `none`")
-    why_not: str | None = None
+    why_not: idmaps.Refusal | None = None
     if maps == "default":
-        refusal = idmaps.full_maps_refusal()
-        maps = "none" if refusal else "auto"
-        why_not = refusal.words if refusal else None
+        why_not = idmaps.full_maps_refusal()  # asked here: inside, everyone is root
+        maps = "none" if why_not else "auto"
     helper = idmaps.MapHelper() if maps == "auto" else None
     uid, gid = os.getuid(), os.getgid()
     try:
@@ -234,7 +233,8 @@ def enter(
         failed = helper.finish()
         if failed is not None and uid_map != "default" and gid_map != "default":
             raise SandboxError(f"--uid-map auto: {failed}")
-        why_not = failed
+        if failed is not None:
+            why_not = idmaps.Refusal(failed, "")
     if helper is None or why_not is not None:
         idmaps.write_own_maps(uid, gid)
     else:
