@@ -95,7 +95,8 @@ def _owner(who: str) -> tuple[int, int]:
 @pytest.fixture
 def top(who: str) -> Iterator[Path]:
     """A scratch directory ``who`` owns (readable by all, so the user can reach it)."""
-    path = Path(tempfile.mkdtemp(prefix="binfmtctl-options-"))
+    # Not under /tmp: a bind's default destination is the same path, and /tmp is ours.
+    path = Path(tempfile.mkdtemp(prefix="binfmtctl-options-", dir="/var/tmp"))
     path.chmod(0o755)
     os.chown(path, *_owner(who))
     yield path
@@ -410,3 +411,172 @@ def test_apt_get_install_works_as_the_user_without_flags(users_debian_root: Path
     assert "note:" not in proc.stderr
     hello = users_debian_root / "usr" / "bin" / "hello"
     assert hello.stat().st_uid == _user().pw_uid  # root's file inside is the user's outside
+
+
+# -- --bind and --workdir ----------------------------------------------------------------
+
+
+@pytest.fixture
+def shared(who: str, top: Path) -> Path:
+    """A host directory of ``who`` with one file, to bind into the root."""
+    path = top / "shared"
+    path.mkdir()
+    (path / "f").write_text("from the host\n")
+    _mine(who, path, path / "f")
+    return path
+
+
+def test_bind_read_write_reaches_the_host_and_workdir_starts_there(
+    who: str, rootfs: Path, shared: Path
+) -> None:
+    proc = binfmtctl(
+        who, "run", "--rootfs", str(rootfs), "--bind", f"{shared}:/mnt/shared",
+        "--workdir", "/mnt/shared", "--",
+        "/bin/sh", "-c", 'pwd; echo "$PWD"; /bin/busybox cat f; echo from-inside > g',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "/mnt/shared\n/mnt/shared\nfrom the host\n"
+    assert (shared / "g").read_text() == "from-inside\n"
+    # The missing mountpoint was made, empty, in the root (and nothing else).
+    assert (rootfs / "mnt" / "shared").is_dir()
+    assert list((rootfs / "mnt" / "shared").iterdir()) == []
+
+
+def test_bind_ro_is_really_read_only(who: str, rootfs: Path, shared: Path) -> None:
+    proc = binfmtctl(
+        who, "run", "--rootfs", str(rootfs), "--bind", f"{shared}:/src:ro", "--",
+        "/bin/sh", "-c", "/bin/busybox cat /src/f; echo x > /src/g; echo x >> /src/f; "
+        "/bin/busybox rm /src/f; "
+        "/bin/busybox grep -w /src /proc/self/mounts | /bin/busybox cut -d' ' -f4 | "
+        "/bin/busybox cut -d, -f1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "from the host\nro\n"
+    assert proc.stderr.count("Read-only file system") == 3, proc.stderr
+    assert (shared / "f").read_text() == "from the host\n"
+    assert _tree(shared) == ["f"]
+
+
+def test_bind_of_a_file_and_the_default_destination(who: str, rootfs: Path, shared: Path) -> None:
+    proc = binfmtctl(
+        who, "run", "--rootfs", str(rootfs), "--bind", str(shared / "f"), "--bind",
+        f"{shared}/f:/etc/hostfile:ro", "--", "/bin/sh", "-c",
+        f"/bin/busybox cat {shared}/f /etc/hostfile",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "from the host\nfrom the host\n"
+    assert (rootfs / "etc" / "hostfile").is_file()
+
+
+def test_workdir_without_a_root_is_a_host_directory(who: str, shared: Path) -> None:
+    busybox = str(foreign_busybox("arm64"))
+    proc = binfmtctl(
+        who, "run", "--arch", "arm64", "--workdir", str(shared), "--", busybox, "sh", "-c",
+        'pwd; echo "$PWD"',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{shared}\n{shared}\n"
+
+
+def test_a_bind_destination_that_is_a_symlink_is_refused(
+    who: str, rootfs: Path, shared: Path
+) -> None:
+    outside = rootfs.parent / "outside"
+    outside.mkdir()
+    _mine(who, outside)
+    (rootfs / "evil").symlink_to(str(outside))  # absolute: to the host's path of it
+    (rootfs / "rel").symlink_to("../outside")
+    _mine(who, rootfs / "evil", rootfs / "rel")
+    before = _tree(rootfs), _tree(outside)
+    for name in ("evil", "rel"):
+        proc = binfmtctl(
+            who, "run", "--rootfs", str(rootfs), "--bind", f"{shared}:/{name}", "--", "/bin/sh",
+            "-c", "echo ran",
+        )  # fmt: skip
+        assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+        target = os.readlink(rootfs / name)
+        assert proc.stderr == (
+            f"binfmtctl: error: --rootfs {rootfs}: /{name} is a symlink (to {target}); "
+            "binfmtctl mounts nothing through a symlink in a root (it could lead out of it): "
+            f"make /{name} a directory\n"
+        )
+    assert (_tree(rootfs), _tree(outside)) == before
+
+
+def test_a_symlink_on_the_way_is_followed_inside_the_root_only(
+    who: str, rootfs: Path, shared: Path
+) -> None:
+    outside = rootfs.parent / "outside"
+    outside.mkdir()
+    _mine(who, outside)
+    # Both lead out of the root on the host; inside it they stay in it.
+    (rootfs / "up").symlink_to("../../../../../../..")
+    (rootfs / "abs").symlink_to(str(outside))
+    _mine(who, rootfs / "up", rootfs / "abs")
+    proc = binfmtctl(
+        who, "run", "--rootfs", str(rootfs), "--bind", f"{shared}:/up/made/here",
+        "--bind", f"{shared}:/abs/x", "--", "/bin/sh", "-c", "/bin/busybox cat /made/here/f",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "from the host\n"
+    assert (rootfs / "made" / "here").is_dir()
+    inner = rootfs / str(outside).lstrip("/") / "x"  # /abs -> OUTSIDE, taken inside the root
+    assert inner.is_dir()
+    assert _tree(outside) == []
+    assert not Path("/made").exists()
+
+
+BIND_REFUSALS = [
+    (["--bind", "a:b:c:d"], 2,
+     "--bind a:b:c:d: too many `:`; `:` separates SRC, DST and ro, so a path with `:` in it "
+     "cannot be bound: bind a symlink to it whose name has none"),
+    (["--bind", ":/x"], 2, "--bind :/x: SRC is empty"),
+    (["--bind", "/tmp:"], 2, "--bind /tmp:: DST is empty"),
+    (["--bind", "/no/such/dir:/x"], 2, "--bind /no/such/dir:/x: /no/such/dir does not exist"),
+    (["--bind", "{shared}:rel"], 2,
+     "--bind {shared}:rel: rel is not an absolute path (a place inside the root)"),
+    (["--bind", "{shared}:/a/../b"], 2,
+     "--bind {shared}:/a/../b: /a/../b contains `..`; name the place inside the root directly"),
+    (["--bind", "{shared}:/"], 2,
+     "--bind {shared}:/: cannot bind over the root itself; use --rootfs for that"),
+    (["--bind", "{shared}:/dev/x"], 2,
+     "--bind {shared}:/dev/x: /dev/x is inside /dev, which binfmtctl covers with its own "
+     "mount; choose another place"),
+    (["--bind", "{shared}:/tmplink/x"], 2,
+     "--bind {shared}:/tmplink/x: /tmplink/x leads to /tmp inside the root (through a "
+     "symlink), where binfmtctl mounts its own; choose another place"),
+    (["--bind", "{fifo}:/x"], 2,
+     "--bind {fifo}:/x: {fifo} is a FIFO; only a directory or a regular file can be bound"),
+    (["--workdir", "/nowhere"], 2, "--workdir /nowhere: no such directory inside the root {root}"),
+    (["--workdir", "/bin/busybox"], 2,
+     "--workdir /bin/busybox: not a directory inside the root {root}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "code", "message"), BIND_REFUSALS)
+def test_bind_and_workdir_refusals_change_nothing(
+    who: str, rootfs: Path, shared: Path, args: list[str], code: int, message: str
+) -> None:
+    fifo = shared.parent / "fifo"
+    os.mkfifo(fifo)
+    (rootfs / "tmplink").symlink_to("/tmp")
+    (rootfs / "tmp").mkdir()
+    _mine(who, fifo, rootfs / "tmplink", rootfs / "tmp")
+    fill = {"{shared}": str(shared), "{fifo}": str(fifo), "{root}": str(rootfs)}
+    for key, value in fill.items():
+        args = [a.replace(key, value) for a in args]
+        message = message.replace(key, value)
+    before = _tree(rootfs), _tree(shared)
+    proc = binfmtctl(who, "run", "--rootfs", str(rootfs), *args, "--", "/bin/sh", "-c", "echo ran")
+    assert (proc.returncode, proc.stdout) == (code, ""), proc.stderr
+    assert proc.stderr == f"binfmtctl: error: {message}\n"
+    if args[0] != "--workdir":  # a refused workdir comes after the usual mountpoints
+        assert (_tree(rootfs), _tree(shared)) == before
+
+
+def test_bind_needs_a_root() -> None:
+    proc = binfmtctl("root", "run", "--bind", "/tmp", "--", "true")
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "binfmtctl: error: --bind needs --rootfs: outside a root every host path is there already\n"
+    )

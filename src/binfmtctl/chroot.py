@@ -299,6 +299,24 @@ def _mount_bind(root: str, root_fd: int, bind: Bind, source_fd: int, is_dir: boo
         os.close(parent)
 
 
+# The root this process had before the chroot (an O_PATH fd, closed at exec).
+_HOST_ROOT: list[int] = []
+
+
+def leave_rootfs() -> None:
+    """Go back to the root this process had before :func:`enter_rootfs`, if it chrooted.
+
+    Only for binfmtctl's own way out when the command could not be started:
+    the modules that print the error are loaded from the host's file system.
+    The command itself never gets the descriptor (close-on-exec).
+    """
+    if _HOST_ROOT:
+        fd = _HOST_ROOT.pop()
+        os.fchdir(fd)
+        os.chroot(".")
+        os.close(fd)
+
+
 def enter_rootfs(
     root: str,
     *,
@@ -364,6 +382,7 @@ def _enter(
             finally:
                 os.close(fd)
         _bind_resolv_conf(root_fd, root, host_resolv_conf)
+        _HOST_ROOT[:] = [os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
         os.fchdir(root_fd)
         os.chroot(".")
     except OSError as err:

@@ -144,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = _dispatch(args_list, ours)
         except BinfmtError as err:
+            _back_to_the_host()
             from binfmtctl.cli.output import Result
 
             result = Result(command=_verb_of(args_list))
@@ -183,8 +184,16 @@ def _dispatch(args_list: list[str], ours: list[str]) -> Result:
     return result
 
 
+def _back_to_the_host() -> None:
+    """After a failed `run --rootfs`/`shell`, leave the root: the renderer loads from the host."""
+    chroot = sys.modules.get("binfmtctl.chroot")
+    if chroot is not None:
+        chroot.leave_rootfs()
+
+
 def _interrupted(stop: KeyboardInterrupt, verb: str, as_json: bool) -> int:
     """Report an interrupt (best effort: the terminal may be gone after SIGHUP)."""
+    _back_to_the_host()
     from binfmtctl.cli.output import Result, render
 
     signum = stop.signum if isinstance(stop, signals.Interrupted) else signal.SIGINT
