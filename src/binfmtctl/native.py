@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import stat
-from pathlib import Path
 
 from binfmtctl import arch as _arch
 from binfmtctl import host
@@ -61,9 +60,11 @@ def detect_native() -> tuple[str, ...]:
     found = _detect()
     if cache is not None:
         try:
-            cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({"key": _cache_key(), "native": list(found)}))
+            directory, name = os.path.split(cache)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            tmp = os.path.join(directory, f".{name}.{os.getpid()}")
+            with open(tmp, "w") as fh:
+                fh.write(json.dumps({"key": _cache_key(), "native": list(found)}))
             os.replace(tmp, cache)
         except OSError:
             pass  # a cache we cannot write is only slower
@@ -73,7 +74,7 @@ def detect_native() -> tuple[str, ...]:
 CACHE_MAX = 64 * 1024  # a larger native.json is not ours
 
 
-def _read_cache(path: Path) -> tuple[str, ...] | None:
+def _read_cache(path: str) -> tuple[str, ...] | None:
     """The stored answer if it is for this boot; None for anything else.
 
     Never blocks on a FIFO or reads a device (O_NONBLOCK, then fstat), and
@@ -99,7 +100,7 @@ def _read_cache(path: Path) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def _cache_file() -> Path | None:
+def _cache_file() -> str | None:
     """Where detect_native keeps its answer.
 
     $XDG_RUNTIME_DIR, else /run for root (both are emptied at every boot),
@@ -110,14 +111,14 @@ def _cache_file() -> Path | None:
     """
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
-        return Path(runtime) / "binfmtctl" / "native.json"
+        return os.path.join(runtime, "binfmtctl", "native.json")
     if _outside_uid() == 0:
-        return Path("/run/binfmtctl/native.json")
+        return "/run/binfmtctl/native.json"
     home = os.environ.get("HOME")
     cache = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home else None)
     if not cache or not os.path.isabs(cache):
         return None
-    return Path(cache) / "binfmtctl" / "native.json"
+    return os.path.join(cache, "binfmtctl", "native.json")
 
 
 class BootMarker:
@@ -161,7 +162,7 @@ class BootMarker:
 def boot_marker(name: str) -> BootMarker | None:
     """The marker ``name`` next to the native-arch answer; None where there is no cache."""
     cache = _cache_file()
-    return None if cache is None else BootMarker(os.path.join(cache.parent, name))
+    return None if cache is None else BootMarker(os.path.join(os.path.dirname(cache), name))
 
 
 def _outside_uid(uid_map: str = "/proc/self/uid_map") -> int | None:
@@ -183,7 +184,8 @@ def _outside_uid(uid_map: str = "/proc/self/uid_map") -> int | None:
 
 def _cache_key() -> str:
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
     except OSError:
         boot = "?"
     return f"{boot} {os.uname().release} {host.machine()}"
@@ -228,13 +230,13 @@ def _detect() -> tuple[str, ...]:
 # under the same rules: same place, same boot key, same careful read.
 
 
-def boot_cache_path(name: str) -> Path | None:
+def boot_cache_path(name: str) -> str | None:
     """Where a per-boot answer called ``name`` is kept (beside native.json); None: nowhere."""
     found = _cache_file()
-    return None if found is None else found.with_name(name)
+    return None if found is None else os.path.join(os.path.dirname(found), name)
 
 
-def read_boot_cache(path: Path) -> dict[str, object] | None:
+def read_boot_cache(path: str | os.PathLike[str]) -> dict[str, object] | None:
     """The JSON object at ``path`` if it was stored this boot; None for anything else.
 
     Like the native answer's read: never blocks on a FIFO or reads a device,
@@ -247,6 +249,8 @@ def read_boot_cache(path: Path) -> dict[str, object] | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
+        import json  # start-up speed: only a per-boot answer is JSON
+
         stored = json.loads(os.read(fd, CACHE_MAX))
     except (OSError, ValueError):
         return None
@@ -257,12 +261,16 @@ def read_boot_cache(path: Path) -> dict[str, object] | None:
     return stored
 
 
-def write_boot_cache(path: Path, payload: dict[str, object]) -> None:
+def write_boot_cache(path: str | os.PathLike[str], payload: dict[str, object]) -> None:
     """Store ``payload`` at ``path`` under this boot's key, atomically; failing only costs speed."""
+    import json  # start-up speed: written once per boot
+
+    directory, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}")
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({**payload, "key": _cache_key()}))
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps({**payload, "key": _cache_key()}))
         os.replace(tmp, path)
     except OSError:
         pass

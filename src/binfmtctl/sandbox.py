@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
 from types import TracebackType
-from typing import NoReturn, ParamSpec, TypeVar
 
 from binfmtctl import forking, idmaps
 from binfmtctl.chroot import enter_rootfs
@@ -88,8 +86,13 @@ __all__ = [
     "write_full_id_maps",
 ]
 
-P = ParamSpec("P")
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn, ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    T = TypeVar("T")
 
 DEFAULT_MOUNTPOINT = "/proc/sys/fs/binfmt_misc"
 PROC_SYS = "/proc/sys"
