@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import stat
 
-from binfmtctl import arch as _arch
-from binfmtctl import host
 from binfmtctl.errors import BinfmtError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from binfmtctl import arch as _arch
 
 
 def family_arches(uname_m: str | None = None) -> list[_arch.Arch]:
@@ -26,6 +27,11 @@ def family_arches(uname_m: str | None = None) -> list[_arch.Arch]:
     for another machine, where the kernel cannot be asked: it is wrong where
     the kernel lacks 32-bit support (arm64 CPUs without AArch32).
     """
+    # Start-up speed: the catalog only where an answer is computed (not for the
+    # cache's place, which `run` asks for on every start).
+    from binfmtctl import arch as _arch
+    from binfmtctl import host
+
     me = host.host_arch(uname_m)
     if me is None:
         return []
@@ -41,6 +47,8 @@ def native_arches(uname_m: str | None = None) -> list[_arch.Arch]:
     """
     if uname_m is not None:
         return family_arches(uname_m)
+    from binfmtctl import arch as _arch  # start-up speed, as in family_arches
+
     names = set(detect_native())
     return [a for a in _arch.CATALOG.values() if a.name in names]
 
@@ -64,6 +72,8 @@ def detect_native() -> tuple[str, ...]:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             tmp = os.path.join(directory, f".{name}.{os.getpid()}")
             with open(tmp, "w") as fh:
+                import json  # start-up speed: written once per boot
+
                 fh.write(json.dumps({"key": _cache_key(), "native": list(found)}))
             os.replace(tmp, cache)
         except OSError:
@@ -87,6 +97,8 @@ def _read_cache(path: str) -> tuple[str, ...] | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
+        import json  # start-up speed: only a native-arch answer is JSON
+
         stored = json.loads(os.read(fd, CACHE_MAX))
     except (OSError, ValueError):
         return None
@@ -188,7 +200,8 @@ def _cache_key() -> str:
             boot = fh.read().strip()
     except OSError:
         boot = "?"
-    return f"{boot} {os.uname().release} {host.machine()}"
+    uname = os.uname()  # host.machine(), without the catalog's import
+    return f"{boot} {uname.release} {uname.machine}"
 
 
 def _run_natively(names: list[str]) -> list[str]:
@@ -220,6 +233,9 @@ def _detect() -> tuple[str, ...]:
         clear = [n for n in names if current.winner(probes.build(n)) is None]
         ran = set(_run_natively(clear))
         unsure = set(names) - set(clear)
+    from binfmtctl import arch as _arch  # start-up speed, as in family_arches
+    from binfmtctl import host
+
     me = host.host_arch()
     keep = ran | (unsure & family) | ({me.name} if me else set())
     keep |= {a for a in family if a not in names}  # arches without a probe

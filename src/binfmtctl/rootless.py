@@ -27,19 +27,9 @@ import signal
 import stat
 import sys
 
-from binfmtctl import arch as _arch
-from binfmtctl import forking, hostfacts, interpreters, plan, rootpath, sandbox, signals
+from binfmtctl import rootpath, runcache, sandbox
 from binfmtctl.chroot import Bind
-from binfmtctl.errors import (
-    CommandNotFoundError,
-    ExecError,
-    InterpreterError,
-    RefusedError,
-    SandboxError,
-    UsageError,
-    exec_error,
-)
-from binfmtctl.instance import Instance
+from binfmtctl.errors import CommandNotFoundError, ExecError, SandboxError, UsageError, exec_error
 from binfmtctl.syscalls import CLONE_NEWNS, setns
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -47,7 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import NoReturn
 
-    from binfmtctl import idmaps
+    from binfmtctl import arch as _arch
+    from binfmtctl import idmaps, plan
 
 #: PATH inside a root file system: the standard one of a Linux root.
 ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -68,8 +59,9 @@ class RunOptions:
 
     ``arches`` are catalog rows or any name ``binfmtctl arches`` knows (QEMU,
     Debian, OCI, uname -m); None means every foreign arch whose emulator is
-    found. Handlers use the F flag by default, so their emulator is opened at
-    registration and keeps working in ``rootfs``. ``uid_map``/``gid_map``: see
+    found. Handlers use ``flags``, by default (None) ``plan.DEFAULT_FLAGS`` (F:
+    the emulator is opened at registration and keeps working in ``rootfs``).
+    ``uid_map``/``gid_map``: see
     :func:`binfmtctl.sandbox.enter` (``"default"`` is what ``binfmtctl run``
     uses). ``binds`` (:class:`binfmtctl.chroot.Bind`) need ``rootfs``;
     ``workdir`` is where the command starts (default / in a root, else the
@@ -83,7 +75,7 @@ class RunOptions:
     )  # fmt: skip
 
     arches: tuple[str | _arch.Arch, ...] | None
-    flags: str
+    flags: str | None
     rootfs: str | None
     uid_map: str | None
     gid_map: str | None
@@ -96,7 +88,7 @@ class RunOptions:
     def __init__(
         self,
         arches: Sequence[str | _arch.Arch] | None = None,
-        flags: str = "F",
+        flags: str | None = None,
         rootfs: str | None = None,
         uid_map: str | None = None,
         gid_map: str | None = None,
@@ -150,21 +142,29 @@ class RunOptions:
 def register_handlers(
     arches: Sequence[str | _arch.Arch] | None = None,
     *,
-    flags: str = "F",
+    flags: str | None = None,
     mountpoint: str = sandbox.DEFAULT_MOUNTPOINT,
     interpreter_dirs: Sequence[str] | None = None,
+    searched: plan.Searched | None = None,
 ) -> list[plan.Step]:
     """Register QEMU handlers in the (private) instance at ``mountpoint``.
 
     Uses the same planning as ``binfmtctl install`` (:func:`plan.plan_install`);
     any arch that cannot be registered (no emulator: the error says which
     package has it; the host's own arch) raises before anything is written.
-    Returns the steps.
+    Returns the steps; ``searched`` (if given) gets every emulator search made.
     """
+    # Start-up speed: planning is what a run whose plan is kept (runcache) skips.
+    from binfmtctl import arch as _arch
+    from binfmtctl import hostfacts, interpreters, plan
+    from binfmtctl.errors import InterpreterError, RefusedError
+    from binfmtctl.instance import Instance
+
     options = plan.Options(
-        flags=flags, interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS)
+        flags=plan.DEFAULT_FLAGS if flags is None else flags,
+        interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS),
     )
-    searched: plan.Searched = {}  # each arch's emulator is looked for once
+    searched = {} if searched is None else searched  # each arch's emulator looked for once
     if arches is None:
         chosen = hostfacts.default_arches(options, searched)
         if not chosen:
@@ -197,20 +197,30 @@ def prepare(options: RunOptions | None = None) -> list[plan.Step]:
     :func:`binfmtctl.sandbox.enter_rootfs` (with its binds), in
     ``options.workdir``. Returns the steps carried out.
     """
-    options = options or RunOptions()
+    steps = _prepare(options or RunOptions(), reuse=False)
+    assert steps is not None
+    return steps
+
+
+def _prepare(options: RunOptions, *, reuse: bool) -> list[plan.Step] | None:
+    """:func:`prepare`; with ``reuse``, the plan kept from an identical run is used if
+    still valid (:mod:`binfmtctl.runcache`), and then no steps are returned."""
     if options.binds and options.rootfs is None:
         raise UsageError("--bind needs --rootfs: outside a root every host path is there already")
+    plan_key = (
+        runcache.key(options.arches, options.flags, options.interpreter_dirs, options.mountpoint)
+        if reuse
+        else None
+    )
+    kept = runcache.lookup(plan_key) if plan_key else None
     why_not = sandbox.enter(
         mountpoint=options.mountpoint, uid_map=options.uid_map, gid_map=options.gid_map
     )
     if why_not is not None:
         only_root_notice(why_not)
-    steps = register_handlers(
-        options.arches,
-        flags=options.flags,
-        mountpoint=options.mountpoint,
-        interpreter_dirs=options.interpreter_dirs,
-    )
+    steps = None
+    if kept is None or not runcache.register(kept, options.mountpoint):
+        steps = _register_and_keep(options, plan_key)
     if options.rootfs is not None:
         sandbox.enter_rootfs(options.rootfs, binds=options.binds, workdir=options.workdir or "/")
     elif options.workdir is not None:
@@ -219,6 +229,32 @@ def prepare(options: RunOptions | None = None) -> list[plan.Step]:
         except OSError as err:
             what = "not a directory" if isinstance(err, NotADirectoryError) else err.strerror
             raise UsageError(f"--workdir {options.workdir}: {what or err}") from err
+    return steps
+
+
+def _register_and_keep(options: RunOptions, plan_key: str | None) -> list[plan.Step]:
+    """:func:`register_handlers`, and with ``plan_key`` the plan kept for the next run."""
+    searched: plan.Searched = {}
+    steps = register_handlers(
+        options.arches,
+        flags=options.flags,
+        mountpoint=options.mountpoint,
+        interpreter_dirs=options.interpreter_dirs,
+        searched=searched,
+    )
+    from binfmtctl import interpreters, plan  # imported by register_handlers already
+    from binfmtctl.arch import CATALOG
+
+    if plan_key is not None and all(s.action == plan.REGISTER and s.entry for s in steps):
+        dirs = options.interpreter_dirs or interpreters.DEFAULT_DIRS
+        looked_at = [
+            os.path.join(directory, name)
+            for arch in searched
+            for name in interpreters.candidates(CATALOG[arch])
+            for directory in dirs
+        ]
+        lines = [s.entry.register_bytes() for s in steps if s.entry is not None]
+        runcache.store(plan_key, looked_at, lines)
     return steps
 
 
@@ -394,7 +430,7 @@ def exec_command(
     rootfs = os.path.abspath(options.rootfs) if options.rootfs is not None else None
     if env is None:
         env = environment(options)  # before the chroot: the root's passwd is read by path
-    prepare(options)
+    _prepare(options, reuse=True)
     try:
         exec_prepared(argv, env)
     except ExecError as err:  # said in why's words: the program's arch, what is missing
@@ -449,6 +485,8 @@ def call(
     1
     """
     import pickle  # here, not at the top: `binfmtctl run` without --json never needs it
+
+    from binfmtctl import forking, signals  # start-up speed: only a child needs them
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()

@@ -145,6 +145,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _add_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    from binfmtctl import interpreters  # start-up speed: only --help shows defaults
+
+    defaults = {
+        "default_dirs": " ".join(interpreters.DEFAULT_DIRS),
+    }
     for option in OPTIONS:
         if verb not in option.verbs or option.flag in _COMMON:
             continue  # the common ones come from the parent parser
@@ -155,7 +160,7 @@ def _add_options(parser: argparse.ArgumentParser, verb: str) -> None:
             action="append" if option.repeat else "store",
             choices=option.choices or None,
             default=option.default,
-            help=option.help,
+            help=option.help.format(**defaults),
         )
 
 

@@ -11,7 +11,6 @@ parsers that print ``--help``: one definition, so they cannot drift.
 
 from __future__ import annotations
 
-from binfmtctl import interpreters
 from binfmtctl.errors import UsageError
 
 
@@ -48,12 +47,11 @@ OPTIONS = (
         "--flags", "flags", "FLAGS",
         "entry flags (default auto: FP where the emulator keeps argv[0] behind P, else "
         "F; F opens the emulator now, so it works in the root)",
-        default="auto",  # plan.AUTO_FLAGS, not imported here (start-up speed)
+        default="auto",  # plan.AUTO_FLAGS; plan is not imported here (start-up speed)
     ),
     Option(
         "--interpreter-dir", "interpreter_dir", "DIR",
-        f"where to look for qemu-ARCH[-static] (repeatable; default "
-        f"{' '.join(interpreters.DEFAULT_DIRS)})",
+        "where to look for qemu-ARCH[-static] (repeatable; default {default_dirs})",
         repeat=True,
     ),
     Option(
