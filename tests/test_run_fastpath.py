@@ -153,3 +153,17 @@ def test_a_hostile_cache_file_is_a_miss(env: dict[str, str], tmp_path: Path, kin
         path.mkdir()
     ran = run(env, "--arch", "arm64")  # ...but this one is not read: plan again
     assert (ran.returncode, ran.planned) == (0, True), ran.stderr
+
+
+def test_other_planning_code_plans_again(env: dict[str, str]) -> None:
+    """An upgrade or an edit of the planner within one boot is not answered by the old plan."""
+    from binfmtctl import plan
+
+    assert run(env, "--arch", "arm64").returncode == 0
+    assert not run(env, "--arch", "arm64").planned
+    before = os.stat(plan.__file__)
+    try:
+        os.utime(plan.__file__, ns=(before.st_atime_ns, before.st_mtime_ns + 1))
+        assert run(env, "--arch", "arm64").planned
+    finally:
+        os.utime(plan.__file__, ns=(before.st_atime_ns, before.st_mtime_ns))

@@ -5,8 +5,9 @@ each entry's register line) depends on the options, the host (per boot) and
 the emulator files found; planning it imports the catalog, the planner and
 the ELF reader, far more than the rest of the run costs. So the register
 lines of a planned run are kept in the per-boot cache with what they were
-planned from: the options, and the (device, inode, size, mtime, mode, owner)
-of every path the emulator search looked at, present or not. A later run
+planned from: the options, the version of the planning code (its files'
+identities), and the (device, inode, size, mtime, mode, owner) of every path
+the emulator search looked at, present or not. A later run
 with the same options whose paths all look the same registers those lines;
 anything else (another option, an emulator added, replaced, removed or
 chmod-ed, another boot) plans afresh, as does a run with the C flag, whose
@@ -56,8 +57,21 @@ def key(
         return None  # the C flag's safety check looks beyond the emulator file itself
     if arches is not None and not all(isinstance(a, str) for a in arches):
         return None
-    parts = (__version__, boot_key(), arches, flags, interpreter_dirs, mountpoint)
+    parts = (__version__, _code(), boot_key(), arches, flags, interpreter_dirs, mountpoint)
     return repr(tuple(tuple(p) if isinstance(p, list | tuple) else p for p in parts))
+
+
+# The modules whose code decides a plan: another version of any of them (an
+# upgrade, an edit) must plan afresh, even within one boot.
+_PLANNERS = (
+    "arch.py", "entry.py", "hostfacts.py", "interpreters.py", "native.py", "plan.py",
+    "register_string.py", "rootless.py", "runcache.py",
+)  # fmt: skip
+
+
+def _code() -> tuple[str, ...]:
+    here = os.path.dirname(os.path.abspath(__file__))
+    return tuple(_look(os.path.join(here, name)) for name in _PLANNERS)
 
 
 def _look(path: str) -> str:
