@@ -355,7 +355,8 @@ def test_no_newuidmap_says_which_package(who: str, rootfs: Path, top: Path) -> N
     assert _uid_map(proc.stdout) == [(0, _user().pw_uid, 1)]
 
 
-def test_root_in_a_namespace_of_one_id_falls_back_with_a_note(top: Path) -> None:
+def test_root_in_a_namespace_of_one_id_falls_back_quietly(top: Path) -> None:
+    """Nothing on this system's side can give ids there (a container): root alone, no note."""
     env = {**os.environ, "XDG_RUNTIME_DIR": str(top)}
     busybox = str(foreign_busybox("arm64"))
     run = command("root", "run", "--arch", "arm64", "--", busybox, "cat", "/proc/self/uid_map")
@@ -363,10 +364,7 @@ def test_root_in_a_namespace_of_one_id_falls_back_with_a_note(top: Path) -> None
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     assert _uid_map(proc.stdout) == [(0, 0, 1)]
-    assert proc.stderr.startswith(
-        "binfmtctl: note: only uid 0 is mapped in the namespace (binfmtctl runs as root of a "
-        "user namespace that has fewer than 65536 ids)"
-    )
+    assert proc.stderr == ""
 
 
 # -- apt-get in a real Debian root, as the user, with no extra flags -------------------

@@ -62,30 +62,39 @@ def which(name: str) -> str | None:
     return None
 
 
-def _covers_full_range(map_file: str) -> bool:
-    """Whether this namespace's id map (``/proc/self/uid_map``) has ids 0..65535."""
+def _covers(map_file: str, start: int, count: int) -> bool:
+    """Whether this namespace's id map (``/proc/self/uid_map``) has ids start..start+count-1."""
     text = _read(map_file) or ""
     for line in text.splitlines():
         fields = line.split()
         if len(fields) == 3 and all(f.isdigit() for f in fields):
-            inside, _, count = (int(f) for f in fields)
-            if inside == 0 and count >= FULL_ID_COUNT:
+            inside, _, length = (int(f) for f in fields)
+            if inside <= start and start + count <= inside + length:
                 return True
     return False
 
 
 class Refusal:
-    """Why ids 0..65535 cannot be mapped here: the words and what is missing."""
+    """Why ids 0..65535 cannot be mapped here: the words, what is missing, and whether
+    to say so (``quiet``: nothing on this system's side to fix, e.g. inside a user
+    namespace that lacks those ids, as in a container)."""
 
-    __slots__ = ("missing_range", "missing_tools", "user", "words")
+    __slots__ = ("missing_range", "missing_tools", "quiet", "user", "words")
 
     def __init__(
-        self, words: str, user: str, *, missing_range: bool = False, missing_tools: bool = False
+        self,
+        words: str,
+        user: str,
+        *,
+        missing_range: bool = False,
+        missing_tools: bool = False,
+        quiet: bool = False,
     ) -> None:
         self.words = words
         self.user = user
         self.missing_range = missing_range
         self.missing_tools = missing_tools
+        self.quiet = quiet
 
 
 def full_maps_refusal(
@@ -95,24 +104,32 @@ def full_maps_refusal(
 
     Root needs ids 0..65535 in its own namespace (true on the host; not in a
     user namespace that maps root alone). Anyone else needs a range of 65536
-    ids in both files and newuidmap/newgidmap on PATH.
+    ids in both files, mapped in this user namespace (on the host they all
+    are; in a container usually not), and newuidmap/newgidmap on PATH. A
+    namespace without the ids is a quiet refusal: nothing here can fix it.
     """
     uid = os.getuid()
     if os.geteuid() == 0:
-        if _covers_full_range(f"{proc_self}/uid_map") and _covers_full_range(
-            f"{proc_self}/gid_map"
+        if _covers(f"{proc_self}/uid_map", 0, FULL_ID_COUNT) and _covers(
+            f"{proc_self}/gid_map", 0, FULL_ID_COUNT
         ):
             return None
         return Refusal(
-            "binfmtctl runs as root of a user namespace that has fewer than 65536 ids", "root"
+            "binfmtctl runs as root of a user namespace that has fewer than 65536 ids",
+            "root",
+            quiet=True,
         )
     name = _user_name(uid)
-    has_range = bool(
-        _subordinate_range(subuid, uid, name) and _subordinate_range(subgid, uid, name)
-    )
+    sub_u = _subordinate_range(subuid, uid, name)
+    sub_g = _subordinate_range(subgid, uid, name)
+    has_range = bool(sub_u and sub_g)
     tools = all(which(t) for t in MAP_TOOLS)
-    if has_range and tools:
-        return None
+    if sub_u and sub_g and tools:
+        if _covers(f"{proc_self}/uid_map", *sub_u) and _covers(f"{proc_self}/gid_map", *sub_g):
+            return None
+        return Refusal(
+            f"{name}'s subordinate ids are not mapped in this user namespace", name, quiet=True
+        )
     words = []
     if not has_range:
         words.append(f"{name} has no subordinate id range in {subuid} and {subgid}")

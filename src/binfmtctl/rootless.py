@@ -30,6 +30,7 @@ import sys
 from binfmtctl import runcache, sandbox
 from binfmtctl.chroot import Bind
 from binfmtctl.errors import CommandNotFoundError, ExecError, SandboxError, UsageError, exec_error
+from binfmtctl.idnotice import NOTICE_FD, only_root_notice
 from binfmtctl.rootenv import KEPT_IN_ROOT, ROOTFS_PATH, login_shell, root_environment
 from binfmtctl.syscalls import CLONE_NEWNS, setns
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
     from binfmtctl import arch as _arch
-    from binfmtctl import idmaps, plan
+    from binfmtctl import plan
 
 __all__ = [
     "KEPT_IN_ROOT",
@@ -57,8 +58,6 @@ __all__ = [
     "root_environment",
 ]
 
-# Where binfmtctl's own notes go: stderr, also while run --json captures the command's.
-_NOTICE_FD = [2]
 # Python ignores these at startup; an ignored signal stays ignored across exec.
 _PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
 
@@ -267,44 +266,6 @@ def _register_and_keep(options: RunOptions, plan_key: str | None) -> list[plan.S
     return steps
 
 
-def only_root_notice(refusal: idmaps.Refusal) -> None:
-    """Say once per boot (per user) that only uid 0 exists in the namespace, and the fix.
-
-    One line on stderr, never on stdout: a CI loop of ``binfmtctl run`` sees it
-    once. The marker sits next to the native-arch answer (the per-boot cache);
-    where that cannot be written, the line is said every time.
-    """
-    from binfmtctl import native  # start-up speed: only a notice needs the boot cache
-
-    marker = native.boot_marker("only-root-notice")
-    if marker is not None and marker.seen():
-        return
-    fixes = []
-    if refusal.missing_range:
-        from binfmtctl import (
-            idmaps,  # start-up speed, as above
-            rootfs_plan,  # start-up speed: the fix's words, once per boot
-        )
-
-        texts = [idmaps._read(p) or "" for p in (idmaps.SUBUID, idmaps.SUBGID)]
-        start = rootfs_plan.free_subordinate_start(texts)
-        fixes.append(rootfs_plan.subordinate_fix(refusal.user, start))
-    if refusal.missing_tools:
-        fixes.append("install newuidmap/newgidmap: `sudo apt-get install uidmap`")
-    fix = "; ".join(fixes) or "run it as an ordinary user with a subordinate id range"
-    line = (
-        f"binfmtctl: note: only uid 0 is mapped in the namespace ({refusal.words}), so package "
-        f"managers (apt, dnf, apk) in a root will fail to change file owners; to map "
-        f"uids 0..65535 by default, {fix}; `--uid-map none` says this is meant (said "
-        "once per boot)\n"
-    )
-    sys.stderr.flush()
-    with contextlib.suppress(OSError):
-        os.write(_NOTICE_FD[0], line.encode())
-    if marker is not None:
-        marker.mark()
-
-
 def environment(options: RunOptions, shell: str | None = None) -> dict[str, str]:
     """What the command gets: :func:`root_environment` in a root, else the caller's; plus --env.
 
@@ -499,13 +460,13 @@ def call_captured(
         sys.stdout.flush()
         sys.stderr.flush()
         saved = os.dup(1), os.dup(2)
-        _NOTICE_FD[0] = saved[1]  # binfmtctl's own note stays on the real stderr
+        NOTICE_FD[0] = saved[1]  # binfmtctl's own note stays on the real stderr
         try:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
             status = call(argv, options, env=env, forward_signals=forward_signals)
         finally:
-            _NOTICE_FD[0] = 2
+            NOTICE_FD[0] = 2
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])

@@ -45,7 +45,8 @@ ids: by default uids and gids 0..65535 are mapped when you have a subordinate
 range (65536 ids in /etc/subuid and /etc/subgid) and newuidmap/newgidmap
 (package uidmap), so package managers in a root can change file owners; root
 gets the same ids as outside. Where that cannot be, only uid 0 (you) is mapped,
-and binfmtctl says so once per boot on stderr, with the fix. --uid-map auto
+and binfmtctl says so once per boot on stderr, with the fix (not inside a user
+namespace that lacks the ids, as in a container: nothing to fix there). --uid-map auto
 insists on the full range (an error if it cannot be had); --uid-map none maps
 uid 0 alone, silently.
 
