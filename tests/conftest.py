@@ -185,3 +185,30 @@ def world() -> Iterator[Path]:
         yield top
     finally:
         shutil.rmtree(top)
+
+
+@pytest.fixture(scope="session")
+def arm64_root() -> Iterator[tuple[Path, dict[str, object]]]:
+    """One arm64 minbase root, built as root by the real CLI, shared by every test.
+
+    The only expensive fixture (a minute or more: mmdebstrap from the network),
+    so it is built once per run, for tests/test_rootfs.py and the run/shell tests.
+    """
+    import json
+
+    if _NO_SANDBOX is not None or shutil.which("mmdebstrap") is None or os.geteuid() != 0:
+        pytest.skip("needs root, a private instance and mmdebstrap: run scripts/test-deps")
+    top = Path(tempfile.mkdtemp(prefix="binfmtctl-rootfs-"))
+    root = top / "debian-arm64"
+    done = subprocess.run(
+        [sys.executable, "-m", "binfmtctl", "rootfs", "create", str(root), "--arch", "arm64",
+         "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    envelope = json.loads(done.stdout)
+    yield root, envelope
+    shutil.rmtree(top)

@@ -148,7 +148,8 @@ def test_run_usage_line_names_every_option() -> None:
     usage = run.format_usage()
     options = {s for a in run._actions for s in a.option_strings if s.startswith("--")}
     assert options == {"--help", "--json", "--mountpoint", "--arch", "--flags",
-                       "--interpreter-dir", "--uid-map", "--rootfs"}  # fmt: skip
+                       "--interpreter-dir", "--uid-map", "--rootfs", "--bind", "--workdir",
+                       "--env"}  # fmt: skip
     assert [o for o in sorted(options - {"--help"}) if o not in usage] == []
 
 

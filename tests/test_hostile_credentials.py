@@ -357,7 +357,9 @@ def test_rootless_run_refuses_a_user_directory_with_c(base: Path) -> None:
     shutil.copy(emulator(), user_dir / "qemu-aarch64-static")
     proc = subprocess.run(
         [
-            *(sys.executable, "-m", "binfmtctl", "run", "--flags", "OC"),
+            # --uid-map none: root alone inside, so the user's directory is unmapped
+            # (by default root maps ids 0..65535, and it is "owned by uid 1001").
+            *(sys.executable, "-m", "binfmtctl", "run", "--uid-map", "none", "--flags", "OC"),
             *("--interpreter-dir", str(user_dir), "--arch", "arm64", "--", "true"),
         ],
         capture_output=True,

@@ -62,7 +62,7 @@ def test_cache_answers_only_for_this_boot_and_a_list_of_names(
 ) -> None:
     path = tmp_path / "native.json"
     path.write_text(content())
-    assert native._read_cache(path) == expected
+    assert native._read_cache(str(path)) == expected
 
 
 def test_cache_that_is_a_fifo_symlink_or_directory_is_not_read(tmp_path: Path) -> None:
@@ -72,9 +72,9 @@ def test_cache_that_is_a_fifo_symlink_or_directory_is_not_read(tmp_path: Path) -
     os.mkfifo(fifo)  # a blocking open would hang here
     link = tmp_path / "link.json"
     link.symlink_to(good)
-    assert native._read_cache(good) == ("x86_64",)
+    assert native._read_cache(str(good)) == ("x86_64",)
     for path in (fifo, link, tmp_path, tmp_path / "missing.json"):
-        assert native._read_cache(path) is None, path
+        assert native._read_cache(str(path)) is None, path
 
 
 @pytest.mark.parametrize(
@@ -103,16 +103,16 @@ def test_cache_file_place(monkeypatch: pytest.MonkeyPatch) -> None:
     case: the test runs as one uid only.
     """
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1001")
-    assert native._cache_file() == Path("/run/user/1001/binfmtctl/native.json")
+    assert native._cache_file() == "/run/user/1001/binfmtctl/native.json"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     monkeypatch.setattr(native, "_outside_uid", lambda: 0)
-    assert native._cache_file() == Path("/run/binfmtctl/native.json")
+    assert native._cache_file() == "/run/binfmtctl/native.json"
     monkeypatch.setattr(native, "_outside_uid", lambda: 1001)
     monkeypatch.setenv("HOME", "/home/someone")
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    assert native._cache_file() == Path("/home/someone/.cache/binfmtctl/native.json")
+    assert native._cache_file() == "/home/someone/.cache/binfmtctl/native.json"
     monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/someone")
-    assert native._cache_file() == Path("/var/cache/someone/binfmtctl/native.json")
+    assert native._cache_file() == "/var/cache/someone/binfmtctl/native.json"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative")
     assert native._cache_file() is None
     monkeypatch.delenv("XDG_CACHE_HOME")
@@ -147,7 +147,7 @@ def test_run_as_a_user_without_a_runtime_dir_detects_native_arches_once() -> Non
         before = cache.stat()
         assert before.st_uid == entry.pw_uid
         me = host.host_arch()
-        assert me is not None and me.name in native._read_cache(cache)  # type: ignore[operator]
+        assert me is not None and me.name in native._read_cache(str(cache))  # type: ignore[operator]
         second = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/")
         assert (second.returncode, second.stderr) == (0, "")
         after = cache.stat()

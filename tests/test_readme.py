@@ -65,11 +65,12 @@ NOT_RUN = {
     "(apt-get, /opt, /usr/local/bin, the global handlers); tests/test_setup.py runs "
     "scripts/setup into a private prefix, and install and status run here from other examples",
     "./scripts/test": "the test suite itself, which runs this file",
-    "binfmtctl run --rootfs ./debian-arm64 --uid-map auto -- apt-get install -y hello": "needs "
-    "a Debian arm64 root and the network; tests/test_run.py proves --uid-map auto with chown",
-    "binfmtctl run --rootfs ./debian-armhf --uid-map auto -- apt-get install -y hello": "needs "
-    "a Debian armhf root and the network; tests/test_run.py proves --uid-map auto with chown",
-    "binfmtctl shell --uid-map auto ./debian-riscv64": "needs a Debian riscv64 root",
+    "binfmtctl run --rootfs ./debian-arm64 -- apt-get install -y hello": "needs "
+    "a Debian arm64 root and the network; tests/test_run_options.py runs apt-get in one",
+    "binfmtctl run --rootfs ./debian-armhf -- apt-get install -y hello": "needs "
+    "a Debian armhf root and the network; tests/test_run_options.py runs apt-get in arm64's",
+    "binfmtctl shell ./debian-riscv64 -- apt-get install -y hello": "needs a Debian riscv64 "
+    "root; tests/test_shell_command.py runs commands through shell",
     "binfmtctl rootfs create ./debian-arm64 --arch arm64": "builds a Debian root from the "
     "network (minutes); tests/test_rootfs.py builds one for real",
     "binfmtctl run --rootfs ./debian-arm64 --uid-map auto -- sh -c 'apt-get install -y hello "

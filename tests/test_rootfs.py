@@ -315,20 +315,6 @@ def _remove_as_namespace_root(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def arm64_root() -> Iterator[tuple[Path, dict[str, object]]]:
-    """One arm64 minbase root, built as root by the real CLI, shared by every test."""
-    if _NO_SANDBOX is not None or MMDEBSTRAP is None or os.geteuid() != 0:
-        pytest.skip("needs root, a private instance and mmdebstrap: run scripts/test-deps")
-    top = Path(tempfile.mkdtemp(prefix="binfmtctl-rootfs-"))
-    root = top / "debian-arm64"
-    done = binfmtctl("rootfs", "create", str(root), "--arch", "arm64", "--json")
-    assert done.returncode == 0, done.stdout + done.stderr
-    envelope = json.loads(done.stdout)
-    yield root, envelope
-    shutil.rmtree(top)
-
-
 def _this_hosts_debian_mirror() -> str:
     spec = rp.decide(rp.Request("arm64"), rootfs_checks.host_facts())
     return spec.mirror

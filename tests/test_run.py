@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -295,7 +294,9 @@ def test_uid_map_auto_lets_the_root_chown(who: str, rootfs: Path) -> None:
     script = (
         "touch /f && chown 1000:1000 /f && stat -c %u:%g /f && /bin/busybox cat /proc/self/uid_map"
     )
-    plain = binfmtctl(who, "run", "--rootfs", str(rootfs), "--", "/bin/sh", "-c", script)
+    plain = binfmtctl(
+        who, "run", "--uid-map", "none", "--rootfs", str(rootfs), "--", "/bin/sh", "-c", script
+    )
     assert plain.returncode == 1
     assert "Invalid argument" in plain.stderr  # uid 1000 does not exist inside
     if who == "user" and not shutil.which("newuidmap"):
@@ -317,7 +318,8 @@ def test_uid_map_auto_lets_the_root_chown(who: str, rootfs: Path) -> None:
 
 def test_shell_opens_the_roots_shell_with_an_arch_prompt(who: str, rootfs: Path) -> None:
     env = {**os.environ, "SHELL": "/bin/bash"}  # not in the root: falls back to /bin/sh
-    proc = binfmtctl(who, "shell", str(rootfs), stdin="uname -m\nexit 5\n", env=env)
+    # -i: interactive although stdin is a pipe (without it, the pipe is a script).
+    proc = binfmtctl(who, "shell", str(rootfs), "-i", stdin="uname -m\nexit 5\n", env=env)
     assert proc.returncode == 5, proc.stderr
     # busybox's sh prints its prompt on stdout; bash would print it on stderr.
     prompt = "(aarch64) arm64-rootfs:/# "
@@ -456,9 +458,9 @@ def test_call_returns_statuses_and_raises_errors() -> None:
     with pytest.raises(CommandNotFoundError):
         rootless.call(["/no/such/program"], arm64)
     with pytest.raises(InterpreterError, match="no emulator for aarch64"):
-        rootless.call(["true"], replace(arm64, interpreter_dirs=["/nonexistent"]))
-    with pytest.raises(UsageError, match="only map on offer is `auto`"):
-        rootless.call(["true"], replace(arm64, uid_map="0 0 1"))
+        rootless.call(["true"], arm64.replace(interpreter_dirs=["/nonexistent"]))
+    with pytest.raises(UsageError, match="the maps on offer are `auto` and `none`"):
+        rootless.call(["true"], arm64.replace(uid_map="0 0 1"))
 
 
 @pytest.mark.skipif(_NO_SANDBOX is not None, reason=f"no private binfmt_misc: {_NO_SANDBOX}")
@@ -512,7 +514,7 @@ def test_a_hostile_root_name_reaches_the_prompt_inert(who: str, rootfs: Path) ->
     hostile = rootfs.parent / "r$(touch pwned)`touch pwned2`"
     rootfs.rename(hostile)
     try:
-        proc = binfmtctl(who, "shell", str(hostile), stdin="exit 0\n")
+        proc = binfmtctl(who, "shell", str(hostile), "-i", stdin="exit 0\n")
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.endswith("\n(aarch64) r__touch_pwned__touch_pwned2_:/# "), proc.stdout
         assert [p for p in hostile.rglob("pwned*")] == []

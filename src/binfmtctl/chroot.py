@@ -3,14 +3,16 @@
 /proc, /dev and /sys are recursive binds of the host's, /tmp a fresh tmpfs,
 and the host's resolv.conf is bound read-only; every mountpoint is opened
 without following symlinks, so nothing leads out of the root. Why binds
-rather than fresh mounts: see :mod:`binfmtctl.sandbox`.
+rather than fresh mounts: see :mod:`binfmtctl.sandbox`. The caller's own
+directories and files come in as :class:`Bind` (``run --bind``): the place
+they go is found inside the root (symlinks resolved there, never out of it)
+and its last component must not be a symlink, like the mountpoints above.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from typing import Any
 
 from binfmtctl import rootpath
 from binfmtctl.errors import SandboxError, UsageError
@@ -24,6 +26,11 @@ from binfmtctl.syscalls import (
     MS_REMOUNT,
     mount,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 
 def _refuse(root: str, what: str, **context: Any) -> SandboxError:
@@ -160,10 +167,164 @@ def _bind_file(source: str, parent: int, name: str, root: str) -> None:
 
 
 _MOUNTPOINTS = ("proc", "dev", "sys", "tmp")
+# Where a bind would be hidden by binfmtctl's own mounts (or would reach the host's).
+_COVERED = frozenset(_MOUNTPOINTS)
 
 
-def enter_rootfs(root: str, *, host_resolv_conf: str = "/etc/resolv.conf") -> None:
-    """Set up /proc, /dev, /sys, /tmp and /etc/resolv.conf in ``root``, chroot, cd /.
+class Bind:
+    """A host directory or file made visible at ``target`` inside the root (``--bind``)."""
+
+    __slots__ = ("read_only", "source", "target")
+
+    def __init__(self, source: str, target: str | None = None, read_only: bool = False) -> None:
+        self.source = source
+        self.target = target if target is not None else os.path.abspath(source)
+        self.read_only = read_only
+
+    def __repr__(self) -> str:
+        return f"Bind({self.source!r}, {self.target!r}, read_only={self.read_only})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Bind):
+            return NotImplemented
+        return (self.source, self.target, self.read_only) == (
+            other.source,
+            other.target,
+            other.read_only,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.source, self.target, self.read_only))
+
+    @property
+    def shown(self) -> str:
+        """How the user wrote it, for messages."""
+        return f"{self.source}:{self.target}{':ro' if self.read_only else ''}"
+
+
+def _bind_refusal(bind: Bind, what: str) -> UsageError:
+    return UsageError(f"--bind {bind.shown}: {what}")
+
+
+def _open_source(bind: Bind) -> tuple[int, bool]:
+    """An O_PATH fd of the bind's source (the caller's own path) and whether it is a directory."""
+    try:
+        fd = os.open(bind.source, os.O_PATH | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _bind_refusal(bind, f"{bind.source} does not exist") from None
+    except OSError as err:
+        raise _bind_refusal(bind, f"cannot open {bind.source} ({err.strerror})") from err
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        os.close(fd)
+        what = rootpath.kind(mode).replace("not a regular file but ", "")
+        raise _bind_refusal(
+            bind, f"{bind.source} is {what}; only a directory or a regular file can be bound"
+        )
+    return fd, stat.S_ISDIR(mode)
+
+
+def _check_target(bind: Bind) -> None:
+    """The target as written: absolute, no ``..``, not /, not where binfmtctl mounts."""
+    target = bind.target
+    if not target.startswith("/"):
+        raise _bind_refusal(bind, f"{target} is not an absolute path (a place inside the root)")
+    parts = [p for p in target.split("/") if p and p != "."]
+    if ".." in parts:
+        raise _bind_refusal(
+            bind, f"{target} contains `..`; name the place inside the root directly"
+        )
+    if not parts:
+        raise _bind_refusal(bind, "cannot bind over the root itself; use --rootfs for that")
+    if parts[0] in _COVERED:
+        raise _bind_refusal(
+            bind,
+            f"{target} is inside /{parts[0]}, which binfmtctl covers with its own mount; "
+            "choose another place",
+        )
+
+
+def _refuse_covered(root: str, bind: Bind) -> None:
+    """Refuse, before creating anything, a target whose existing part leads where we mount.
+
+    The deepest directory of the target that exists is resolved inside the
+    root; if a symlink on the way leads into /proc, /dev, /sys or /tmp the bind
+    is refused with nothing created. (Even so, binds come before those mounts,
+    so anything created is the root's own.)
+    """
+    parts = [p for p in bind.target.split("/") if p and p != "."]
+    for depth in range(len(parts) - 1, -1, -1):
+        try:
+            fd, _, names = rootpath._walk(
+                root, "/".join(parts[:depth]), want_dir=True, follow_last=True, create=False
+            )
+        except OSError:
+            continue
+        os.close(fd)
+        if names[:1] and names[0] in _COVERED:
+            raise _bind_refusal(
+                bind,
+                f"{bind.target} leads to /{'/'.join(names)} inside the root (through a "
+                "symlink), where binfmtctl mounts its own; choose another place",
+            )
+        return
+
+
+def _mount_bind(root: str, root_fd: int, bind: Bind, source_fd: int, is_dir: bool) -> None:
+    """Mount the source over the bind's target, found inside ``root`` (created if missing)."""
+    _refuse_covered(root, bind)
+    try:
+        parent, name, names = rootpath._walk(
+            root, bind.target, want_dir=False, follow_last=False, create=True
+        )
+    except OSError as err:
+        raise _refuse(root, f"--bind {bind.shown}: cannot reach {bind.target} ({err})") from err
+    try:
+        if not name or (names or [name])[0] in _COVERED:
+            where = "/" + "/".join([*names, name]).strip("/")
+            raise _bind_refusal(
+                bind,
+                f"{bind.target} leads to {where} inside the root (through a symlink), "
+                "where binfmtctl mounts its own; choose another place",
+            )
+        target = _open_mountpoint(parent, name, root, bind.target, is_dir=is_dir)
+        try:
+            if bind.read_only:
+                _bind_read_only(_fd_path(source_fd), parent, name, target, root)
+            else:
+                mount(_fd_path(source_fd), _fd_path(target), None, MS_BIND | MS_REC)
+        finally:
+            os.close(target)
+    finally:
+        os.close(parent)
+
+
+# The root this process had before the chroot (an O_PATH fd, closed at exec).
+_HOST_ROOT: list[int] = []
+
+
+def leave_rootfs() -> None:
+    """Go back to the root this process had before :func:`enter_rootfs`, if it chrooted.
+
+    Only for binfmtctl's own way out when the command could not be started:
+    the modules that print the error are loaded from the host's file system.
+    The command itself never gets the descriptor (close-on-exec).
+    """
+    if _HOST_ROOT:
+        fd = _HOST_ROOT.pop()
+        os.fchdir(fd)
+        os.chroot(".")
+        os.close(fd)
+
+
+def enter_rootfs(
+    root: str,
+    *,
+    host_resolv_conf: str = "/etc/resolv.conf",
+    binds: Sequence[Bind] = (),
+    workdir: str = "/",
+) -> None:
+    """Set up /proc, /dev, /sys, /tmp and /etc/resolv.conf in ``root``, chroot, cd ``workdir``.
 
     Call it inside a private namespace (after :func:`enter`): the mounts live
     and die with that namespace; the root itself only gains the empty
@@ -171,10 +332,33 @@ def enter_rootfs(root: str, *, host_resolv_conf: str = "/etc/resolv.conf") -> No
     host's (see the module docstring for why), /tmp is a fresh tmpfs, and the
     host's resolv.conf is bound read-only over the root's. A mountpoint that
     is a symlink is refused (SandboxError): it could lead out of the root.
+
+    ``binds`` come first, on the root's own directories (so a target can never
+    be reached through the host's /dev bound in): each source must exist and be
+    a directory (bound with what is mounted below it) or a regular file; a read-only
+    one is bound alone (not its submounts) and remounted read-only, checked.
     """
     root = os.path.realpath(root)
     if not os.path.isdir(root):
         raise UsageError(f"--rootfs {root}: not a directory")
+    sources = []
+    try:
+        for bind in binds:  # every bind checked before anything is mounted
+            _check_target(bind)
+            sources.append(_open_source(bind))
+        _enter(root, binds, sources, host_resolv_conf, workdir)
+    finally:
+        for fd, _ in sources:
+            os.close(fd)
+
+
+def _enter(
+    root: str,
+    binds: Sequence[Bind],
+    sources: list[tuple[int, bool]],
+    host_resolv_conf: str,
+    workdir: str,
+) -> None:
     try:
         root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
@@ -186,6 +370,8 @@ def enter_rootfs(root: str, *, host_resolv_conf: str = "/etc/resolv.conf") -> No
             except FileNotFoundError:
                 continue
             _check_mountpoint(info, root_fd, name, root, f"/{name}", is_dir=True)
+        for bind, (source_fd, is_dir) in zip(binds, sources, strict=True):
+            _mount_bind(root, root_fd, bind, source_fd, is_dir)
         for name in _MOUNTPOINTS:
             fd = _open_mountpoint(root_fd, name, root, f"/{name}", is_dir=True)
             try:
@@ -196,10 +382,18 @@ def enter_rootfs(root: str, *, host_resolv_conf: str = "/etc/resolv.conf") -> No
             finally:
                 os.close(fd)
         _bind_resolv_conf(root_fd, root, host_resolv_conf)
+        _HOST_ROOT[:] = [os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
         os.fchdir(root_fd)
         os.chroot(".")
-        os.chdir("/")
     except OSError as err:
         raise _refuse(root, f"cannot set it up: {err}") from err
     finally:
         os.close(root_fd)
+    try:
+        os.chdir(workdir)
+    except OSError as err:
+        what = {
+            FileNotFoundError: "no such directory",
+            NotADirectoryError: "not a directory",
+        }.get(type(err), err.strerror or str(err))
+        raise UsageError(f"--workdir {workdir}: {what} inside the root {root}") from err

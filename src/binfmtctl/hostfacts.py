@@ -9,12 +9,14 @@ where the plan will read it, so nothing is looked at that was not before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from binfmtctl import host, interpreters, plan
 from binfmtctl.arch import CATALOG, Arch
 from binfmtctl.native import native_arches
 from binfmtctl.register_string import normalize_flags
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def default_arches(options: plan.Options, searched: plan.Searched | None = None) -> list[Arch]:

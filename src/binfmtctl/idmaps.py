@@ -3,12 +3,13 @@
 Without them only root exists inside (it is the caller); with them, package
 managers in a root file system can chown. newuidmap/newgidmap must write the
 maps from the parent namespace, so :class:`MapHelper` is a child left outside.
+:func:`full_maps_refusal` says beforehand whether they can be had here, so
+``run``'s default can fall back to root alone without trying.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from binfmtctl.errors import SandboxError
 from binfmtctl.forking import stop_child
@@ -17,27 +18,144 @@ SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 
 
 FULL_ID_COUNT = 65536  # what container images expect: uids and gids 0..65535
+MAP_TOOLS = ("newuidmap", "newgidmap")
 
 
-def _subordinate_range(path: str, uid: int) -> tuple[int, int] | None:
-    """The first ``/etc/subuid``-style range for ``uid`` (by number or name)."""
+def _user_name(uid: int) -> str:
     import pwd
 
     try:
-        name = pwd.getpwuid(uid).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        name = str(uid)
+        return str(uid)
+
+
+def _read(path: str) -> str | None:
     try:
-        lines = Path(path).read_text().splitlines()
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(1 << 20)
     except OSError:
         return None
-    for line in lines:
+
+
+def _subordinate_range(path: str, uid: int, name: str | None = None) -> tuple[int, int] | None:
+    """The first ``/etc/subuid``-style range for ``uid`` (by number or name)."""
+    text = _read(path)
+    if text is None:
+        return None
+    names = (name or _user_name(uid), str(uid))
+    for line in text.splitlines():
         parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (name, str(uid)) and parts[1].isdigit():
-            start, count = int(parts[1]), int(parts[2] or 0)
+        if len(parts) == 3 and parts[0] in names and parts[1].isdigit() and parts[2].isdigit():
+            start, count = int(parts[1]), int(parts[2])
             if count >= FULL_ID_COUNT - 1:
                 return start, FULL_ID_COUNT - 1
     return None
+
+
+def which(name: str) -> str | None:
+    """``shutil.which`` for a program name, without importing shutil (start-up speed)."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _covers(map_file: str, start: int, count: int) -> bool:
+    """Whether this namespace's id map (``/proc/self/uid_map``) has ids start..start+count-1."""
+    text = _read(map_file) or ""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and all(f.isdigit() for f in fields):
+            inside, _, length = (int(f) for f in fields)
+            if inside <= start and start + count <= inside + length:
+                return True
+    return False
+
+
+class Refusal:
+    """Why ids 0..65535 cannot be mapped here: the words, what is missing, and whether
+    to say so (``quiet``: nothing on this system's side to fix, e.g. inside a user
+    namespace that lacks those ids, as in a container)."""
+
+    __slots__ = ("missing_range", "missing_tools", "quiet", "user", "words")
+
+    def __init__(
+        self,
+        words: str,
+        user: str,
+        *,
+        missing_range: bool = False,
+        missing_tools: bool = False,
+        quiet: bool = False,
+    ) -> None:
+        self.words = words
+        self.user = user
+        self.missing_range = missing_range
+        self.missing_tools = missing_tools
+        self.quiet = quiet
+
+
+def full_maps_refusal(
+    subuid: str = SUBUID, subgid: str = SUBGID, proc_self: str = "/proc/self"
+) -> Refusal | None:
+    """Why :func:`write_full_id_maps` would fail for this caller; None when it can work.
+
+    Root needs ids 0..65535 in its own namespace (true on the host; not in a
+    user namespace that maps root alone). Anyone else needs a range of 65536
+    ids in both files, mapped in this user namespace (on the host they all
+    are; in a container usually not), and newuidmap/newgidmap on PATH. A
+    namespace without the ids is a quiet refusal: nothing here can fix it.
+    """
+    uid = os.getuid()
+    if os.geteuid() == 0:
+        if _covers(f"{proc_self}/uid_map", 0, FULL_ID_COUNT) and _covers(
+            f"{proc_self}/gid_map", 0, FULL_ID_COUNT
+        ):
+            return None
+        return Refusal(
+            "binfmtctl runs as root of a user namespace that has fewer than 65536 ids",
+            "root",
+            quiet=True,
+        )
+    name = _user_name(uid)
+    sub_u = _subordinate_range(subuid, uid, name)
+    sub_g = _subordinate_range(subgid, uid, name)
+    has_range = bool(sub_u and sub_g)
+    tools = all(which(t) for t in MAP_TOOLS)
+    if sub_u and sub_g and tools:
+        if _covers(f"{proc_self}/uid_map", *sub_u) and _covers(f"{proc_self}/gid_map", *sub_g):
+            return None
+        return Refusal(
+            f"{name}'s subordinate ids are not mapped in this user namespace", name, quiet=True
+        )
+    words = []
+    if not has_range:
+        words.append(f"{name} has no subordinate id range in {subuid} and {subgid}")
+    if not tools:
+        words.append("newuidmap/newgidmap are not installed")
+    return Refusal(" and ".join(words), name, missing_range=not has_range, missing_tools=not tools)
+
+
+def _spawn_all(argvs: list[list[str]]) -> list[tuple[int, str]]:
+    """Run the programs side by side; each one's exit status and output (posix_spawn)."""
+    running = []
+    for argv in argvs:
+        read_fd, write_fd = os.pipe()
+        try:
+            actions = [(os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
+            pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+        finally:
+            os.close(write_fd)
+        running.append((pid, read_fd))
+    out = []
+    for pid, read_fd in running:
+        with os.fdopen(read_fd, "rb") as pipe:
+            said = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        out.append((os.waitstatus_to_exitcode(status), said.decode(errors="replace").strip()))
+    return out
 
 
 def write_full_id_maps(pid: int) -> None:
@@ -47,28 +165,45 @@ def write_full_id_maps(pid: int) -> None:
     subordinate range (newuidmap/newgidmap). Without one, real root maps the
     identity range itself; anyone else is told how to get a range.
     """
-    import shutil
-    import subprocess
-
     uid, gid = os.getuid(), os.getgid()
     sub_u = _subordinate_range(SUBUID, uid)
     sub_g = _subordinate_range(SUBGID, uid)
-    tools = shutil.which("newuidmap"), shutil.which("newgidmap")
+    tools = which(MAP_TOOLS[0]), which(MAP_TOOLS[1])
     if sub_u and sub_g and tools[0] and tools[1]:
-        for tool, own, (start, count) in ((tools[0], uid, sub_u), (tools[1], gid, sub_g)):
-            argv = [tool, str(pid), "0", str(own), "1", "1", str(start), str(count)]
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise SandboxError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+        argvs = [
+            [tool, str(pid), "0", str(own), "1", "1", str(start), str(count)]
+            for tool, own, (start, count) in ((tools[0], uid, sub_u), (tools[1], gid, sub_g))
+        ]
+        for argv, (status, said) in zip(argvs, _spawn_all(argvs), strict=True):
+            if status != 0:
+                raise SandboxError(f"{' '.join(argv)} failed: {said}")
         return
     if os.geteuid() == 0:
         for name in ("uid_map", "gid_map"):
-            Path(f"/proc/{pid}/{name}").write_text(f"0 0 {FULL_ID_COUNT}\n")
+            with open(f"/proc/{pid}/{name}", "w") as fh:
+                fh.write(f"0 0 {FULL_ID_COUNT}\n")
         return
     raise SandboxError(
         "a sandbox with a full uid/gid range needs a subordinate range for this user "
         "in /etc/subuid and /etc/subgid (65536 ids) and newuidmap/newgidmap (package uidmap)"
     )
+
+
+def write_own_maps(uid: int, gid: int) -> None:
+    """Map root inside to the caller alone (``uid``/``gid`` outside), where not mapped yet.
+
+    A process may write this one-id map of its own new namespace itself; the
+    gid map needs setgroups denied first. A map already written (by a helper
+    that then failed half-way) is kept.
+    """
+    if not (_read("/proc/self/uid_map") or "").strip():
+        with open("/proc/self/uid_map", "w") as fh:
+            fh.write(f"0 {uid} 1")
+    if not (_read("/proc/self/gid_map") or "").strip():
+        with open("/proc/self/setgroups", "w") as fh:
+            fh.write("deny")
+        with open("/proc/self/gid_map", "w") as fh:
+            fh.write(f"0 {gid} 1")
 
 
 class MapHelper:
@@ -107,7 +242,8 @@ class MapHelper:
         os.close(self._done_r)
         os.waitpid(self.pid, 0)
 
-    def finish(self) -> None:
+    def finish(self) -> str | None:
+        """Let the helper write the maps; None when it did, else why not."""
         try:
             os.write(self._go_w, b"g")
             os.close(self._go_w)
@@ -117,7 +253,6 @@ class MapHelper:
             stop_child(self.pid, stop)
             raise
         os.waitpid(self.pid, 0)
-        if answer != b"ok":
-            raise SandboxError(
-                f"--uid-map auto: {answer.decode(errors='replace') or 'the map helper died'}"
-            )
+        if answer == b"ok":
+            return None
+        return answer.decode(errors="replace") or "the map helper died"

@@ -12,12 +12,13 @@ from __future__ import annotations
 import enum
 import os
 import stat
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from binfmtctl import arch as _arch
 from binfmtctl import elf, host
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
 
 ET_EXEC, ET_DYN = 2, 3
 
@@ -44,15 +45,55 @@ class Problem(str, enum.Enum):
     NOT_EXECUTABLE = "not_executable"
 
 
-@dataclass(frozen=True)
-class Interpreter:
+class _Record:
+    """A read-only record compared by value (a dataclass costs ~10 ms of imports at start-up)."""
+
+    __slots__ = ()
+    _FIELDS: tuple[str, ...] = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only (cannot set {name})")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"{type(self).__name__}({inner})"
+
+
+class Interpreter(_Record):
     """An emulator binary on this machine and what we know about it."""
+
+    __slots__ = ("codes", "host_native", "path", "problems", "static")
+    _FIELDS = ("path", "static", "host_native", "problems", "codes")
 
     path: str
     static: bool
     host_native: bool  # built for this machine's CPU
-    problems: tuple[str, ...] = field(default=())
-    codes: tuple[Problem, ...] = field(default=())  # one per problem, same order
+    problems: tuple[str, ...]
+    codes: tuple[Problem, ...]  # one per problem, same order
+
+    def __init__(
+        self,
+        path: str,
+        static: bool,
+        host_native: bool,
+        problems: tuple[str, ...] = (),
+        codes: tuple[Problem, ...] = (),
+    ) -> None:
+        for name, value in zip(
+            self._FIELDS, (path, static, host_native, problems, codes), strict=True
+        ):
+            object.__setattr__(self, name, value)
 
     @property
     def usable(self) -> bool:
@@ -114,12 +155,18 @@ def judge(header: bytes, size: int, host_families: Collection[str] | None) -> tu
     return ()
 
 
-@dataclass(frozen=True)
-class Fitness:
+class Fitness(_Record):
     """A file looked at as an emulator: its first bytes and what is wrong with it."""
+
+    __slots__ = ("header", "problems")
+    _FIELDS = ("header", "problems")
 
     header: bytes  # zero-filled to elf.HEADER_SIZE; empty if it could not be read
     problems: tuple[Finding, ...]
+
+    def __init__(self, header: bytes, problems: tuple[Finding, ...]) -> None:
+        object.__setattr__(self, "header", header)
+        object.__setattr__(self, "problems", problems)
 
 
 def fitness(path: str, host_families: Collection[str] | None) -> Fitness:
@@ -163,12 +210,18 @@ def inspect(path: str) -> Interpreter:
     return Interpreter(path, static, native, tuple(problems), tuple(codes))
 
 
-@dataclass(frozen=True)
-class Search:
+class Search(_Record):
     """Every candidate looked at for one arch: the best usable one and the refused."""
+
+    __slots__ = ("best", "refused")
+    _FIELDS = ("best", "refused")
 
     best: Interpreter | None
     refused: tuple[Interpreter, ...]
+
+    def __init__(self, best: Interpreter | None, refused: tuple[Interpreter, ...]) -> None:
+        object.__setattr__(self, "best", best)
+        object.__setattr__(self, "refused", refused)
 
     def why_none(self) -> str:
         """The refused candidates and why, for a "no emulator" message."""
@@ -201,7 +254,8 @@ def find(
 def os_release(path: str = "/etc/os-release") -> dict[str, str]:
     values: dict[str, str] = {}
     try:
-        text = Path(path).read_text()
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
     except OSError:
         return values
     for line in text.splitlines():

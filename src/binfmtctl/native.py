@@ -8,15 +8,16 @@ after a boot pays for the 36 execs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
 import os
 import stat
-from pathlib import Path
 
-from binfmtctl import arch as _arch
-from binfmtctl import host
 from binfmtctl.errors import BinfmtError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from binfmtctl import arch as _arch
 
 
 def family_arches(uname_m: str | None = None) -> list[_arch.Arch]:
@@ -26,6 +27,11 @@ def family_arches(uname_m: str | None = None) -> list[_arch.Arch]:
     for another machine, where the kernel cannot be asked: it is wrong where
     the kernel lacks 32-bit support (arm64 CPUs without AArch32).
     """
+    # Start-up speed: the catalog only where an answer is computed (not for the
+    # cache's place, which `run` asks for on every start).
+    from binfmtctl import arch as _arch
+    from binfmtctl import host
+
     me = host.host_arch(uname_m)
     if me is None:
         return []
@@ -41,6 +47,8 @@ def native_arches(uname_m: str | None = None) -> list[_arch.Arch]:
     """
     if uname_m is not None:
         return family_arches(uname_m)
+    from binfmtctl import arch as _arch  # start-up speed, as in family_arches
+
     names = set(detect_native())
     return [a for a in _arch.CATALOG.values() if a.name in names]
 
@@ -60,9 +68,13 @@ def detect_native() -> tuple[str, ...]:
     found = _detect()
     if cache is not None:
         try:
-            cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({"key": _cache_key(), "native": list(found)}))
+            directory, name = os.path.split(cache)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            tmp = os.path.join(directory, f".{name}.{os.getpid()}")
+            with open(tmp, "w") as fh:
+                import json  # start-up speed: written once per boot
+
+                fh.write(json.dumps({"key": _cache_key(), "native": list(found)}))
             os.replace(tmp, cache)
         except OSError:
             pass  # a cache we cannot write is only slower
@@ -72,7 +84,7 @@ def detect_native() -> tuple[str, ...]:
 CACHE_MAX = 64 * 1024  # a larger native.json is not ours
 
 
-def _read_cache(path: Path) -> tuple[str, ...] | None:
+def _read_cache(path: str) -> tuple[str, ...] | None:
     """The stored answer if it is for this boot; None for anything else.
 
     Never blocks on a FIFO or reads a device (O_NONBLOCK, then fstat), and
@@ -85,6 +97,8 @@ def _read_cache(path: Path) -> tuple[str, ...] | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
+        import json  # start-up speed: only a native-arch answer is JSON
+
         stored = json.loads(os.read(fd, CACHE_MAX))
     except (OSError, ValueError):
         return None
@@ -98,7 +112,7 @@ def _read_cache(path: Path) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def _cache_file() -> Path | None:
+def _cache_file() -> str | None:
     """Where detect_native keeps its answer.
 
     $XDG_RUNTIME_DIR, else /run for root (both are emptied at every boot),
@@ -109,14 +123,58 @@ def _cache_file() -> Path | None:
     """
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
-        return Path(runtime) / "binfmtctl" / "native.json"
+        return os.path.join(runtime, "binfmtctl", "native.json")
     if _outside_uid() == 0:
-        return Path("/run/binfmtctl/native.json")
+        return "/run/binfmtctl/native.json"
     home = os.environ.get("HOME")
     cache = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home else None)
     if not cache or not os.path.isabs(cache):
         return None
-    return Path(cache) / "binfmtctl" / "native.json"
+    return os.path.join(cache, "binfmtctl", "native.json")
+
+
+class BootMarker:
+    """A file in the per-boot cache saying something was done this boot (a notice said)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def seen(self) -> bool:
+        """Whether it was marked during this boot (never blocks on a FIFO, never follows a link)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            return os.read(fd, 4096).decode(errors="replace") == _cache_key()
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    def mark(self) -> None:
+        """Mark it for this boot; a cache that cannot be written only means saying it again."""
+        directory = os.path.dirname(self.path)
+        tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}")
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(_cache_key())
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def boot_marker(name: str) -> BootMarker | None:
+    """The marker ``name`` next to the native-arch answer; None where there is no cache."""
+    cache = _cache_file()
+    return None if cache is None else BootMarker(os.path.join(os.path.dirname(cache), name))
 
 
 def _outside_uid(uid_map: str = "/proc/self/uid_map") -> int | None:
@@ -138,10 +196,12 @@ def _outside_uid(uid_map: str = "/proc/self/uid_map") -> int | None:
 
 def _cache_key() -> str:
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
     except OSError:
         boot = "?"
-    return f"{boot} {os.uname().release} {host.machine()}"
+    uname = os.uname()  # host.machine(), without the catalog's import
+    return f"{boot} {uname.release} {uname.machine}"
 
 
 def _run_natively(names: list[str]) -> list[str]:
@@ -173,6 +233,9 @@ def _detect() -> tuple[str, ...]:
         clear = [n for n in names if current.winner(probes.build(n)) is None]
         ran = set(_run_natively(clear))
         unsure = set(names) - set(clear)
+    from binfmtctl import arch as _arch  # start-up speed, as in family_arches
+    from binfmtctl import host
+
     me = host.host_arch()
     keep = ran | (unsure & family) | ({me.name} if me else set())
     keep |= {a for a in family if a not in names}  # arches without a probe
@@ -183,13 +246,13 @@ def _detect() -> tuple[str, ...]:
 # under the same rules: same place, same boot key, same careful read.
 
 
-def boot_cache_path(name: str) -> Path | None:
+def boot_cache_path(name: str) -> str | None:
     """Where a per-boot answer called ``name`` is kept (beside native.json); None: nowhere."""
     found = _cache_file()
-    return None if found is None else found.with_name(name)
+    return None if found is None else os.path.join(os.path.dirname(found), name)
 
 
-def read_boot_cache(path: Path) -> dict[str, object] | None:
+def read_boot_cache(path: str | os.PathLike[str]) -> dict[str, object] | None:
     """The JSON object at ``path`` if it was stored this boot; None for anything else.
 
     Like the native answer's read: never blocks on a FIFO or reads a device,
@@ -202,6 +265,8 @@ def read_boot_cache(path: Path) -> dict[str, object] | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
+        import json  # start-up speed: only a per-boot answer is JSON
+
         stored = json.loads(os.read(fd, CACHE_MAX))
     except (OSError, ValueError):
         return None
@@ -212,12 +277,16 @@ def read_boot_cache(path: Path) -> dict[str, object] | None:
     return stored
 
 
-def write_boot_cache(path: Path, payload: dict[str, object]) -> None:
+def write_boot_cache(path: str | os.PathLike[str], payload: dict[str, object]) -> None:
     """Store ``payload`` at ``path`` under this boot's key, atomically; failing only costs speed."""
+    import json  # start-up speed: written once per boot
+
+    directory, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}")
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({**payload, "key": _cache_key()}))
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps({**payload, "key": _cache_key()}))
         os.replace(tmp, path)
     except OSError:
         pass

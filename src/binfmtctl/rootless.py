@@ -11,7 +11,7 @@ system (:func:`binfmtctl.sandbox.enter_rootfs`);
   command's own;
 * :func:`call` does the same in a child and returns its exit status.
 
-What to run with is one frozen :class:`RunOptions`, the same for all three.
+What to run with is one :class:`RunOptions`, the same for all three.
 
 >>> from binfmtctl import rootless                         # doctest: +SKIP
 >>> rootless.call(["arm64/busybox", "uname", "-m"], rootless.RunOptions(arches=["arm64"]))
@@ -26,75 +26,153 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import NoReturn
 
-from binfmtctl import arch as _arch
-from binfmtctl import forking, hostfacts, interpreters, plan, sandbox, signals
-from binfmtctl.errors import (
-    CommandNotFoundError,
-    ExecError,
-    InterpreterError,
-    RefusedError,
-    SandboxError,
-    UsageError,
-    exec_error,
-)
-from binfmtctl.instance import Instance
+from binfmtctl import runcache, sandbox
+from binfmtctl.chroot import Bind
+from binfmtctl.errors import CommandNotFoundError, ExecError, SandboxError, UsageError, exec_error
+from binfmtctl.idnotice import NOTICE_FD, only_root_notice
+from binfmtctl.rootenv import KEPT_IN_ROOT, ROOTFS_PATH, login_shell, root_environment
 from binfmtctl.syscalls import CLONE_NEWNS, setns
 
-#: PATH inside a root file system: the standard one of a Linux root.
-ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import NoReturn
+
+    from binfmtctl import arch as _arch
+    from binfmtctl import plan
+
+__all__ = [
+    "KEPT_IN_ROOT",
+    "ROOTFS_PATH",
+    "RunOptions",
+    "call",
+    "call_captured",
+    "environment",
+    "exec_command",
+    "exec_prepared",
+    "login_shell",
+    "only_root_notice",
+    "prepare",
+    "register_handlers",
+    "root_environment",
+]
+
 # Python ignores these at startup; an ignored signal stays ignored across exec.
 _PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
 
 
-@dataclass(frozen=True)
 class RunOptions:
-    """How to run a program: which handlers, which root, which ids.
+    """How to run a program: which handlers, which root, which ids, which binds.
 
     ``arches`` are catalog rows or any name ``binfmtctl arches`` knows (QEMU,
     Debian, OCI, uname -m); None means every foreign arch whose emulator is
-    found. Handlers use the F flag by default, so their emulator is opened at
-    registration and keeps working in ``rootfs``. ``uid_map``/``gid_map``: see
-    :func:`binfmtctl.sandbox.enter`. A list given for ``arches`` or
-    ``interpreter_dirs`` is kept as a tuple.
+    found. Handlers use ``flags``, by default (None) ``plan.DEFAULT_FLAGS`` (F:
+    the emulator is opened at registration and keeps working in ``rootfs``).
+    ``uid_map``/``gid_map``: see
+    :func:`binfmtctl.sandbox.enter` (``"default"`` is what ``binfmtctl run``
+    uses). ``binds`` (:class:`binfmtctl.chroot.Bind`) need ``rootfs``;
+    ``workdir`` is where the command starts (default / in a root, else the
+    current directory); ``env`` adds variables (``--env``). Lists are kept as
+    tuples; the options are read-only (:meth:`replace` makes a changed copy).
     """
 
-    arches: Sequence[str | _arch.Arch] | None = None
-    flags: str = "F"
-    rootfs: str | None = None
-    uid_map: str | None = None
-    gid_map: str | None = None
-    mountpoint: str = sandbox.DEFAULT_MOUNTPOINT
-    interpreter_dirs: Sequence[str] | None = None
+    __slots__ = (
+        "arches", "binds", "env", "flags", "gid_map", "interpreter_dirs", "mountpoint",
+        "rootfs", "uid_map", "workdir",
+    )  # fmt: skip
 
-    def __post_init__(self) -> None:
-        for name in ("arches", "interpreter_dirs"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, tuple):
-                object.__setattr__(self, name, tuple(value))
+    arches: tuple[str | _arch.Arch, ...] | None
+    flags: str | None
+    rootfs: str | None
+    uid_map: str | None
+    gid_map: str | None
+    mountpoint: str
+    interpreter_dirs: tuple[str, ...] | None
+    binds: tuple[Bind, ...]
+    workdir: str | None
+    env: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        arches: Sequence[str | _arch.Arch] | None = None,
+        flags: str | None = None,
+        rootfs: str | None = None,
+        uid_map: str | None = None,
+        gid_map: str | None = None,
+        mountpoint: str = sandbox.DEFAULT_MOUNTPOINT,
+        interpreter_dirs: Sequence[str] | None = None,
+        binds: Sequence[Bind] = (),
+        workdir: str | None = None,
+        env: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    ) -> None:
+        pairs = env.items() if hasattr(env, "items") else env
+        values = {
+            "arches": None if arches is None else tuple(arches),
+            "flags": flags,
+            "rootfs": rootfs,
+            "uid_map": uid_map,
+            "gid_map": gid_map,
+            "mountpoint": mountpoint,
+            "interpreter_dirs": None if interpreter_dirs is None else tuple(interpreter_dirs),
+            "binds": tuple(binds),
+            "workdir": workdir,
+            "env": tuple((str(k), str(v)) for k, v in pairs),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"RunOptions are read-only; use .replace({name}=...)")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunOptions):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"RunOptions({fields})"
+
+    def replace(self, **changes: object) -> RunOptions:
+        """A copy with ``changes``, as :func:`dataclasses.replace` would make."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return RunOptions(**values)
 
 
 def register_handlers(
     arches: Sequence[str | _arch.Arch] | None = None,
     *,
-    flags: str = "F",
+    flags: str | None = None,
     mountpoint: str = sandbox.DEFAULT_MOUNTPOINT,
     interpreter_dirs: Sequence[str] | None = None,
+    searched: plan.Searched | None = None,
 ) -> list[plan.Step]:
     """Register QEMU handlers in the (private) instance at ``mountpoint``.
 
     Uses the same planning as ``binfmtctl install`` (:func:`plan.plan_install`);
     any arch that cannot be registered (no emulator: the error says which
     package has it; the host's own arch) raises before anything is written.
-    Returns the steps.
+    Returns the steps; ``searched`` (if given) gets every emulator search made.
     """
+    # Start-up speed: planning is what a run whose plan is kept (runcache) skips.
+    from binfmtctl import arch as _arch
+    from binfmtctl import hostfacts, interpreters, plan
+    from binfmtctl.errors import InterpreterError, RefusedError
+    from binfmtctl.instance import Instance
+
     options = plan.Options(
-        flags=flags, interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS)
+        flags=plan.DEFAULT_FLAGS if flags is None else flags,
+        interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS),
     )
-    searched: plan.Searched = {}  # each arch's emulator is looked for once
+    searched = {} if searched is None else searched  # each arch's emulator looked for once
     if arches is None:
         chosen = hostfacts.default_arches(options, searched)
         if not chosen:
@@ -118,24 +196,91 @@ def register_handlers(
     return steps
 
 
-def prepare(options: RunOptions = RunOptions()) -> list[plan.Step]:
+def prepare(options: RunOptions | None = None) -> list[plan.Step]:
     """Enter a fresh private instance, register handlers, and chroot if asked.
 
     Everything :func:`exec_command` does before the exec: this process ends up
     root in its own user namespace, with the handlers of
     :func:`register_handlers` and, with ``options.rootfs``, inside
-    :func:`binfmtctl.sandbox.enter_rootfs`. Returns the steps carried out.
+    :func:`binfmtctl.sandbox.enter_rootfs` (with its binds), in
+    ``options.workdir``. Returns the steps carried out.
     """
-    sandbox.enter(mountpoint=options.mountpoint, uid_map=options.uid_map, gid_map=options.gid_map)
+    steps = _prepare(options or RunOptions(), reuse=False)
+    assert steps is not None
+    return steps
+
+
+def _prepare(options: RunOptions, *, reuse: bool) -> list[plan.Step] | None:
+    """:func:`prepare`; with ``reuse``, the plan kept from an identical run is used if
+    still valid (:mod:`binfmtctl.runcache`), and then no steps are returned."""
+    if options.binds and options.rootfs is None:
+        raise UsageError("--bind needs --rootfs: outside a root every host path is there already")
+    plan_key = (
+        runcache.key(options.arches, options.flags, options.interpreter_dirs, options.mountpoint)
+        if reuse
+        else None
+    )
+    kept = runcache.lookup(plan_key) if plan_key else None
+    why_not = sandbox.enter(
+        mountpoint=options.mountpoint, uid_map=options.uid_map, gid_map=options.gid_map
+    )
+    if why_not is not None:
+        only_root_notice(why_not)
+    steps = None
+    if kept is None or not runcache.register(kept, options.mountpoint):
+        steps = _register_and_keep(options, plan_key)
+    if options.rootfs is not None:
+        sandbox.enter_rootfs(options.rootfs, binds=options.binds, workdir=options.workdir or "/")
+    elif options.workdir is not None:
+        try:
+            os.chdir(options.workdir)
+        except OSError as err:
+            what = "not a directory" if isinstance(err, NotADirectoryError) else err.strerror
+            raise UsageError(f"--workdir {options.workdir}: {what or err}") from err
+    return steps
+
+
+def _register_and_keep(options: RunOptions, plan_key: str | None) -> list[plan.Step]:
+    """:func:`register_handlers`, and with ``plan_key`` the plan kept for the next run."""
+    searched: plan.Searched = {}
     steps = register_handlers(
         options.arches,
         flags=options.flags,
         mountpoint=options.mountpoint,
         interpreter_dirs=options.interpreter_dirs,
+        searched=searched,
     )
-    if options.rootfs is not None:
-        sandbox.enter_rootfs(options.rootfs)
+    from binfmtctl import interpreters, plan  # imported by register_handlers already
+    from binfmtctl.arch import CATALOG
+
+    if plan_key is not None and all(s.action == plan.REGISTER and s.entry for s in steps):
+        dirs = options.interpreter_dirs or interpreters.DEFAULT_DIRS
+        looked_at = [
+            os.path.join(directory, name)
+            for arch in searched
+            for name in interpreters.candidates(CATALOG[arch])
+            for directory in dirs
+        ]
+        lines = [s.entry.register_bytes() for s in steps if s.entry is not None]
+        runcache.store(plan_key, looked_at, lines)
     return steps
+
+
+def environment(options: RunOptions, shell: str | None = None) -> dict[str, str]:
+    """What the command gets: :func:`root_environment` in a root, else the caller's; plus --env.
+
+    ``shell`` is the root's login shell when the caller knows it already.
+    """
+    if options.rootfs is not None:
+        env = root_environment(
+            shell or login_shell(options.rootfs), options.workdir or "/", os.environ
+        )
+    else:
+        env = dict(os.environ)
+        if options.workdir is not None:
+            env["PWD"] = os.path.abspath(options.workdir)
+    env.update(options.env)
+    return env
 
 
 def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> NoReturn:
@@ -151,7 +296,7 @@ def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     sys.stdout.flush()
     sys.stderr.flush()
-    environ = dict(os.environ if env is None else env)
+    environ = dict(os.environ) if env is None else dict(env)
     if "/" in argv[0]:
         try:
             os.execve(argv[0], list(argv), environ)  # noqa: S606 - the user's own command
@@ -192,7 +337,7 @@ def _exec_search(argv: Sequence[str], env: dict[str, str]) -> NoReturn:
 
 def exec_command(
     argv: Sequence[str],
-    options: RunOptions = RunOptions(),
+    options: RunOptions | None = None,
     *,
     env: Mapping[str, str] | None = None,
 ) -> NoReturn:
@@ -201,14 +346,15 @@ def exec_command(
     Because the command replaces this process (no fork), its stdin, stdout,
     stderr, signals and exit status are exactly its own: a parent shell sees
     ``128+N`` when it is killed by signal N. Nothing outlives it: the
-    namespace, its binfmt_misc and the root's mounts go when it exits. With
-    ``options.rootfs`` and no ``env``, PATH is set to the standard one of a
-    Linux root.
+    namespace, its binfmt_misc and the root's mounts go when it exits. Without
+    ``env``, the command gets :func:`environment` (in a root: root's own
+    variables, the standard PATH, TERM, the language and proxies kept).
     """
+    options = options or RunOptions()
     rootfs = os.path.abspath(options.rootfs) if options.rootfs is not None else None
-    prepare(options)
-    if options.rootfs is not None and env is None:
-        env = {**os.environ, "PATH": ROOTFS_PATH}
+    if env is None:
+        env = environment(options)  # before the chroot: the root's passwd is read by path
+    _prepare(options, reuse=True)
     try:
         exec_prepared(argv, env)
     except ExecError as err:  # said in why's words: the program's arch, what is missing
@@ -243,7 +389,7 @@ def _explained(
 
 def call(
     argv: Sequence[str],
-    options: RunOptions = RunOptions(),
+    options: RunOptions | None = None,
     *,
     env: Mapping[str, str] | None = None,
     forward_signals: bool = False,
@@ -263,6 +409,8 @@ def call(
     1
     """
     import pickle  # here, not at the top: `binfmtctl run` without --json never needs it
+
+    from binfmtctl import forking, signals  # start-up speed: only a child needs them
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -295,7 +443,11 @@ def call(
 
 
 def call_captured(
-    argv: Sequence[str], options: RunOptions = RunOptions(), *, forward_signals: bool = False
+    argv: Sequence[str],
+    options: RunOptions | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    forward_signals: bool = False,
 ) -> tuple[int, str, str]:
     """:func:`call` with the command's stdout and stderr captured: (status, out, err).
 
@@ -308,11 +460,13 @@ def call_captured(
         sys.stdout.flush()
         sys.stderr.flush()
         saved = os.dup(1), os.dup(2)
+        NOTICE_FD[0] = saved[1]  # binfmtctl's own note stays on the real stderr
         try:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
-            status = call(argv, options, forward_signals=forward_signals)
+            status = call(argv, options, env=env, forward_signals=forward_signals)
         finally:
+            NOTICE_FD[0] = 2
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])

@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
-from typing import NoReturn, ParamSpec, TypeVar
 
 from binfmtctl import forking, idmaps
 from binfmtctl.chroot import enter_rootfs
@@ -89,8 +86,13 @@ __all__ = [
     "write_full_id_maps",
 ]
 
-P = ParamSpec("P")
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn, ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    T = TypeVar("T")
 
 DEFAULT_MOUNTPOINT = "/proc/sys/fs/binfmt_misc"
 PROC_SYS = "/proc/sys"
@@ -122,7 +124,8 @@ def kernel_refusal(release: str | None = None) -> RootlessUnavailableError | Non
 
 def _read_knob(path: str) -> str | None:
     try:
-        return Path(path).read_text().strip()
+        with open(path) as fh:
+            return fh.read().strip()
     except OSError:
         return None
 
@@ -184,31 +187,43 @@ def _unshare_refusal(err: OSError, proc_sys: str = PROC_SYS) -> SandboxError:
     return SandboxError(f"cannot create a user namespace: {err.strerror}")
 
 
+#: ``uid_map`` values :func:`enter` takes (None is "none").
+UID_MAPS = ("auto", "none", "default")
+
+
 def enter(
     *,
     mountpoint: str = DEFAULT_MOUNTPOINT,
     binfmt: bool = True,
     uid_map: str | None = None,
     gid_map: str | None = None,
-) -> None:
+) -> idmaps.Refusal | None:
     """Move this (single-threaded) process into a new user + mount namespace.
 
     The caller becomes root inside it, mounts are made private so nothing
     propagates out, and with ``binfmt`` a fresh, empty binfmt_misc instance is
     mounted at ``mountpoint``.
 
-    ``uid_map`` (and ``gid_map``, which follows it): None maps root inside to
-    the caller's own uid/gid only, so nothing else exists inside and chown to
-    another id fails. ``"auto"`` maps ids 0..65535 as
+    ``uid_map`` (and ``gid_map``, which follows it): None or ``"none"`` maps
+    root inside to the caller's own uid/gid only, so nothing else exists
+    inside and chown to another id fails. ``"auto"`` maps ids 0..65535 as
     :func:`binfmtctl.idmaps.write_full_id_maps` does (root inside is the caller; 1..65535 come
     from its range in /etc/subuid and /etc/subgid, through newuidmap and
     newgidmap of package ``uidmap``), so package managers in a root file system
-    can chown. Raises :class:`~binfmtctl.errors.SandboxError` (its subclass
+    can chown. ``"default"`` is ``auto`` where it can work here
+    (:func:`binfmtctl.idmaps.full_maps_refusal`) and ``none`` otherwise, also
+    when the map helper fails: then why is returned (None when the
+    full range is mapped, or was not asked for). Raises
+    :class:`~binfmtctl.errors.SandboxError` (its subclass
     ``RootlessUnavailableError`` when the kernel or its settings forbid it).
     """
-    maps = uid_map or gid_map
-    if maps not in (None, "auto"):
-        raise UsageError(f"--uid-map {maps!r}: the only map on offer is `auto`")
+    maps = uid_map or gid_map or "none"
+    if maps not in UID_MAPS:
+        raise UsageError(f"--uid-map {maps!r}: the maps on offer are `auto` and `none`")
+    why_not: idmaps.Refusal | None = None
+    if maps == "default":
+        why_not = idmaps.full_maps_refusal()  # asked here: inside, everyone is root
+        maps = "none" if why_not else "auto"
     helper = idmaps.MapHelper() if maps == "auto" else None
     uid, gid = os.getuid(), os.getgid()
     try:
@@ -217,14 +232,18 @@ def enter(
         if helper:
             helper.cancel()
         raise
-    if helper is None:
-        Path("/proc/self/setgroups").write_text("deny")
-        Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
-        Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+    if helper is not None:
+        failed = helper.finish()
+        if failed is not None and uid_map != "default" and gid_map != "default":
+            raise SandboxError(f"--uid-map auto: {failed}")
+        if failed is not None:
+            why_not = idmaps.Refusal(failed, "")
+    if helper is None or why_not is not None:
+        idmaps.write_own_maps(uid, gid)
     else:
-        helper.finish()
         os.setgroups([])
     _finish_enter(mountpoint, binfmt=binfmt)
+    return why_not
 
 
 def _unshare_user_mount() -> None:

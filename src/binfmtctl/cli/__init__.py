@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import signal
 import sys
-from collections.abc import Sequence
-from types import ModuleType
 
 from binfmtctl import __version__, signals
-from binfmtctl.cli.output import Result, render
 from binfmtctl.errors import EXIT_USAGE, BinfmtError, InterruptError, UsageError
-from binfmtctl.instance import DEFAULT_MOUNTPOINT
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from types import ModuleType
+
+    from binfmtctl.cli.output import Result
+
+# The binfmt_misc every verb uses by default (instance.DEFAULT_MOUNTPOINT; not
+# imported from there: `run` starts without the instance module's imports).
+DEFAULT_MOUNTPOINT = "/proc/sys/fs/binfmt_misc"
 
 EPILOG = """\
 exit codes: 0 all done, 1 failed, 2 usage error, 3 partly done (some arches
@@ -69,13 +76,21 @@ def _verb_in(argv: Sequence[str]) -> str | None:
     return None if {"-h", "--help"} & set(argv) else "status"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
+def _parser_class() -> type[argparse.ArgumentParser]:
+    """The parser class whose errors are UsageErrors (argparse imported only here)."""
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    return _Parser
 
 
 def _common() -> argparse.ArgumentParser:
     """Options every verb accepts, before or after the verb."""
+    import argparse
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--json",
@@ -94,8 +109,11 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser; with ``argv``, only the verb it names is set up (see :func:`_verbs`)."""
+    import argparse
+
+    parser_class = _parser_class()
     common = _common()
-    parser = _Parser(
+    parser = parser_class(
         prog="binfmtctl",
         description="Run foreign-architecture Linux programs transparently, through "
         "the kernel's binfmt_misc and QEMU user-mode emulation.",
@@ -104,7 +122,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"binfmtctl {__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=parser_class)
     for module in _verbs(argv):
         module.register(sub, common)
     return parser
@@ -124,18 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in ours
     with signals.interruptible():
         try:
-            parser = build_parser(ours)
-            args = parser.parse_args(args_list)
-            if getattr(args, "verb", None) is None:
-                args = parser.parse_args([*args_list, "status"])
-            args.json = getattr(args, "json", False)
-            args.mountpoint = getattr(args, "mountpoint", DEFAULT_MOUNTPOINT)
-            result: Result = args.handler(args)
+            result = _dispatch(args_list, ours)
         except BinfmtError as err:
+            _back_to_the_host()
+            from binfmtctl.cli.output import Result
+
             result = Result(command=_verb_of(args_list))
             result.fail(err)
         except KeyboardInterrupt as stop:
             return _interrupted(stop, _verb_of(args_list), as_json)
+        from binfmtctl.cli.output import render
+
         try:
             with signals.deferred():  # one whole envelope, never half of one
                 render(result, as_json)
@@ -144,8 +161,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result.exit_code
 
 
+def _dispatch(args_list: list[str], ours: list[str]) -> Result:
+    """Parse and run the verb: `run` and `shell` by their own parser (start-up speed).
+
+    They are paid per foreign command, so they skip argparse, which is built
+    only for the other verbs and for their --help (from the same table of
+    options: :data:`binfmtctl.cli.rootless.OPTIONS`).
+    """
+    if _verb_in(ours) in ("run", "shell"):
+        from binfmtctl.cli import rootless
+
+        done = rootless.main(args_list)
+        if done is not None:
+            return done
+    parser = build_parser(ours)
+    args = parser.parse_args(args_list)
+    if getattr(args, "verb", None) is None:
+        args = parser.parse_args([*args_list, "status"])
+    args.json = getattr(args, "json", False)
+    args.mountpoint = getattr(args, "mountpoint", DEFAULT_MOUNTPOINT)
+    result: Result = args.handler(args)
+    return result
+
+
+def _back_to_the_host() -> None:
+    """After a failed `run --rootfs`/`shell`, leave the root: the renderer loads from the host."""
+    chroot = sys.modules.get("binfmtctl.chroot")
+    if chroot is not None:
+        chroot.leave_rootfs()
+
+
 def _interrupted(stop: KeyboardInterrupt, verb: str, as_json: bool) -> int:
     """Report an interrupt (best effort: the terminal may be gone after SIGHUP)."""
+    _back_to_the_host()
+    from binfmtctl.cli.output import Result, render
+
     signum = stop.signum if isinstance(stop, signals.Interrupted) else signal.SIGINT
     result = Result(command=verb)
     result.fail(InterruptError(signal.Signals(signum).name, signum))
