@@ -67,17 +67,7 @@ def detect_native() -> tuple[str, ...]:
             return stored
     found = _detect()
     if cache is not None:
-        try:
-            directory, name = os.path.split(cache)
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            tmp = os.path.join(directory, f".{name}.{os.getpid()}")
-            with open(tmp, "w") as fh:
-                import json  # start-up speed: written once per boot
-
-                fh.write(json.dumps({"key": _cache_key(), "native": list(found)}))
-            os.replace(tmp, cache)
-        except OSError:
-            pass  # a cache we cannot write is only slower
+        write_boot_cache(cache, {"native": list(found)})
     return found
 
 
@@ -85,28 +75,9 @@ CACHE_MAX = 64 * 1024  # a larger native.json is not ours
 
 
 def _read_cache(path: str) -> tuple[str, ...] | None:
-    """The stored answer if it is for this boot; None for anything else.
-
-    Never blocks on a FIFO or reads a device (O_NONBLOCK, then fstat), and
-    takes only a list of names.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        import json  # start-up speed: only a native-arch answer is JSON
-
-        stored = json.loads(os.read(fd, CACHE_MAX))
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
-    if not isinstance(stored, dict) or stored.get("key") != _cache_key():
-        return None
-    names = stored.get("native")
+    """The stored answer if it is for this boot and a list of names; None for anything else."""
+    stored = read_boot_cache(path)
+    names = None if stored is None else stored.get("native")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return None
     return tuple(names)
@@ -242,8 +213,8 @@ def _detect() -> tuple[str, ...]:
     return tuple(a for a in _arch.CATALOG if a in keep)
 
 
-# Per-boot answers of other probes (binfmtctl.argv0), kept beside native.json
-# under the same rules: same place, same boot key, same careful read.
+# Per-boot answers (native.json above, binfmtctl.argv0's, run's kept plans): one
+# place, one boot key, one careful read and one atomic write.
 
 
 def boot_cache_path(name: str) -> str | None:
@@ -255,8 +226,8 @@ def boot_cache_path(name: str) -> str | None:
 def read_boot_cache(path: str | os.PathLike[str]) -> dict[str, object] | None:
     """The JSON object at ``path`` if it was stored this boot; None for anything else.
 
-    Like the native answer's read: never blocks on a FIFO or reads a device,
-    never follows a symlink, reads at most CACHE_MAX bytes.
+    Never blocks on a FIFO or reads a device (O_NONBLOCK, then fstat), never
+    follows a symlink, reads at most CACHE_MAX bytes.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
