@@ -9,7 +9,8 @@ import pytest
 
 from binfmtctl import persist
 from binfmtctl.entry import Entry
-from binfmtctl.errors import ConfigError, Failure, ForeignFileError, PermissionDeniedError
+from binfmtctl.errors import ConfigError, ForeignFileError, PermissionDeniedError
+from binfmtctl.failures import Failure
 from binfmtctl.files import SavedAction
 
 ARM = Entry(name="qemu-arm", kind="E", interpreter="/bin/true", flags="", extension="arm")

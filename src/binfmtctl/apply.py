@@ -13,7 +13,8 @@ from typing import NamedTuple
 
 from binfmtctl import binfmt_d, hostfacts
 from binfmtctl.entry import Entry, Handler
-from binfmtctl.errors import BinfmtError, ConfigError, Failure, RefusedError
+from binfmtctl.errors import BinfmtError, ConfigError, RefusedError
+from binfmtctl.failures import Failure
 from binfmtctl.instance import Instance, name_problem
 
 # What became of a line; the first four count as done.

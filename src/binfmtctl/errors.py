@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -361,24 +364,3 @@ def entry_error(err: OSError, action: str, name: str, mountpoint: str) -> Binfmt
             f"cannot {action}: no entry named {name!r} in {mountpoint}", entry=name
         )
     return from_oserror(err, action, f"{mountpoint}/{name}", entry=name)
-
-
-class Failure(NamedTuple):
-    """One item a command could not do, as the --json ``errors`` list shows it:
-    the error's code and message, then its context and what names the item."""
-
-    code: str
-    message: str
-    exit_code: int
-    context: tuple[tuple[str, Any], ...] = ()
-
-    @classmethod
-    def of(cls, err: BinfmtError, message: str | None = None, **where: Any) -> Failure:
-        """``err``, optionally restated, with ``where`` (arch, path, line) added."""
-        shown = err.to_dict()
-        context = {k: v for k, v in shown.items() if k not in ("code", "message")}
-        context.update(where)
-        return cls(err.code, message or err.message, err.exit_code, tuple(context.items()))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, **dict(self.context)}

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from binfmtctl import arch as _arch
 from binfmtctl import binfmt_d, binfmts, files, hostfacts, plan
 from binfmtctl.entry import Entry
-from binfmtctl.errors import EXIT_FAILED, BinfmtError, Failure, UsageError
+from binfmtctl.errors import EXIT_FAILED, BinfmtError, UsageError
+from binfmtctl.failures import Failure
 
 FORMATS = ("register", "systemd", "binfmt-support", "json")
 

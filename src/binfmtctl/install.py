@@ -16,8 +16,9 @@ from typing import NamedTuple
 
 from binfmtctl import arch as _arch
 from binfmtctl import hostfacts, persist, plan
-from binfmtctl.errors import EXIT_FAILED, BinfmtError, Failure, NoSuchEntryError, UsageError
+from binfmtctl.errors import EXIT_FAILED, BinfmtError, NoSuchEntryError, UsageError
 from binfmtctl.explain import recognise
+from binfmtctl.failures import Failure
 from binfmtctl.files import Saved
 from binfmtctl.instance import Instance, disabled_warning, entry_name
 from binfmtctl.namespaces import changes_reach_host

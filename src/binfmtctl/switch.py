@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from binfmtctl.errors import BinfmtError, Failure, NoSuchEntryError
+from binfmtctl.errors import BinfmtError, NoSuchEntryError
+from binfmtctl.failures import Failure
 from binfmtctl.instance import Instance, entry_name
 
 
