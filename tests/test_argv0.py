@@ -304,11 +304,11 @@ def test_a_hostile_cache_file_is_ignored(sb: Any, cache: Path, tmp_path: Path, p
         cache.symlink_to(victim)
     elif plant == "forged rows":
         # The right boot key, rows of the wrong shape: each is dropped, none believed.
-        from binfmtctl import native
+        from binfmtctl import bootcache
 
         st = os.stat(AARCH64_QEMU)
         key = f"aarch64 {st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-        native.write_boot_cache(
+        bootcache.write_json(
             cache, {"emulators": {key: {"keeps": "yes", "code": "kept"}, "x": [1]}}
         )
     else:

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from binfmtctl import host, native
+from binfmtctl import bootcache, host, native
 from conftest import qemu
+
+TEST_USER = "binfmtctl-test"  # created by scripts/test-deps
 
 # -- another machine: only the family rule can answer ------------------------------
 
@@ -42,7 +44,7 @@ def test_another_machine_is_answered_by_its_family(uname_m: str, expected: list[
 
 
 def _key() -> str:
-    return native._cache_key()
+    return bootcache.key()
 
 
 @pytest.mark.parametrize(
@@ -77,6 +79,15 @@ def test_cache_that_is_a_fifo_symlink_or_directory_is_not_read(tmp_path: Path) -
         assert native._read_cache(str(path)) is None, path
 
 
+def test_cache_of_another_user_is_not_read(tmp_path: Path) -> None:
+    """A right answer in a file someone else owns is not believed (a shared directory)."""
+    theirs = tmp_path / "native.json"
+    theirs.write_text(json.dumps({"key": _key(), "native": ["x86_64"]}))
+    assert native._read_cache(str(theirs)) == ("x86_64",)
+    os.chown(theirs, pwd.getpwnam(TEST_USER).pw_uid, -1)
+    assert native._read_cache(str(theirs)) is None
+
+
 @pytest.mark.parametrize(
     ("uid_map", "euid", "outside"),
     [
@@ -93,7 +104,7 @@ def test_outside_uid_reads_the_namespace_map(
     path = tmp_path / "uid_map"
     path.write_text(uid_map)
     monkeypatch.setattr(os, "geteuid", lambda: euid)  # another uid than the test's own
-    assert native._outside_uid(str(path)) == outside
+    assert bootcache._outside_uid(str(path)) == outside
 
 
 def test_cache_file_place(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,9 +116,9 @@ def test_cache_file_place(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1001")
     assert native._cache_file() == "/run/user/1001/binfmtctl/native.json"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    monkeypatch.setattr(native, "_outside_uid", lambda: 0)
+    monkeypatch.setattr(bootcache, "_outside_uid", lambda: 0)
     assert native._cache_file() == "/run/binfmtctl/native.json"
-    monkeypatch.setattr(native, "_outside_uid", lambda: 1001)
+    monkeypatch.setattr(bootcache, "_outside_uid", lambda: 1001)
     monkeypatch.setenv("HOME", "/home/someone")
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert native._cache_file() == "/home/someone/.cache/binfmtctl/native.json"
@@ -147,7 +158,8 @@ def test_run_as_a_user_without_a_runtime_dir_detects_native_arches_once() -> Non
         before = cache.stat()
         assert before.st_uid == entry.pw_uid
         me = host.host_arch()
-        assert me is not None and me.name in native._read_cache(str(cache))  # type: ignore[operator]
+        stored = json.loads(cache.read_text())  # the user's file: binfmtctl reads only its own
+        assert me is not None and stored["key"] == bootcache.key() and me.name in stored["native"]
         second = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/")
         assert (second.returncode, second.stderr) == (0, "")
         after = cache.stat()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from binfmtctl import native
+from binfmtctl import bootcache
 
 CACHE_NAME = "argv0.json"
 #: Verdict codes that are a property of the emulator file, so they are kept per
@@ -47,8 +47,8 @@ def key(arch: str, path: str) -> str | None:
 
 def stored() -> dict[str, Row]:
     """This boot's verdicts by key, as kept on disk; a row of the wrong shape is left out."""
-    cache = native.boot_cache_path(CACHE_NAME)
-    data = native.read_boot_cache(cache) if cache is not None else None
+    cache = bootcache.path(CACHE_NAME)
+    data = bootcache.read_json(cache) if cache is not None else None
     rows = data.get("emulators") if data else None
     if not isinstance(rows, dict):
         return {}
@@ -67,9 +67,9 @@ def stored() -> dict[str, Row]:
 
 def store(rows: dict[str, Row]) -> None:
     """Add ``rows`` to this boot's verdicts on disk (another process may have added its own)."""
-    cache = native.boot_cache_path(CACHE_NAME)
+    cache = bootcache.path(CACHE_NAME)
     if cache is not None and rows:
-        native.write_boot_cache(cache, {"emulators": {**stored(), **rows}})
+        bootcache.write_json(cache, {"emulators": {**stored(), **rows}})
 
 
 _seen: dict[str, Row] = {}  # this process's view: this boot's rows, then its own verdicts

@@ -1,7 +1,7 @@
 """The one note ``run`` gives when only uid 0 can be mapped: once per boot, on stderr, with the fix.
 
-Kept apart from :mod:`binfmtctl.idmaps` (which the namespace code imports)
-because it reads the per-boot cache's place from :mod:`binfmtctl.native`.
+Kept apart from :mod:`binfmtctl.idmaps` (which the namespace code imports):
+only a run that says the note needs its words and the per-boot marker.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ def only_root_notice(refusal: Refusal) -> None:
     """
     if refusal.quiet:
         return
-    from binfmtctl import native  # start-up speed: only a notice needs the boot cache
+    from binfmtctl import bootcache  # start-up speed: only a notice needs the boot cache
 
-    marker = native.boot_marker("only-root-notice")
+    marker = bootcache.marker("only-root-notice")
     if marker is not None and marker.seen():
         return
     fixes = []

@@ -8,11 +8,9 @@ after a boot pays for the 36 execs.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import stat
 
+from binfmtctl import bootcache
 from binfmtctl.errors import BinfmtError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -67,16 +65,13 @@ def detect_native() -> tuple[str, ...]:
             return stored
     found = _detect()
     if cache is not None:
-        write_boot_cache(cache, {"native": list(found)})
+        bootcache.write_json(cache, {"native": list(found)})
     return found
-
-
-CACHE_MAX = 64 * 1024  # a larger native.json is not ours
 
 
 def _read_cache(path: str) -> tuple[str, ...] | None:
     """The stored answer if it is for this boot and a list of names; None for anything else."""
-    stored = read_boot_cache(path)
+    stored = bootcache.read_json(path)
     names = None if stored is None else stored.get("native")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return None
@@ -84,95 +79,8 @@ def _read_cache(path: str) -> tuple[str, ...] | None:
 
 
 def _cache_file() -> str | None:
-    """Where detect_native keeps its answer.
-
-    $XDG_RUNTIME_DIR, else /run for root (both are emptied at every boot),
-    else $XDG_CACHE_HOME or ~/.cache (the boot id in the key makes an answer of
-    an earlier boot miss). Root is judged by the uid outside this user
-    namespace: inside ``binfmtctl run``'s, everyone is uid 0 but only real
-    root can write /run.
-    """
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return os.path.join(runtime, "binfmtctl", "native.json")
-    if _outside_uid() == 0:
-        return "/run/binfmtctl/native.json"
-    home = os.environ.get("HOME")
-    cache = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home else None)
-    if not cache or not os.path.isabs(cache):
-        return None
-    return os.path.join(cache, "binfmtctl", "native.json")
-
-
-class BootMarker:
-    """A file in the per-boot cache saying something was done this boot (a notice said)."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def seen(self) -> bool:
-        """Whether it was marked during this boot (never blocks on a FIFO, never follows a link)."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            return False
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return False
-            return os.read(fd, 4096).decode(errors="replace") == _cache_key()
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-
-    def mark(self) -> None:
-        """Mark it for this boot; a cache that cannot be written only means saying it again."""
-        directory = os.path.dirname(self.path)
-        tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}")
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(_cache_key())
-            os.replace(tmp, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
-def boot_marker(name: str) -> BootMarker | None:
-    """The marker ``name`` next to the native-arch answer; None where there is no cache."""
-    cache = _cache_file()
-    return None if cache is None else BootMarker(os.path.join(os.path.dirname(cache), name))
-
-
-def _outside_uid(uid_map: str = "/proc/self/uid_map") -> int | None:
-    """This process's effective uid as the parent user namespace knows it (None: unknown)."""
-    uid = os.geteuid()
-    try:
-        with open(uid_map) as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        fields = line.split()
-        if len(fields) == 3 and all(f.isdigit() for f in fields):
-            inside, outside, count = (int(f) for f in fields)
-            if inside <= uid < inside + count:
-                return outside + uid - inside
-    return None
-
-
-def _cache_key() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            boot = fh.read().strip()
-    except OSError:
-        boot = "?"
-    uname = os.uname()  # host.machine(), without the catalog's import
-    return f"{boot} {uname.release} {uname.machine}"
+    """Where detect_native keeps its answer (see :mod:`binfmtctl.bootcache`)."""
+    return bootcache.path("native.json")
 
 
 def _run_natively(names: list[str]) -> list[str]:
@@ -211,53 +119,3 @@ def _detect() -> tuple[str, ...]:
     keep = ran | (unsure & family) | ({me.name} if me else set())
     keep |= {a for a in family if a not in names}  # arches without a probe
     return tuple(a for a in _arch.CATALOG if a in keep)
-
-
-# Per-boot answers (native.json above, binfmtctl.argv0's, run's kept plans): one
-# place, one boot key, one careful read and one atomic write.
-
-
-def boot_cache_path(name: str) -> str | None:
-    """Where a per-boot answer called ``name`` is kept (beside native.json); None: nowhere."""
-    found = _cache_file()
-    return None if found is None else os.path.join(os.path.dirname(found), name)
-
-
-def read_boot_cache(path: str | os.PathLike[str]) -> dict[str, object] | None:
-    """The JSON object at ``path`` if it was stored this boot; None for anything else.
-
-    Never blocks on a FIFO or reads a device (O_NONBLOCK, then fstat), never
-    follows a symlink, reads at most CACHE_MAX bytes.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        import json  # start-up speed: only a per-boot answer is JSON
-
-        stored = json.loads(os.read(fd, CACHE_MAX))
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
-    if not isinstance(stored, dict) or stored.get("key") != _cache_key():
-        return None
-    return stored
-
-
-def write_boot_cache(path: str | os.PathLike[str], payload: dict[str, object]) -> None:
-    """Store ``payload`` at ``path`` under this boot's key, atomically; failing only costs speed."""
-    import json  # start-up speed: written once per boot
-
-    directory, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps({**payload, "key": _cache_key()}))
-        os.replace(tmp, path)
-    except OSError:
-        pass

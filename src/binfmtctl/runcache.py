@@ -21,29 +21,15 @@ never the host's; an unreadable or foreign file is a miss.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import stat
 
-from binfmtctl import __version__
+from binfmtctl import __version__, bootcache
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-CACHE_MAX = 256 * 1024  # a larger file is not ours
 _NAME = "run-plans"
-
-
-def boot_key() -> str:
-    """This boot, kernel and machine (what every per-boot answer is valid for)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            boot = fh.read().strip()
-    except OSError:
-        boot = "?"
-    uname = os.uname()
-    return f"{boot} {uname.release} {uname.machine}"
 
 
 def key(
@@ -57,7 +43,7 @@ def key(
         return None  # the C flag's safety check looks beyond the emulator file itself
     if arches is not None and not all(isinstance(a, str) for a in arches):
         return None
-    parts = (__version__, _code(), boot_key(), arches, flags, interpreter_dirs, mountpoint)
+    parts = (__version__, _code(), bootcache.key(), arches, flags, interpreter_dirs, mountpoint)
     return repr(tuple(tuple(p) if isinstance(p, list | tuple) else p for p in parts))
 
 
@@ -86,33 +72,14 @@ def _look(path: str) -> str:
     )
 
 
-def _file() -> str | None:
-    # Start-up speed: native is imported for its cache's place only (no detection).
-    from binfmtctl import native
-
-    cache = native._cache_file()
-    return None if cache is None else os.path.join(os.path.dirname(cache), _NAME)
-
-
 def _read(path: str) -> list[str]:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return []
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
-            return []
-        return os.fsdecode(os.read(fd, CACHE_MAX)).split("\n")
-    except OSError:
-        return []
-    finally:
-        os.close(fd)
+    data = bootcache.read(path)
+    return [] if data is None else os.fsdecode(data).split("\n")
 
 
 def lookup(plan_key: str) -> list[bytes] | None:
     """The register lines kept for ``plan_key``, if every path looked at is unchanged."""
-    path = _file()
+    path = bootcache.path(_NAME)
     lines = _read(path) if path else []
     if not lines or lines[0] != plan_key:
         return None
@@ -132,7 +99,7 @@ def lookup(plan_key: str) -> list[bytes] | None:
 
 def store(plan_key: str, looked_at: Iterable[str], register_lines: Iterable[bytes]) -> None:
     """Keep the plan (one per user and boot: the last run's); failing to is only slower."""
-    path = _file()
+    path = bootcache.path(_NAME)
     if path is None:
         return
     body = [plan_key]
@@ -144,17 +111,7 @@ def store(plan_key: str, looked_at: Iterable[str], register_lines: Iterable[byte
         if b"\n" in line or b"\r" in line:
             return
         body.append(f"line {os.fsdecode(line)}")
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, f".{_NAME}.{os.getpid()}")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(os.fsencode("\n".join(body) + "\n"))
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    bootcache.write(path, os.fsencode("\n".join(body) + "\n"))
 
 
 def register(lines: Sequence[bytes], mountpoint: str) -> bool:
