@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,12 @@ def host_binfmt_untouched() -> Iterator[None]:
     after = _host_binfmt_state()
     assert after == before, f"the host's binfmt_misc changed: {before} -> {after}"
 
+
+# The suite may be started under nohup (SIGHUP ignored), and an ignored signal
+# stays ignored across exec: every process the tests start would then shrug off
+# the SIGHUP that tests/test_hostile_signals.py sends and checks the effect of.
+# The tests need the disposition a terminal session gives.
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 #: CI sets CI=true: there every test must run, so a skip for something missing fails.
 IN_CI = os.environ.get("CI") == "true"
