@@ -266,15 +266,14 @@ sys.exit(code)
 WATCHED = ["dataclasses", "inspect", "pathlib", "json"]
 
 #: Modules outside the hot core that still import some of them, with what: the
-#: per-boot native cache (native, json; the emulator search imports none).
+#: per-boot answers kept as JSON (bootcache: native arches, argv[0] verdicts).
 #: Nothing else may.
 STILL_ALLOWED = {
-    "binfmtctl.interpreters": set(),
-    "binfmtctl.native": {"json"},
+    "binfmtctl.bootcache": {"json"},
 }
 
 #: Per verb: the importers allowed beyond STILL_ALLOWED. enable/disable never touch
-#: interpreters, native or engines, so for them nothing at all is allowed.
+#: the per-boot caches or the engine survey, so for them nothing at all is allowed.
 VERB_BUDGET: list[tuple[tuple[str, ...], set[str]]] = [
     (("install", "arm64", "riscv64"), set(STILL_ALLOWED)),
     (("status",), set(STILL_ALLOWED)),

@@ -70,7 +70,11 @@ def _docker_socket(env: dict[str, str]) -> str:
 
 def _socket_peer(path: str) -> tuple[bool, int | None, str | None]:
     """(reachable, pid of the listener, error) for a unix socket, without speaking to it."""
-    import socket  # here, not at the top: only asked when a Docker socket is configured
+    try:
+        os.stat(path)  # no Docker here, the usual case: answered without importing socket
+    except OSError as err:
+        return False, None, err.strerror or str(err)
+    import socket  # start-up speed: only where something is at the socket's path
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(1.0)
