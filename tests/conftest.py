@@ -43,6 +43,15 @@ def host_binfmt_untouched() -> Iterator[None]:
     assert after == before, f"the host's binfmt_misc changed: {before} -> {after}"
 
 
+@pytest.fixture
+def host_binfmt_unchanged() -> Iterator[None]:
+    """The same check per test, for modules that run binfmtctl on the host itself
+    (``run`` and ``shell`` make their own private instance): the culprit is named."""
+    before = _host_binfmt_state()
+    yield
+    assert _host_binfmt_state() == before
+
+
 # The suite may be started under nohup (SIGHUP ignored), and an ignored signal
 # stays ignored across exec: every process the tests start would then shrug off
 # the SIGHUP that tests/test_hostile_signals.py sends and checks the effect of.

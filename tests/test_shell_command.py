@@ -22,19 +22,15 @@ from pathlib import Path
 import pytest
 
 from binfmtctl import rootless
-from conftest import _NO_SANDBOX, _host_binfmt_state, foreign_busybox
+from conftest import _NO_SANDBOX, foreign_busybox
 
-pytestmark = pytest.mark.skipif(
-    _NO_SANDBOX is not None or os.geteuid() != 0,
-    reason=f"needs root and private binfmt_misc instances ({_NO_SANDBOX or 'not root'})",
-)
-
-
-@pytest.fixture(autouse=True)
-def host_binfmt_unchanged() -> Iterator[None]:
-    before = _host_binfmt_state()
-    yield
-    assert _host_binfmt_state() == before
+pytestmark = [
+    pytest.mark.skipif(
+        _NO_SANDBOX is not None or os.geteuid() != 0,
+        reason=f"needs root and private binfmt_misc instances ({_NO_SANDBOX or 'not root'})",
+    ),
+    pytest.mark.usefixtures("host_binfmt_unchanged"),
+]
 
 
 @pytest.fixture
