@@ -386,8 +386,8 @@ def test_info_says_what_and_whether_it_runs_here(
         f"{root}: debian {record['suite']} arm64 (minbase), built {record['created']}"
     )
     assert lines[-1] == (
-        f"runs here: no (no handler); use `binfmtctl run --rootfs {root} --uid-map auto -- "
-        "CMD` (a private instance, no root needed), or `sudo binfmtctl install aarch64`"
+        f"runs here: no (no handler); use `binfmtctl run --rootfs {root} -- CMD` (a private "
+        "instance, no root needed), or `binfmtctl install aarch64`"  # root: no sudo
     )
     assert cli(sb, "install", "arm64").returncode == 0
     yes = cli(sb, "rootfs", "info", str(root), "--json")

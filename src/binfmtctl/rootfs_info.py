@@ -7,8 +7,8 @@ import json
 import os
 from typing import Any
 
+from binfmtctl import advice, elf, native, probes
 from binfmtctl import arch as _arch
-from binfmtctl import elf, native, probes
 from binfmtctl import rootfs_plan as rp
 from binfmtctl.errors import BinfmtError, RootfsError, UsageError
 from binfmtctl.instance import Instance, Snapshot
@@ -66,13 +66,15 @@ def runs_here(path: str, record: dict[str, Any], mountpoint: str) -> dict[str, A
         snapshot = Snapshot(mountpoint, mounted=False)
     found = snapshot.winner(header) if header else None
     if found is None:
+        caller = advice.Caller(root=os.geteuid() == 0)  # sudo in the fix unless root
+        install = advice.binfmtctl("install", row.name, mountpoint=mountpoint)
         return {
             "runs": False,
             "how": "no handler" if snapshot.mounted else "binfmt_misc not mounted",
             "handler": None,
             "flags": None,
-            "fix": f"`binfmtctl run --rootfs {path} --uid-map auto -- CMD` (a private "
-            f"instance, no root needed), or `sudo binfmtctl install {row.name}`",
+            "fix": f"`{advice.run_command(rootfs=path)}` (a private instance, no root "
+            f"needed), or `{advice.as_root(install, caller)}`",
         }
     return {
         "runs": True,
