@@ -138,3 +138,73 @@ def test_only_the_named_verb_is_loaded(argv: list[str], verb: str | None) -> Non
     assert _verb_in(argv) == verb
     loaded = {m.__name__.rsplit(".", 1)[-1] for m in _verbs(argv)}
     assert loaded == ({VERBS[verb]} if verb else set(VERBS.values()))
+
+
+# -- plain `status` is read without argparse: the same answer as argparse's ----------
+
+
+def _argparse_status(argv: list[str]) -> dict[str, object] | None:
+    """What the argparse path gives the handler for ``argv`` (None: a usage error)."""
+    from binfmtctl.cli import DEFAULT_MOUNTPOINT, build_parser
+    from binfmtctl.errors import UsageError
+
+    parser = build_parser(argv)
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "verb", None) is None:
+            args = parser.parse_args([*argv, "status"])
+    except (UsageError, SystemExit):
+        return None
+    args.json = getattr(args, "json", False)
+    args.mountpoint = getattr(args, "mountpoint", DEFAULT_MOUNTPOINT)
+    return {k: v for k, v in vars(args).items() if k != "handler"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [], ["status"], ["--json"], ["status", "--json"], ["--json", "status"],
+        ["status", "--boot"], ["status", "--root", "/srv/r"], ["status", "--root=/srv/r"],
+        ["--mountpoint", "/m", "status"], ["status", "--mountpoint=/m", "--json"],
+        ["status", "--mountpoint", "/a", "--mountpoint", "/b"], ["status", "--root="],
+        ["status", "--boot", "--root", "status"],
+    ],
+)  # fmt: skip
+def test_quick_status_reads_what_argparse_reads(argv: list[str]) -> None:
+    from binfmtctl.cli import status
+
+    quick = status.quick_args(argv)
+    assert quick is not None
+    assert vars(quick) == _argparse_status(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--help"], ["status", "-h"], ["status", "--js"], ["status", "--root"],
+        ["status", "--root", "--json"], ["status", "--json=1"], ["status", "extra"],
+        ["status", "status"], ["status", "--", "x"], ["status", "--boot=yes"],
+        ["status", "--mount", "/m"],
+    ],
+)  # fmt: skip
+def test_quick_status_leaves_everything_else_to_argparse(argv: list[str]) -> None:
+    """Help, prefixes, missing values and strays go to argparse (its own messages)."""
+    from binfmtctl.cli import status
+
+    assert status.quick_args(argv) is None
+
+
+def test_quick_status_knows_every_status_option() -> None:
+    """An option added to status's parser and not to QUICK_OPTIONS fails here."""
+    from binfmtctl.cli import build_parser, status
+
+    parser = build_parser(["status"])
+    sub = next(a for a in parser._actions if a.dest == "verb")
+    status_parser = sub.choices["status"]  # type: ignore[index]
+    takes = {
+        s: a.nargs != 0
+        for a in status_parser._actions
+        for s in a.option_strings
+        if s.startswith("--") and s != "--help"
+    }
+    assert takes == status.QUICK_OPTIONS

@@ -162,18 +162,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args_list: list[str], ours: list[str]) -> Result:
-    """Parse and run the verb: `run` and `shell` by their own parser (start-up speed).
+    """Parse and run the verb: `run`, `shell` and plain `status` without argparse.
 
-    They are paid per foreign command, so they skip argparse, which is built
-    only for the other verbs and for their --help (from the same table of
-    options: :data:`binfmtctl.cli.rootless.OPTIONS`).
+    `run` is paid per foreign command and `status` is what scripts poll, so
+    they skip argparse, which is built only for the other verbs, for their
+    --help (run's from the same table of options,
+    :data:`binfmtctl.cli.run_options.OPTIONS`) and for every word the quick
+    readers leave to it (so its usage errors stay word for word).
     """
-    if _verb_in(ours) in ("run", "shell"):
+    verb = _verb_in(ours)
+    if verb in ("run", "shell"):
         from binfmtctl.cli import rootless
 
         done = rootless.main(args_list)
         if done is not None:
             return done
+    if verb == "status":  # its plain forms too: scripts and prompts call it often
+        from binfmtctl.cli import status
+
+        quick = status.quick_args(args_list)
+        if quick is not None:
+            return status.handle(quick)
     parser = build_parser(ours)
     args = parser.parse_args(args_list)
     if getattr(args, "verb", None) is None:

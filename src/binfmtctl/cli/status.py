@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from binfmtctl import arch as _arch
 from binfmtctl import boot_report, credentials, elf, engine_survey, host, interpreters, native
 from binfmtctl.boot_report import BootReport
 from binfmtctl.cli.output import Result, table
 from binfmtctl.entry import Handler
-from binfmtctl.instance import Instance, disabled_warning
+from binfmtctl.instance import DEFAULT_MOUNTPOINT, Instance, disabled_warning
 from binfmtctl.namespaces import changes_reach_host
 from binfmtctl.persist import Layout
+
+if TYPE_CHECKING:
+    import argparse
 
 STATUS_SECTIONS = """\
 sections of the output, in order:
@@ -35,6 +37,8 @@ With --boot only what boot would register is shown.
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    import argparse  # start-up speed: only when the parser is built (see quick_args)
+
     p = sub.add_parser(
         "status",
         parents=[common],
@@ -60,6 +64,47 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "every path resolved inside DIR as a chroot would (interpreters too)",
     )
     p.set_defaults(handler=handle)
+
+
+#: status's options and whether each takes a value: the words :func:`quick_args`
+#: reads without argparse. tests/test_cli.py checks it against the parser above.
+QUICK_OPTIONS = {"--json": False, "--mountpoint": True, "--boot": False, "--root": True}
+
+
+def quick_args(words: list[str]) -> argparse.Namespace | None:
+    """``words`` read as argparse would, when they are status's plainest forms; else None.
+
+    `status` and `status --json` run in scripts and prompts, and building the
+    argparse parser costs about as much as the rest of status. Only the exact
+    option names above (as ``--opt VALUE`` or ``--opt=VALUE``) and the verb
+    itself are read here; anything else (help, a prefix, an unknown word, a
+    missing value) returns None and goes to argparse, with its messages.
+    """
+    from types import SimpleNamespace  # start-up speed: tiny, and only here
+
+    found: dict[str, object] = {"json": False, "mountpoint": None, "boot": False, "root": None}
+    verb_seen = False
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name, eq, value = word.partition("=")
+        if word == "status" and not verb_seen:
+            verb_seen = True
+        elif QUICK_OPTIONS.get(name):
+            if not eq:
+                i += 1
+                if i == len(words) or words[i].startswith("-"):
+                    return None
+                value = words[i]
+            found[name[2:]] = value
+        elif word in QUICK_OPTIONS:
+            found[word[2:]] = True
+        else:
+            return None
+        i += 1
+    if found["mountpoint"] is None:
+        found["mountpoint"] = DEFAULT_MOUNTPOINT
+    return cast("argparse.Namespace", SimpleNamespace(verb="status", **found))
 
 
 def entry_problems(handler: Handler, newer: list[Handler]) -> tuple[str | None, list[str]]:
