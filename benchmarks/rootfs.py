@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from binfmtctl import host, rootfs, rootfs_checks, rootless, sandbox  # noqa: E402
+from binfmtctl import host, rootfs, rootfs_checks, runplan, sandbox  # noqa: E402
 from binfmtctl import rootfs_plan as rp  # noqa: E402
 
 BINFMTCTL = [sys.executable, "-m", "binfmtctl"]
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 # rootfs create has no dry run: its engine step, in its own machinery.
                 start = time.monotonic()
                 with sandbox.Sandbox(full_ids=True) as box:
-                    box.run(rootless.register_handlers, [spec.arch])
+                    box.run(runplan.register_handlers, [spec.arch])
                     argv_c = rp.engine_argv(spec, str(create_dir), engine=engine)
                     argv_c[1:1] = extra
                     log = work / "create.log"

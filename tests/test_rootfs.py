@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import golden_reports
-from binfmtctl import rootfs, rootfs_checks, rootfs_image, rootfs_report, rootless, sandbox
+from binfmtctl import rootfs, rootfs_checks, rootfs_image, rootfs_report, runplan, sandbox
 from binfmtctl import rootfs_plan as rp
 from binfmtctl.errors import UnknownArchError, UsageError
 from conftest import _NO_SANDBOX, ROOT, _host_binfmt_state
@@ -457,7 +457,7 @@ def podman_runs(archive: Path, tag: str, platform: str, *argv: str) -> tuple[int
     try:
         with sandbox.Sandbox(full_ids=True) as box:
             box.run(_hide_hybrid_cgroup)
-            box.run(rootless.register_handlers, None)
+            box.run(runplan.register_handlers, None)
             load = box.run(subprocess.run, [PODMAN, *options, "load", "-i", str(archive)],
                            capture_output=True, text=True)  # fmt: skip
             assert load.returncode == 0, load.stderr

@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from binfmtctl import arch as _arch
-from binfmtctl import hostfacts, interpreters, plan, rootless, sandbox
+from binfmtctl import hostfacts, interpreters, plan, runplan, sandbox
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.cli import output
 from binfmtctl.entry import Entry, Handler
@@ -130,7 +130,7 @@ def _install_every_found() -> None:
 
 
 def _register_every_found() -> None:
-    steps = rootless.register_handlers(None)
+    steps = runplan.register_handlers(None)
     assert steps and all(s.action == plan.REGISTER for s in steps)
 
 

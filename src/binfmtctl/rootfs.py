@@ -34,6 +34,7 @@ from binfmtctl import (
     rootfs_checks,
     rootfs_image,
     rootless,
+    runplan,
     sandbox,
     signals,
 )
@@ -59,7 +60,7 @@ def _emulated(spec: rp.Spec) -> list[str]:
 
 def _register(arches: list[str]) -> None:
     if arches:
-        rootless.register_handlers(arches)
+        runplan.register_handlers(arches)
 
 
 def _engine_child(box: sandbox.Sandbox, argv: list[str], log_fd: int, result_fd: int) -> None:

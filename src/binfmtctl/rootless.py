@@ -2,8 +2,8 @@
 
 One floor above planning and the namespace mechanics: :func:`prepare` enters
 a fresh private instance (:func:`binfmtctl.sandbox.enter`), registers the
-handlers ``install`` would plan (:func:`register_handlers`, through
-:func:`binfmtctl.plan.plan_install`) and optionally chroots into a root file
+handlers ``install`` would plan (:func:`binfmtctl.runplan.register_handlers`,
+through :func:`binfmtctl.plan.plan_install`) and optionally chroots into a root file
 system (:func:`binfmtctl.sandbox.enter_rootfs`);
 
 * :func:`exec_command` does that and then replaces this process with the
@@ -54,7 +54,6 @@ __all__ = [
     "login_shell",
     "only_root_notice",
     "prepare",
-    "register_handlers",
     "root_environment",
 ]
 
@@ -147,61 +146,12 @@ class RunOptions:
         return RunOptions(**values)
 
 
-def register_handlers(
-    arches: Sequence[str | _arch.Arch] | None = None,
-    *,
-    flags: str | None = None,
-    mountpoint: str = sandbox.DEFAULT_MOUNTPOINT,
-    interpreter_dirs: Sequence[str] | None = None,
-    searched: plan.Searched | None = None,
-) -> list[plan.Step]:
-    """Register QEMU handlers in the (private) instance at ``mountpoint``.
-
-    Uses the same planning as ``binfmtctl install`` (:func:`plan.plan_install`);
-    any arch that cannot be registered (no emulator: the error says which
-    package has it; the host's own arch) raises before anything is written.
-    Returns the steps; ``searched`` (if given) gets every emulator search made.
-    """
-    # Start-up speed: planning is what a run whose plan is kept (runcache) skips.
-    from binfmtctl import arch as _arch
-    from binfmtctl import hostfacts, interpreters, plan
-    from binfmtctl.errors import InterpreterError, RefusedError
-    from binfmtctl.instance import Instance
-
-    options = plan.Options(
-        flags=plan.DEFAULT_FLAGS if flags is None else flags,
-        interpreter_dirs=tuple(interpreter_dirs or interpreters.DEFAULT_DIRS),
-    )
-    searched = {} if searched is None else searched  # each arch's emulator looked for once
-    if arches is None:
-        chosen = hostfacts.default_arches(options, searched)
-        if not chosen:
-            raise InterpreterError(
-                "no foreign emulator found, so there is nothing to register; "
-                f"{plan.INSTALL_EMULATORS} or pass --interpreter-dir"
-            )
-    else:
-        chosen = [a if isinstance(a, _arch.Arch) else _arch.resolve(a) for a in arches]
-    instance = Instance(mountpoint)
-    current = {n.name: n.state for n in instance.entries()}
-    chosen = list(dict.fromkeys(chosen))
-    steps = plan.plan_install(chosen, current, options, hostfacts.gather(chosen, options, searched))
-    for step in steps:
-        if step.action == plan.MISSING:
-            raise InterpreterError(step.reason, arch=step.arch.name)
-        if step.failed:
-            raise RefusedError(step.reason, arch=step.arch.name)
-    for step in steps:
-        plan.apply(instance, step)
-    return steps
-
-
 def prepare(options: RunOptions | None = None) -> list[plan.Step]:
     """Enter a fresh private instance, register handlers, and chroot if asked.
 
     Everything :func:`exec_command` does before the exec: this process ends up
     root in its own user namespace, with the handlers of
-    :func:`register_handlers` and, with ``options.rootfs``, inside
+    :func:`binfmtctl.runplan.register_handlers` and, with ``options.rootfs``, inside
     :func:`binfmtctl.sandbox.enter_rootfs` (with its binds), in
     ``options.workdir``. Returns the steps carried out.
     """
@@ -228,7 +178,9 @@ def _prepare(options: RunOptions, *, reuse: bool) -> list[plan.Step] | None:
         only_root_notice(why_not)
     steps = None
     if kept is None or not runcache.register(kept, options.mountpoint):
-        steps = _register_and_keep(options, plan_key)
+        from binfmtctl import runplan  # start-up speed: a kept plan needs no planning
+
+        steps = runplan.register_and_keep(options, plan_key)
     if options.rootfs is not None:
         sandbox.enter_rootfs(options.rootfs, binds=options.binds, workdir=options.workdir or "/")
     elif options.workdir is not None:
@@ -237,32 +189,6 @@ def _prepare(options: RunOptions, *, reuse: bool) -> list[plan.Step] | None:
         except OSError as err:
             what = "not a directory" if isinstance(err, NotADirectoryError) else err.strerror
             raise UsageError(f"--workdir {options.workdir}: {what or err}") from err
-    return steps
-
-
-def _register_and_keep(options: RunOptions, plan_key: str | None) -> list[plan.Step]:
-    """:func:`register_handlers`, and with ``plan_key`` the plan kept for the next run."""
-    searched: plan.Searched = {}
-    steps = register_handlers(
-        options.arches,
-        flags=options.flags,
-        mountpoint=options.mountpoint,
-        interpreter_dirs=options.interpreter_dirs,
-        searched=searched,
-    )
-    from binfmtctl import interpreters, plan  # imported by register_handlers already
-    from binfmtctl.arch import CATALOG
-
-    if plan_key is not None and all(s.action == plan.REGISTER and s.entry for s in steps):
-        dirs = options.interpreter_dirs or interpreters.DEFAULT_DIRS
-        looked_at = [
-            os.path.join(directory, name)
-            for arch in searched
-            for name in interpreters.candidates(CATALOG[arch])
-            for directory in dirs
-        ]
-        lines = [s.entry.register_bytes() for s in steps if s.entry is not None]
-        runcache.store(plan_key, looked_at, lines)
     return steps
 
 

@@ -51,7 +51,7 @@ def key(
 # upgrade, an edit) must plan afresh, even within one boot.
 _PLANNERS = (
     "arch.py", "entry.py", "hostfacts.py", "interpreters.py", "native.py", "plan.py",
-    "register_string.py", "rootless.py", "runcache.py",
+    "register_string.py", "rootless.py", "runcache.py", "runplan.py",
 )  # fmt: skip
 
 
