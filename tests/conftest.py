@@ -45,8 +45,9 @@ def host_binfmt_untouched() -> Iterator[None]:
 
 @pytest.fixture
 def host_binfmt_unchanged() -> Iterator[None]:
-    """The same check per test, for modules that run binfmtctl on the host itself
-    (``run`` and ``shell`` make their own private instance): the culprit is named."""
+    """The same check per test (not even mounted), for modules that run binfmtctl
+    on the host itself (``run``, ``shell``, ``rootfs`` make their own private
+    instance): a failure names the culprit."""
     before = _host_binfmt_state()
     yield
     assert _host_binfmt_state() == before
@@ -171,6 +172,19 @@ def cli(
         text=True,
         input=stdin,
         check=False,
+    )
+
+
+def host_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``binfmtctl`` command here, outside any sandbox (for the verbs
+    that make their own private instance: run, shell, rootfs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "binfmtctl", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+        env=env,
     )
 
 

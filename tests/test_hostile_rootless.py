@@ -23,7 +23,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ import pytest
 from binfmtctl import sandbox
 from binfmtctl.errors import RootlessUnavailableError, SandboxError
 from conftest import _NO_SANDBOX, foreign_busybox
+from conftest import host_cli as binfmtctl
 
 pytestmark = pytest.mark.skipif(
     _NO_SANDBOX is not None or os.geteuid() != 0,
@@ -40,17 +40,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 USER = "binfmtctl-test"
-
-
-def binfmtctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "binfmtctl", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd="/",
-        env=env,
-    )
 
 
 def _chown_to_user(*paths: Path) -> None:

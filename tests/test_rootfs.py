@@ -23,7 +23,6 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,11 @@ import golden_reports
 from binfmtctl import rootfs, rootfs_checks, rootfs_image, rootfs_report, runplan, sandbox
 from binfmtctl import rootfs_plan as rp
 from binfmtctl.errors import UnknownArchError, UsageError
-from conftest import _NO_SANDBOX, ROOT, _host_binfmt_state
+from conftest import _NO_SANDBOX, ROOT
+from conftest import host_cli as binfmtctl
+
+# Per test: the host's binfmt_misc unchanged, not even mounted (conftest).
+pytestmark = pytest.mark.usefixtures("host_binfmt_unchanged")
 
 USER = "binfmtctl-test"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -263,25 +266,6 @@ needs_build = pytest.mark.skipif(
     reason=f"needs root, a private instance ({_NO_SANDBOX}) and mmdebstrap "
     f"({MMDEBSTRAP}): run scripts/test-deps",
 )
-
-
-@pytest.fixture(autouse=True)
-def host_binfmt_unchanged() -> Iterator[None]:
-    """Per test (the session guard in conftest only sees the sum): not even mounted."""
-    before = _host_binfmt_state()
-    yield
-    assert _host_binfmt_state() == before
-
-
-def binfmtctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "binfmtctl", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd="/",
-        env=env,
-    )
 
 
 def as_user(user: str, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -35,7 +35,10 @@ from binfmtctl.errors import (
     RootlessUnavailableError,
     UsageError,
 )
-from conftest import _NO_SANDBOX, FOREIGN, ROOT, _host_binfmt_state, foreign_busybox, qemu
+from conftest import _NO_SANDBOX, FOREIGN, ROOT, foreign_busybox, qemu
+
+# Per test: the host's binfmt_misc unchanged, not even mounted (conftest).
+pytestmark = pytest.mark.usefixtures("host_binfmt_unchanged")
 
 USER = "binfmtctl-test"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -48,14 +51,6 @@ UNAME = {
     "ppc64el": "ppc64le",
     "mips64el": "mips64",
 }
-
-
-@pytest.fixture(autouse=True)
-def host_binfmt_unchanged() -> Iterator[None]:
-    """Per test (the session guard in conftest only sees the sum): not even mounted."""
-    before = _host_binfmt_state()
-    yield
-    assert _host_binfmt_state() == before
 
 
 def _user_problem() -> str | None:

@@ -24,22 +24,19 @@ from pathlib import Path
 import pytest
 
 from binfmtctl import rootless
-from conftest import _NO_SANDBOX, ROOT, _host_binfmt_state, foreign_busybox
+from conftest import _NO_SANDBOX, ROOT, foreign_busybox
 
-pytestmark = pytest.mark.skipif(
-    _NO_SANDBOX is not None or os.geteuid() != 0,
-    reason=f"needs root and private binfmt_misc instances ({_NO_SANDBOX or 'not root'})",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        _NO_SANDBOX is not None or os.geteuid() != 0,
+        reason=f"needs root and private binfmt_misc instances ({_NO_SANDBOX or 'not root'})",
+    ),
+    # per test: the host's binfmt_misc unchanged, not even mounted (conftest)
+    pytest.mark.usefixtures("host_binfmt_unchanged"),
+]
 
 USER = "binfmtctl-test"
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-@pytest.fixture(autouse=True)
-def host_binfmt_unchanged() -> Iterator[None]:
-    before = _host_binfmt_state()
-    yield
-    assert _host_binfmt_state() == before
 
 
 def _user() -> pwd.struct_passwd:
