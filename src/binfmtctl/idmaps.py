@@ -158,35 +158,46 @@ def _spawn_all(argvs: list[list[str]]) -> list[tuple[int, str]]:
     return out
 
 
-def write_full_id_maps(pid: int) -> None:
-    """Give the new user namespace of ``pid`` ids 0..65535, as container engines need.
+def map_commands(pid: int) -> list[list[str]]:
+    """How ``pid``'s new user namespace gets ids 0..65535: newuidmap and newgidmap's
+    command lines, or none when this process is root and writes the identity maps itself.
 
     Root inside is the caller's own uid; 1..65535 come from the caller's
-    subordinate range (newuidmap/newgidmap). Without one, real root maps the
-    identity range itself; anyone else is told how to get a range.
+    subordinate range. Root maps the identity range (no lookups, no helper
+    programs); anyone else without a range and the tools is told how to get them.
     """
+    if os.geteuid() == 0:
+        return []
     uid, gid = os.getuid(), os.getgid()
-    sub_u = _subordinate_range(SUBUID, uid)
-    sub_g = _subordinate_range(SUBGID, uid)
+    name = _user_name(uid)
+    sub_u = _subordinate_range(SUBUID, uid, name)
+    sub_g = _subordinate_range(SUBGID, uid, name)
     tools = which(MAP_TOOLS[0]), which(MAP_TOOLS[1])
     if sub_u and sub_g and tools[0] and tools[1]:
-        argvs = [
+        return [
             [tool, str(pid), "0", str(own), "1", "1", str(start), str(count)]
             for tool, own, (start, count) in ((tools[0], uid, sub_u), (tools[1], gid, sub_g))
         ]
-        for argv, (status, said) in zip(argvs, _spawn_all(argvs), strict=True):
-            if status != 0:
-                raise SandboxError(f"{' '.join(argv)} failed: {said}")
-        return
-    if os.geteuid() == 0:
-        for name in ("uid_map", "gid_map"):
-            with open(f"/proc/{pid}/{name}", "w") as fh:
-                fh.write(f"0 0 {FULL_ID_COUNT}\n")
-        return
     raise SandboxError(
         "a sandbox with a full uid/gid range needs a subordinate range for this user "
         "in /etc/subuid and /etc/subgid (65536 ids) and newuidmap/newgidmap (package uidmap)"
     )
+
+
+def write_maps(pid: int, commands: list[list[str]]) -> None:
+    """Carry out :func:`map_commands`' answer for ``pid`` (from outside its namespace)."""
+    for argv, (status, said) in zip(commands, _spawn_all(commands), strict=True):
+        if status != 0:
+            raise SandboxError(f"{' '.join(argv)} failed: {said}")
+    if not commands:
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{name}", "w") as fh:
+                fh.write(f"0 0 {FULL_ID_COUNT}\n")
+
+
+def write_full_id_maps(pid: int) -> None:
+    """Give the new user namespace of ``pid`` ids 0..65535, as container engines need."""
+    write_maps(pid, map_commands(pid))
 
 
 def write_own_maps(uid: int, gid: int) -> None:
@@ -217,6 +228,12 @@ class MapHelper:
 
     def __init__(self) -> None:
         target = os.getpid()
+        self.refused: str | None = None
+        try:  # decided here, once: the helper only carries it out
+            commands = map_commands(target)
+        except SandboxError as refused:
+            self.refused = str(refused)
+            return
         self._go_r, self._go_w = os.pipe()
         self._done_r, done_w = os.pipe()
         self.pid = os.fork()
@@ -227,7 +244,7 @@ class MapHelper:
                 answer = b""
                 if os.read(self._go_r, 1) == b"g":
                     try:
-                        write_full_id_maps(target)
+                        write_maps(target, commands)
                         answer = b"ok"
                     except BaseException as exc:  # noqa: BLE001 - reported to the parent
                         answer = str(exc).encode()
@@ -238,12 +255,16 @@ class MapHelper:
         os.close(done_w)
 
     def cancel(self) -> None:
+        if self.refused is not None:
+            return
         os.close(self._go_w)
         os.close(self._done_r)
         os.waitpid(self.pid, 0)
 
     def finish(self) -> str | None:
         """Let the helper write the maps; None when it did, else why not."""
+        if self.refused is not None:
+            return self.refused
         try:
             os.write(self._go_w, b"g")
             os.close(self._go_w)
