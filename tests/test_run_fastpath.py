@@ -163,3 +163,35 @@ def test_other_planning_code_plans_again(env: dict[str, str]) -> None:
         assert run(env, "--arch", "arm64").planned
     finally:
         os.utime(plan.__file__, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+# What pip's, pipx's and uv's console scripts do (current pip: no `import re`).
+CONSOLE_SCRIPT = "import sys\nfrom binfmtctl.cli import run\nsys.exit(run())"
+
+#: Modules a run with a kept plan must not import: every one of them costs
+#: milliseconds per foreign command (enum alone ~2 ms here; functools and
+#: collections come with contextlib and threading), and none is needed to
+#: unshare, mount, register and exec.
+NOT_ON_THE_FAST_PATH = {
+    "enum", "functools", "collections", "contextlib", "threading", "typing", "re",
+    "signal", "importlib", "argparse", "json", "dataclasses", "pathlib", "subprocess",
+}  # fmt: skip
+
+
+def imported(env: dict[str, str], *code_and_args: str) -> set[str]:
+    argv = [sys.executable, "-X", "importtime", "-c", *code_and_args]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    return {line.split("|")[-1].strip() for line in lines[1:]}
+
+
+def test_a_run_with_a_kept_plan_imports_only_what_it_uses(env: dict[str, str]) -> None:
+    busybox = str(foreign_busybox("arm64"))
+    args = ["run", "--arch", "arm64", "--", busybox, "true"]
+    assert run(env, "--arch", "arm64").returncode == 0  # the plan is kept now
+    floor = imported(env, "pass")
+    used = imported(env, CONSOLE_SCRIPT, *args) - floor
+    assert "binfmtctl.rootless" in used  # the record is real: it names what was imported
+    assert "binfmtctl.hostfacts" not in used  # the kept plan was used
+    assert used & NOT_ON_THE_FAST_PATH == set()

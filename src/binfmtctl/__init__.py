@@ -106,14 +106,15 @@ if TYPE_CHECKING:
 if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> object:
+        # `from binfmtctl import signals` asks here first: refuse before importing anything
+        if name not in _EXPORTS and name not in _MODULES:
+            raise AttributeError(f"module 'binfmtctl' has no attribute {name!r}")
         from importlib import import_module
 
         if name in _EXPORTS:
             value = getattr(import_module(_EXPORTS[name]), name)
-        elif name in _MODULES:
-            value = import_module(f"binfmtctl.{name}")
         else:
-            raise AttributeError(f"module 'binfmtctl' has no attribute {name!r}")
+            value = import_module(f"binfmtctl.{name}")
         globals()[name] = value
         return value
 

@@ -16,7 +16,6 @@ A cache that cannot be read or written only costs speed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -97,8 +96,10 @@ def write(where: str | os.PathLike[str], data: bytes) -> None:
             fh.write(data)
         os.replace(tmp, where)
     except OSError:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def read_json(where: str | os.PathLike[str]) -> dict[str, object] | None:

@@ -8,9 +8,7 @@ outlives the caller.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
 from binfmtctl import signals
 from binfmtctl.errors import SandboxError
@@ -73,7 +71,7 @@ def fork_call(body: Callable[[], T]) -> T:
     _, wait_status = os.waitpid(pid, 0)
     if not payload:
         if os.WIFSIGNALED(wait_status):
-            sig = signal.Signals(os.WTERMSIG(wait_status)).name
+            sig = signals.signal_name(os.WTERMSIG(wait_status))
             raise SandboxError(f"sandboxed call was killed by {sig}")
         code = os.waitstatus_to_exitcode(wait_status)
         raise SandboxError(f"sandboxed call exited with status {code}")
@@ -95,10 +93,14 @@ def stop_child(pid: int, stop: BaseException) -> None:
     if isinstance(stop, signals.Interrupted):
         signum = stop.signum
     elif isinstance(stop, KeyboardInterrupt):
-        signum = signal.SIGINT
+        signum = signals.SIGINT
     else:
-        signum = signal.SIGKILL
-    with contextlib.suppress(ProcessLookupError):
+        signum = signals.SIGKILL
+    try:
         os.kill(pid, signum)
-    with contextlib.suppress(ChildProcessError):
+    except ProcessLookupError:
+        pass
+    try:
         os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass

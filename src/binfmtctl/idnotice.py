@@ -6,7 +6,6 @@ only a run that says the note needs its words and the per-boot marker.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -52,7 +51,9 @@ def only_root_notice(refusal: Refusal) -> None:
         "once per boot)\n"
     )
     sys.stderr.flush()
-    with contextlib.suppress(OSError):
+    try:
         os.write(NOTICE_FD[0], line.encode())
+    except OSError:
+        pass
     if marker is not None:
         marker.mark()

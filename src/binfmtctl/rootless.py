@@ -21,13 +21,11 @@ aarch64
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import stat
 import sys
 
-from binfmtctl import runcache, sandbox
+from binfmtctl import runcache, sandbox, signals
 from binfmtctl.chroot import Bind
 from binfmtctl.errors import CommandNotFoundError, ExecError, SandboxError, UsageError, exec_error
 from binfmtctl.idnotice import NOTICE_FD, only_root_notice
@@ -56,9 +54,6 @@ __all__ = [
     "prepare",
     "root_environment",
 ]
-
-# Python ignores these at startup; an ignored signal stays ignored across exec.
-_PYTHON_IGNORED = ("SIGPIPE", "SIGXFSZ")
 
 
 class RunOptions:
@@ -218,8 +213,7 @@ def exec_prepared(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
     """
     if not argv:
         raise UsageError("no command given: put it after `--`")
-    for name in _PYTHON_IGNORED:
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    signals.reset_for_exec()
     sys.stdout.flush()
     sys.stderr.flush()
     environ = dict(os.environ) if env is None else dict(env)
@@ -336,7 +330,7 @@ def call(
     """
     import pickle  # here, not at the top: `binfmtctl run` without --json never needs it
 
-    from binfmtctl import forking, signals  # start-up speed: only a child needs them
+    from binfmtctl import forking  # start-up speed: only a child needs it
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -356,8 +350,10 @@ def call(
             os._exit(127)
     os.close(write_fd)
     try:
-        forwarding = signals.forwarded_to(pid) if forward_signals else contextlib.nullcontext()
-        with forwarding, os.fdopen(read_fd, "rb") as pipe:
+        with (
+            signals.forwarded_to(pid if forward_signals else None),
+            os.fdopen(read_fd, "rb") as pipe,
+        ):
             payload = pipe.read()  # empty: the exec happened and closed the pipe
             _, status = os.waitpid(pid, 0)
     except BaseException as stop:

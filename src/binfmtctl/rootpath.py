@@ -14,12 +14,9 @@ reading, so a reader cannot block on one.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 MAX_LINKS = 40  # the kernel's ELOOP limit
 NULL_DEVICE = os.makedev(1, 3)
@@ -96,8 +93,10 @@ def _walk(
                 if not create or made > MAX_LINKS:  # bounded: something keeps removing it
                     raise
                 made += 1
-                with contextlib.suppress(FileExistsError):  # made meanwhile: look again
+                try:
                     os.mkdir(part, mode, dir_fd=here)
+                except FileExistsError:  # made meanwhile: look again
+                    pass
                 parts.insert(0, part)
                 continue
             if stat.S_ISLNK(info.st_mode) and (follow_last or not last):
@@ -142,28 +141,52 @@ def _walk(
             os.close(fd)
 
 
-@contextmanager
-def open_dir(root: str | None, path: str, *, create: bool = False) -> Iterator[int]:
+class _DirFd:
+    """``with`` gives a directory fd and closes it at the end.
+
+    A class, not contextlib.contextmanager: contextlib's imports (functools,
+    collections) cost every `binfmtctl run` start.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *_exc: object) -> None:
+        os.close(self.fd)
+
+
+class _Located(_DirFd):
+    """``with`` gives a directory fd and a name in it; the fd is closed at the end."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, fd: int, name: str) -> None:
+        super().__init__(fd)
+        self.name = name
+
+    def __enter__(self) -> tuple[int, str]:  # type: ignore[override]
+        return self.fd, self.name
+
+
+def open_dir(root: str | None, path: str, *, create: bool = False) -> _DirFd:
     """An fd of the directory ``path`` inside ``root`` (made, with parents, if ``create``)."""
     fd, _, _ = _walk(root or "/", path, want_dir=True, follow_last=True, create=create)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+    return _DirFd(fd)
 
 
-@contextmanager
-def locate(root: str | None, path: str, *, follow: bool = True) -> Iterator[tuple[int, str]]:
+def locate(root: str | None, path: str, *, follow: bool = True) -> _Located:
     """The directory fd holding ``path``'s last component inside ``root``, and its name.
 
     With ``follow`` a symlink there is followed (inside the root); without, the
     name may be the link itself. The name may not exist.
     """
     fd, name, _ = _walk(root or "/", path, want_dir=False, follow_last=follow, create=False)
-    try:
-        yield fd, name
-    finally:
-        os.close(fd)
+    return _Located(fd, name)
 
 
 def resolve_in(root: str, path: str) -> str | None:

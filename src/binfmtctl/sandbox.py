@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import errno
 import os
-from types import TracebackType
 
 from binfmtctl import forking, idmaps
 from binfmtctl.chroot import enter_rootfs
@@ -89,6 +88,7 @@ __all__ = [
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import TracebackType
     from typing import NoReturn, ParamSpec, TypeVar
 
     P = ParamSpec("P")

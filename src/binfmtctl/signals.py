@@ -14,16 +14,46 @@ short and leave files behind (SIGKILL still stops everything).
 
 from __future__ import annotations
 
-import contextlib
+import _thread
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 
-HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import signal as _signal
+    from types import FrameType, TracebackType
+else:
+    try:  # signal's C core: the same calls without the module's enum wrappers, whose
+        import _signal  # import (enum, functools, collections) costs `run` a few ms
+    except ImportError:  # pragma: no cover - an interpreter without it
+        import signal as _signal
+
+SIGINT = _signal.SIGINT
+SIGKILL = _signal.SIGKILL
+HANDLED = (SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15, ``signal 40`` for one without a name.
+
+    The signal module (and its enum) is imported here only: naming a signal is
+    for reports, never on a start-up path.
+    """
+    import signal  # start-up speed: names are needed only to report a signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _in_main_thread() -> bool:
+    """Python delivers signals to the main thread only; handlers can be set only there."""
+    if _thread._count() == 0:  # no other thread is running: this is the main one
+        return True
+    import threading  # start-up speed: only a process that started threads asks it
+
+    return threading.current_thread() is threading.main_thread()
 
 
 class Interrupted(KeyboardInterrupt):
@@ -35,7 +65,7 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def name(self) -> str:
-        return signal.Signals(self.signum).name
+        return signal_name(self.signum)
 
     @property
     def exit_code(self) -> int:
@@ -59,44 +89,68 @@ def _handler(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-@contextmanager
-def interruptible() -> Iterator[None]:
+def _install(handler: _signal._HANDLER) -> dict[int, _signal._HANDLER]:
+    """Set ``handler`` for the signals not ignored now; what they had before."""
+    previous: dict[int, _signal._HANDLER] = {}
+    for sig in HANDLED:
+        if _signal.getsignal(sig) != _signal.SIG_IGN:
+            previous[sig] = _signal.signal(sig, handler)
+    return previous
+
+
+def _restore(previous: dict[int, _signal._HANDLER]) -> None:
+    for sig, handler in previous.items():
+        _signal.signal(sig, handler)
+
+
+class _Block:
+    """A ``with`` block that propagates whatever ends it (a plain class, not
+    contextlib: `binfmtctl run` starts without contextlib's imports)."""
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class interruptible(_Block):  # used as a function: ``with interruptible():``
     """Turn SIGINT, SIGTERM and SIGHUP into :class:`Interrupted` for the block.
 
     A signal that was ignored when the block starts (``nohup``, a background
     job's SIGINT) stays ignored, as a shell leaves it. Outside the main thread
     nothing is changed (Python delivers signals there only).
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-    for sig in HANDLED:
-        if signal.getsignal(sig) != signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, _handler)
-    _State.first = _State.pending = None
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _State.first = _State.pending = None
+
+    def __enter__(self) -> None:
+        self.main = _in_main_thread()
+        self.previous = _install(_handler) if self.main else {}
+        if self.main:
+            _State.first = _State.pending = None
+
+    def close(self) -> None:
+        _restore(self.previous)
+        if self.main:
+            _State.first = _State.pending = None
 
 
-@contextmanager
-def deferred() -> Iterator[None]:
+class deferred(_Block):  # used as a function: ``with deferred():``
     """Hold an interrupt back until the block ends (a resource and its owner are linked).
 
     E.g. between creating a temporary directory and entering the ``try`` that
     removes it. Cheap; a no-op outside :func:`interruptible`.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _State.deferred += 1
-    try:
-        yield
-    finally:
+
+    def __enter__(self) -> None:
+        self.counted = _in_main_thread()
+        if self.counted:
+            _State.deferred += 1
+
+    def close(self) -> None:
+        if not self.counted:
+            return
         _State.deferred -= 1
         if not _State.deferred and _State.pending is not None and _State.first is None:
             signum, _State.pending = _State.pending, None
@@ -104,8 +158,7 @@ def deferred() -> Iterator[None]:
             raise Interrupted(signum)
 
 
-@contextmanager
-def forwarded_to(pid: int) -> Iterator[None]:
+class forwarded_to(_Block):  # used as a function: ``with forwarded_to(pid):``
     """While the block runs, SIGINT, SIGTERM and SIGHUP go on to ``pid`` instead of raising.
 
     What a shell wrapper does for the command it waits for: the command
@@ -113,23 +166,34 @@ def forwarded_to(pid: int) -> Iterator[None]:
     ignored when the block starts stay ignored; outside the main thread
     nothing changes.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid  # None: nothing to forward to (signals keep their meaning)
 
-    previous = {}
-    for sig in HANDLED:
-        if signal.getsignal(sig) != signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, forward)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def forward(self, signum: int, _frame: FrameType | None) -> None:
+        if self.pid is None:
+            return
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> None:
+        wanted = self.pid is not None and _in_main_thread()
+        self.previous = _install(self.forward) if wanted else {}
+
+    def close(self) -> None:
+        _restore(self.previous)
+
+
+def reset_for_exec() -> None:
+    """Give SIGPIPE and SIGXFSZ back their default action before an exec.
+
+    Python ignores both at start-up, and an ignored signal stays ignored
+    across exec: ``yes | head`` would then never end through the program.
+    """
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(sig, _signal.SIG_DFL)
 
 
 class _Wake(Exception):
@@ -163,19 +227,19 @@ class Hangups:
         return False
 
 
-@contextmanager
-def hangup_wakes() -> Iterator[Hangups]:
+class hangup_wakes(_Block):  # used as a function: ``with hangup_wakes() as h:``
     """Inside the block SIGHUP wakes :meth:`Hangups.sleep` instead of interrupting.
 
     SIGINT and SIGTERM keep their meaning (:class:`Interrupted` inside
     :func:`interruptible`). Outside the main thread SIGHUP is left alone.
     """
-    hangups = Hangups()
-    if threading.current_thread() is not threading.main_thread():
-        yield hangups
-        return
-    previous = signal.signal(signal.SIGHUP, hangups.on_hangup)
-    try:
-        yield hangups
-    finally:
-        signal.signal(signal.SIGHUP, previous)
+
+    def __enter__(self) -> Hangups:
+        hangups = Hangups()
+        self.previous: dict[int, _signal._HANDLER] = {}
+        if _in_main_thread():
+            self.previous[_signal.SIGHUP] = _signal.signal(_signal.SIGHUP, hangups.on_hangup)
+        return hangups
+
+    def close(self) -> None:
+        _restore(self.previous)

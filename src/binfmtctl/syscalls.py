@@ -8,7 +8,6 @@ Everything that mounts or enters a namespace (sandbox, instance) calls these.
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 
 CLONE_NEWNS = 0x00020000
@@ -23,10 +22,14 @@ MS_NODEV = 0x4
 MS_NOEXEC = 0x8
 
 
-@functools.cache
+_LIBC: list[ctypes.CDLL] = []  # loaded once (a list, not functools.cache: start-up time)
+
+
 def _c() -> ctypes.CDLL:
     # The C library this process already has: find_library("c") would run ldconfig.
-    return ctypes.CDLL(None, use_errno=True)
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
 
 
 def _check(result: int, what: str) -> None:

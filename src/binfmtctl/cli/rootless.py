@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from binfmtctl import rootless, rootpath
+from binfmtctl import rootless, rootpath, signals
 from binfmtctl.chroot import Bind
 from binfmtctl.cli.run_options import _COMMON, OPTIONS, Args, parse
 from binfmtctl.errors import UsageError
@@ -259,20 +259,11 @@ def run_captured(
         "argv": command,
         "rootfs": rootfs,
         "exit_status": status if status >= 0 else None,
-        "signal": _signal_name(-status) if status < 0 else None,
+        "signal": signals.signal_name(-status) if status < 0 else None,
         "stdout": out,
         "stderr": err,
     }
     return Result(verb, data, exit_code=status if status >= 0 else 128 - status)
-
-
-def _signal_name(number: int) -> str:
-    import signal
-
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def shell_for(rootfs: str, user_shell: str | None = None) -> str:
