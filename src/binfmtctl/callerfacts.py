@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -77,11 +76,14 @@ def private_instance(mountpoint: str, proc: str = "/proc") -> bool:
         return f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" not in {m.dev for m in ours}
     # None of ours to compare with: one seen through /proc/PID/root was mounted there
     # by that process, and is its user namespace's own unless that is the initial one.
-    seen = re.match(rf"{re.escape(proc)}/(\d+)/root/", os.path.abspath(mountpoint))
-    if seen is None:
+    path, prefix = os.path.abspath(mountpoint), f"{proc}/"  # PROC/PID/root/...
+    pid, slash, rest = path[len(prefix) :].partition("/")
+    if not (path.startswith(prefix) and slash and pid.isascii() and pid.isdigit()):
+        return False
+    if not rest.startswith("root/"):
         return False
     try:
-        ino = os.stat(f"{proc}/{seen.group(1)}/ns/user").st_ino
+        ino = os.stat(f"{proc}/{pid}/ns/user").st_ino
     except OSError:
         return False
     return ino != namespaces.INITIAL_USERNS_INO

@@ -14,7 +14,6 @@ same parser, so there is one rule book and an invalid ``Entry`` cannot exist.
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -369,41 +368,82 @@ class Handler(NamedTuple):
 EntryState = Handler  # the old name, until every caller says Handler
 
 
-_PROC_M = re.compile(
-    rb"(enabled|disabled)\ninterpreter (.+)\nflags: ([POCF]*)\n"
-    rb"offset ([0-9]+)\nmagic ([0-9a-f]+)(?:\nmask ([0-9a-f]+))?\n",
-    re.DOTALL,
-)
-# Interpreter and extension may both contain newlines; the split is then
-# ambiguous and we take the shortest interpreter.
-_PROC_E = re.compile(
-    rb"(enabled|disabled)\ninterpreter (.+?)\nflags: ([POCF]*)\nextension \.(.+)\n",
-    re.DOTALL,
-)
+_HEX = frozenset(b"0123456789abcdef")
+_DIGITS = frozenset(b"0123456789")
+_FLAGS = frozenset(b"POCF")
+
+
+def _word(text: bytes, allowed: frozenset[int]) -> bool:
+    """Non-empty and every byte in ``allowed``."""
+    return bool(text) and all(c in allowed for c in text)
+
+
+def _magic_tail(tail: bytes) -> tuple[bytes, bytes, bytes, bytes | None] | None:
+    """``flags: F\noffset N\nmagic HEX[\nmask HEX]\n`` as (flags, offset, magic, mask)."""
+    lines = tail.split(b"\n")
+    if len(lines) not in (4, 5) or lines[-1] != b"":
+        return None
+    flags, offset, magic = lines[0], lines[1], lines[2]
+    mask = lines[3] if len(lines) == 5 else None
+    if not (flags.startswith(b"flags: ") and all(c in _FLAGS for c in flags[7:])):
+        return None
+    if not (offset.startswith(b"offset ") and _word(offset[7:], _DIGITS)):
+        return None
+    if not (magic.startswith(b"magic ") and _word(magic[6:], _HEX)):
+        return None
+    if mask is not None and not (mask.startswith(b"mask ") and _word(mask[5:], _HEX)):
+        return None
+    return flags[7:], offset[7:], magic[6:], None if mask is None else mask[5:]
+
+
+def _extension_tail(tail: bytes) -> tuple[bytes, bytes] | None:
+    """``flags: F\nextension .EXT\n`` as (flags, EXT); EXT may hold newlines."""
+    flags, newline, rest = tail.partition(b"\n")
+    if not (newline and flags.startswith(b"flags: ") and all(c in _FLAGS for c in flags[7:])):
+        return None
+    if not (rest.startswith(b"extension .") and rest.endswith(b"\n") and len(rest) > 12):
+        return None
+    return flags[7:], rest[11:-1]
 
 
 def parse_proc_entry(name: str, text: bytes) -> Handler:
-    """Parse /proc/sys/fs/binfmt_misc/NAME (which does not print the name itself)."""
-    m = _PROC_M.fullmatch(text)
-    if m is not None:
-        entry = Entry(
-            name=name,
-            kind="M",
-            interpreter=os.fsdecode(m[2]),
-            flags=m[3].decode("ascii"),
-            offset=int(m[4]),
-            magic=bytes.fromhex(m[5].decode("ascii")),
-            mask=None if m[6] is None else bytes.fromhex(m[6].decode("ascii")),
-        )
-        return Handler(entry, m[1] == b"enabled")
-    e = _PROC_E.fullmatch(text)
-    if e is not None:
-        entry = Entry(
-            name=name,
-            kind="E",
-            interpreter=os.fsdecode(e[2]),
-            flags=e[3].decode("ascii"),
-            extension=os.fsdecode(e[4]),
-        )
-        return Handler(entry, e[1] == b"enabled")
+    """Parse /proc/sys/fs/binfmt_misc/NAME (which does not print the name itself).
+
+    By hand rather than with ``re`` (start-up time), and as the kernel prints
+    it: an interpreter may contain newlines, even ``\nflags: ``. For a magic
+    entry nothing after the interpreter can contain ``flags: `` (offset and
+    magic are digits and hex), so it ends at the last one; for an extension
+    entry the extension may contain anything, so the interpreter is the
+    shortest that leaves a well-formed rest.
+    """
+    state, newline, body = text.partition(b"\n")
+    if newline and state in (b"enabled", b"disabled") and body.startswith(b"interpreter "):
+        body = body[12:]
+        cut = body.rfind(b"\nflags: ")
+        fields = _magic_tail(body[cut + 1 :]) if cut > 0 else None
+        if fields is not None:
+            flags, offset, magic, mask = fields
+            entry = Entry(
+                name=name,
+                kind="M",
+                interpreter=os.fsdecode(body[:cut]),
+                flags=flags.decode("ascii"),
+                offset=int(offset),
+                magic=bytes.fromhex(magic.decode("ascii")),
+                mask=None if mask is None else bytes.fromhex(mask.decode("ascii")),
+            )
+            return Handler(entry, state == b"enabled")
+        cut = body.find(b"\nflags: ", 1)
+        while cut > 0:
+            found = _extension_tail(body[cut + 1 :])
+            if found is not None:
+                entry = Entry(
+                    name=name,
+                    kind="E",
+                    interpreter=os.fsdecode(body[:cut]),
+                    flags=found[0].decode("ascii"),
+                    extension=os.fsdecode(found[1]),
+                )
+                return Handler(entry, state == b"enabled")
+            cut = body.find(b"\nflags: ", cut + 1)
     raise EntryParseError("not a binfmt_misc entry file", text, 0, "entry")
