@@ -210,6 +210,30 @@ def test_exit_status_passes_through(who: str, argv: list[str], code: int) -> Non
     assert proc.returncode == code, proc.stderr
 
 
+def test_a_second_identical_run_reuses_the_plan(who: str) -> None:
+    """As root and as an ordinary user: inside the user's namespace the emulator's owner
+    (root, unmapped there) reads as 65534, so the plan must be checked where it was kept.
+    Which path a run took is read from -X importtime (planning imports hostfacts)."""
+    runtime = Path(tempfile.mkdtemp(prefix="binfmtctl-runtime-"))
+    try:
+        if who == "user":
+            entry = pwd.getpwnam(USER)
+            os.chown(runtime, entry.pw_uid, entry.pw_gid)
+        argv = command(who, "run", "--arch", "arm64", "--", program(who, "arm64"), "true")
+        at = argv.index("-m")
+        argv[at:at] = ["-X", "importtime"]
+        env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+        planned = []
+        for _ in range(3):
+            done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+            assert done.returncode == 0, done.stderr
+            modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+            planned.append("binfmtctl.hostfacts" in modules)
+        assert planned == [True, False, False]
+    finally:
+        shutil.rmtree(runtime)
+
+
 def test_killed_by_a_signal_looks_the_same_to_the_shell(who: str) -> None:
     busybox = program(who, "arm64")
     argv = command(who, "run", "--arch", "arm64", "--", busybox, "sh", "-c", "kill -TERM $$")

@@ -165,12 +165,14 @@ def _prepare(options: RunOptions, *, reuse: bool) -> list[plan.Step] | None:
         if reuse
         else None
     )
-    kept = runcache.lookup(plan_key) if plan_key else None
     why_not = sandbox.enter(
         mountpoint=options.mountpoint, uid_map=options.uid_map, gid_map=options.gid_map
     )
     if why_not is not None:
         only_root_notice(why_not)
+    # Looked up inside the new namespace, where the plan was kept: a file's owner reads
+    # differently outside (ids unmapped inside show as 65534), so only there is it the same.
+    kept = runcache.lookup(plan_key) if plan_key else None
     steps = None
     if kept is None or not runcache.register(kept, options.mountpoint):
         from binfmtctl import runplan  # start-up speed: a kept plan needs no planning
