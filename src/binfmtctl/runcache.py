@@ -6,7 +6,7 @@ the emulator files found; planning it imports the catalog, the planner and
 the ELF reader, far more than the rest of the run costs. So the register
 lines of a planned run are kept in the per-boot cache with what they were
 planned from: the options, the version of the planning code (its files'
-identities), and the (device, inode, size, mtime, mode, owner) of every path
+identities), and the (device, inode, size, mtime, ctime, mode, owner) of every path
 the emulator search looked at, present or not. A later run
 with the same options whose paths all look the same registers those lines;
 anything else (another option, an emulator added, replaced, removed or
@@ -66,9 +66,11 @@ def _look(path: str) -> str:
         info = os.stat(path)
     except OSError:
         return "dangling" if os.path.lexists(path) else "absent"
+    # ctime too: a file replaced by a copy (copy2 keeps the mtime) may get the freed inode
+    # number back, but never the old ctime, which no one can set
     return (
-        f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_mode}:"
-        f"{info.st_uid}:{info.st_gid}"
+        f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}:"
+        f"{info.st_mode}:{info.st_uid}:{info.st_gid}"
     )
 
 
