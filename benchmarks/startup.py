@@ -1,6 +1,6 @@
 """Start-up benchmark: each hot verb against the hand-written equivalent, same run.
 
-    .venv/bin/python benchmarks/startup.py [--repeat N] [--quick]
+    .venv/bin/python benchmarks/startup.py [--repeat N] [--quick] [--user NAME]
 
 Everything runs inside a private user + mount namespace with its own
 binfmt_misc instance (:func:`binfmtctl.sandbox.run`), never the host's; the
@@ -21,7 +21,15 @@ Rows:
   fresh instance (unshare and mount included in both);
 * ``status`` and ``status --json`` with every /usr/lib/binfmt.d file
   registered (Debian's QEMU set plus whatever else is there), against the
-  floor (the goal is 50 ms).
+  floor (the goal is 50 ms);
+* with ``--user NAME``, ``run`` as that ordinary user (its default: ids
+  0..65535 through newuidmap and newgidmap, from NAME's subordinate range)
+  against ``unshare --map-auto --map-root-user --mount sh -c ...``, which does
+  the same, both started through setpriv, on the host (each makes its own
+  user namespace and binfmt_misc instance), and that user's ``python3 -c
+  pass`` as its floor. The user runs /usr/bin/python3 with PYTHONPATH at this
+  checkout's src/ (the venv's interpreter may sit where only root may enter),
+  and keeps its plan in a fresh $XDG_RUNTIME_DIR.
 
 Besides the median wall time, each row shows the median CPU time (user +
 system of the command and everything it waited for): on a shared machine it
@@ -44,6 +52,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import pwd
 import resource
 import shlex
 import shutil
@@ -212,6 +221,73 @@ def rows_installed(me: list[str]) -> list[Row]:
     ]
 
 
+USER_PYTHON = "/usr/bin/python3"
+# What pip's, pipx's and uv's console scripts do (a current pip's: no `import re`).
+CONSOLE_SCRIPT = "import sys\nfrom binfmtctl.cli import run\nsys.exit(run())"
+
+
+def as_user(user: pwd.struct_passwd, *argv: str) -> list[str]:
+    ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    return ["setpriv", *ids, "--", *argv]
+
+
+def rows_user(user: pwd.struct_passwd, runtime: str) -> list[Row]:
+    """``run`` as an ordinary user, its default id maps, against the same by hand."""
+    env = ["env", f"PYTHONPATH={ROOT / 'src'}", f"HOME={user.pw_dir}", f"XDG_RUNTIME_DIR={runtime}"]
+    python = [*env, USER_PYTHON]
+    floor = as_user(user, *python, "-c", "pass")
+    line = register_line("aarch64", QEMU)
+    mount = f"mount -t binfmt_misc binfmt_misc {MOUNTPOINT}"
+    register = f'printf %s "$1" > {MOUNTPOINT}/register && shift && exec "$@"'
+    by_hand = ["unshare", "--map-auto", "--map-root-user", "--mount", "sh", "-c",
+               f"{mount} && {register}", "sh", line, str(BUSYBOX), "true"]  # fmt: skip
+    return [
+        Row(f"{USER_PYTHON} -c pass as {user.pw_name} (floor)", floor, "itself", floor),
+        Row(
+            f"run --arch arm64 -- BUSYBOX true as {user.pw_name} (ids 0..65535)",
+            as_user(
+                user,
+                *python,
+                "-c",
+                CONSOLE_SCRIPT,
+                "run",
+                "--arch",
+                "arm64",
+                "--",
+                str(BUSYBOX),
+                "true",
+            ),
+            "unshare --map-auto --map-root-user + mount + printf > register + exec",
+            as_user(user, *by_hand),
+            "<= 2x",
+        ),
+    ]
+
+
+def user_missing(name: str) -> list[str]:
+    """Why ``--user NAME`` rows cannot run here."""
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        return [f"no user {name}"]
+    out = []
+    for tool in ("setpriv", "newuidmap", "newgidmap"):
+        if shutil.which(tool) is None:
+            out.append(f"{tool} is missing")
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as fh:
+                if not any(line.split(":")[0] == name for line in fh):
+                    out.append(f"{name} has no range in {path}")
+        except OSError:
+            out.append(f"{path} cannot be read")
+    check = as_user(user, "test", "-r", str(ROOT / "src" / "binfmtctl" / "__init__.py"),
+                    "-a", "-x", str(BUSYBOX), "-a", "-x", USER_PYTHON)  # fmt: skip
+    if not out and subprocess.run(check, check=False).returncode != 0:
+        out.append(f"{name} cannot read {ROOT / 'src'} or run {BUSYBOX} and {USER_PYTHON}")
+    return out
+
+
 def measure(me: list[str], repeat: int) -> list[tuple[Timing, int]]:
     """Runs inside the outer private instance."""
     out = [(pair(row, repeat), 0) for row in rows_fresh(me)]
@@ -261,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=21, help="pairs per row (>= 11)")
     parser.add_argument("--quick", action="store_true", help="3 pairs per row; no claims")
     parser.add_argument(
+        "--user",
+        metavar="NAME",
+        help="also time `run` as this ordinary user, with its default id maps (needs "
+        "setpriv, newuidmap/newgidmap and a subordinate id range for NAME)",
+    )
+    parser.add_argument(
         "--command",
         metavar="CMD",
         help="the binfmtctl to measure, as a shell-quoted command line (default: the "
@@ -270,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = 3 if args.quick else args.repeat
     if not args.quick and repeat < 11:
         parser.error("--repeat: at least 11 for a median worth printing (or --quick)")
-    problems = missing()
+    problems = missing() + (user_missing(args.user) if args.user else [])
     if problems:
         print("cannot run:", "; ".join(problems), file=sys.stderr)
         return 2
@@ -281,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PYTHONPYCACHEPREFIX"] = pyc
         before = os.getloadavg()[0]
         timings = sandbox.run(measure, me, repeat)
+        if args.user:
+            user = pwd.getpwnam(args.user)
+            with tempfile.TemporaryDirectory(prefix="binfmtctl-bench-run-") as runtime:
+                os.chown(runtime, user.pw_uid, user.pw_gid)
+                timings += [(pair(row, repeat), 0) for row in rows_user(user, runtime)]
         after = os.getloadavg()[0]
     print(report(timings, repeat, args.quick, (before, after)))
     return 0

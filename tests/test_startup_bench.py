@@ -9,6 +9,7 @@ as it was.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -33,12 +34,21 @@ ROW = re.compile(
 )
 
 
+#: With --user: the ordinary user's rows (run through newuidmap, on the host).
+USER = "binfmtctl-test"
+USER_ROWS = [f"/usr/bin/python3 -c pass as {USER} (floor)", "run --arch arm64 -- BUSYBOX true as"]
+
+
 def test_quick_mode_measures_every_row() -> None:
     if _NO_SANDBOX is not None:
         pytest.skip(f"no private binfmt_misc here: {_NO_SANDBOX}")
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        pytest.skip(f"no user {USER}: run scripts/test-deps as root")
     before = _host_binfmt_state()
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"],
+        [sys.executable, str(BENCH), "--quick", "--user", USER],
         capture_output=True,
         text=True,
         check=False,
@@ -49,8 +59,8 @@ def test_quick_mode_measures_every_row() -> None:
         pytest.skip(done.stderr.strip())
     assert done.returncode == 0, done.stderr
     found = [m for m in map(ROW.match, done.stdout.splitlines()) if m]
-    assert len(found) == len(ROWS), done.stdout
-    for match, label in zip(found, ROWS, strict=True):
+    assert len(found) == len(ROWS + USER_ROWS), done.stdout
+    for match, label in zip(found, ROWS + USER_ROWS, strict=True):
         assert match["what"].startswith(label)
         numbers = [float(match[k]) for k in ("a", "b", "a_cpu", "b_cpu", "ratio", "cpu_ratio")]
         assert all(n > 0 for n in numbers), match.group(0)
