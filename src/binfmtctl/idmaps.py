@@ -62,6 +62,29 @@ def which(name: str) -> str | None:
     return None
 
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    Range = tuple[int, int]
+    #: a user's name, subordinate uid and gid ranges, and where newuidmap/newgidmap are
+    Found = tuple[str, Range | None, Range | None, tuple[str | None, str | None]]
+
+_FOUND: dict[int, Found] = {}
+
+
+def _ranges(uid: int) -> Found:
+    """``uid``'s name, subordinate uid and gid ranges and map tools, looked up once per process
+    (:func:`full_maps_refusal` asks first, then :func:`map_commands`)."""
+    if uid not in _FOUND:
+        name = _user_name(uid)
+        _FOUND[uid] = (
+            name,
+            _subordinate_range(SUBUID, uid, name),
+            _subordinate_range(SUBGID, uid, name),
+            (which(MAP_TOOLS[0]), which(MAP_TOOLS[1])),
+        )
+    return _FOUND[uid]
+
+
 def _covers(map_file: str, start: int, count: int) -> bool:
     """Whether this namespace's id map (``/proc/self/uid_map``) has ids start..start+count-1."""
     text = _read(map_file) or ""
@@ -119,11 +142,15 @@ def full_maps_refusal(
             "root",
             quiet=True,
         )
-    name = _user_name(uid)
-    sub_u = _subordinate_range(subuid, uid, name)
-    sub_g = _subordinate_range(subgid, uid, name)
+    if (subuid, subgid) == (SUBUID, SUBGID):
+        name, sub_u, sub_g, found = _ranges(uid)
+    else:  # other files (tests): looked up afresh
+        name = _user_name(uid)
+        sub_u = _subordinate_range(subuid, uid, name)
+        sub_g = _subordinate_range(subgid, uid, name)
+        found = (which(MAP_TOOLS[0]), which(MAP_TOOLS[1]))
     has_range = bool(sub_u and sub_g)
-    tools = all(which(t) for t in MAP_TOOLS)
+    tools = all(found)
     if sub_u and sub_g and tools:
         if _covers(f"{proc_self}/uid_map", *sub_u) and _covers(f"{proc_self}/gid_map", *sub_g):
             return None
@@ -169,10 +196,7 @@ def map_commands(pid: int) -> list[list[str]]:
     if os.geteuid() == 0:
         return []
     uid, gid = os.getuid(), os.getgid()
-    name = _user_name(uid)
-    sub_u = _subordinate_range(SUBUID, uid, name)
-    sub_g = _subordinate_range(SUBGID, uid, name)
-    tools = which(MAP_TOOLS[0]), which(MAP_TOOLS[1])
+    _, sub_u, sub_g, tools = _ranges(uid)
     if sub_u and sub_g and tools[0] and tools[1]:
         return [
             [tool, str(pid), "0", str(own), "1", "1", str(start), str(count)]
