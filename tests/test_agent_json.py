@@ -134,3 +134,15 @@ def test_terminal_gets_human_lines_unless_json(sb: sandbox.Sandbox, json_flag: b
         "ready",
         "stopped",
     ]
+
+
+@pytest.mark.parametrize("args", [["--interval", "soon"], ["--no-such-option"], ["--mountpoint"]])
+def test_a_usage_error_is_one_compact_line_too(args: list[str]) -> None:
+    """Found before the agent starts (by the parser), still JSON Lines' one line."""
+    done = subprocess.run([*AGENT, "--json", *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 2, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout
+    envelope = json.loads(lines[0])
+    assert (envelope["command"], envelope["ok"]) == ("agent", False)
+    assert envelope["errors"][0]["code"] == "usage"

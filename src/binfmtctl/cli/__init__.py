@@ -43,6 +43,9 @@ VERBS = {
     "agent": "agent",
 }  # fmt: skip
 _OPTIONS_WITH_VALUE = frozenset({"--mountpoint"})
+# Verbs whose --json output is JSON Lines: their envelope is one compact line, even when
+# it reports a usage error found before the verb starts.
+_JSON_LINES = frozenset({"agent"})
 
 
 def _verbs(argv: Sequence[str] = ()) -> list[ModuleType]:
@@ -148,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _back_to_the_host()
             from binfmtctl.cli.output import Result
 
-            result = Result(command=_verb_of(args_list))
+            verb = _verb_of(args_list)
+            result = Result(command=verb, compact=verb in _JSON_LINES)
             result.fail(err)
         except KeyboardInterrupt as stop:
             return _interrupted(stop, _verb_of(args_list), as_json)
@@ -207,7 +211,7 @@ def _interrupted(stop: KeyboardInterrupt, verb: str, as_json: bool) -> int:
     from binfmtctl.cli.output import Result, render
 
     signum = stop.signum if isinstance(stop, signals.Interrupted) else signals.SIGINT
-    result = Result(command=verb)
+    result = Result(command=verb, compact=verb in _JSON_LINES)
     result.fail(InterruptError(signals.signal_name(signum), signum))
     try:
         render(result, as_json)
