@@ -54,7 +54,7 @@ CASES = [
         False,
         (OutcomeCode.NO_HANDLER, None),
         "exec format error: nothing is registered for aarch64 (binfmt_misc is not mounted "
-        "at /mnt/b; `binfmtctl install aarch64`)",
+        "at /mnt/b)",
     ),
     (
         "instance switched off",
@@ -62,8 +62,7 @@ CASES = [
         _snapshot(_handler(), enabled=False),
         False,
         (OutcomeCode.INSTANCE_DISABLED, None),  # a switched-off instance runs nothing
-        "exec format error: binfmt_misc is switched off in /mnt/b (its status is disabled); "
-        "`echo 1 > /mnt/b/status`",
+        "exec format error: binfmt_misc is switched off in /mnt/b (its status is disabled)",
     ),
     (
         "handler disabled",
@@ -71,8 +70,7 @@ CASES = [
         _snapshot(_handler(enabled=False)),
         False,
         (OutcomeCode.DISABLED, "qemu-aarch64"),
-        "exec format error: the handler qemu-aarch64 for aarch64 is disabled; "
-        "`binfmtctl enable qemu-aarch64`",
+        "exec format error: the handler qemu-aarch64 for aarch64 is disabled",
     ),
     (
         "nothing registered",
@@ -80,7 +78,7 @@ CASES = [
         EMPTY,
         False,
         (OutcomeCode.NO_HANDLER, None),
-        "exec format error: nothing is registered for aarch64; `binfmtctl install aarch64`",
+        "exec format error: nothing is registered for aarch64",
     ),
     (
         "interpreter not runnable",
@@ -97,8 +95,7 @@ CASES = [
         ONE,
         False,
         (OutcomeCode.INTERPRETER_MISSING, "qemu-aarch64"),
-        f"the interpreter of qemu-aarch64, {QEMU}, does not exist; install it or re-register "
-        "(`binfmtctl install aarch64 --replace`)",
+        f"the interpreter of qemu-aarch64, {QEMU}, does not exist; install it or re-register",
     ),
     (
         "no F flag in a chroot",
@@ -107,8 +104,7 @@ CASES = [
         True,
         (OutcomeCode.NOT_IN_CHROOT, "qemu-aarch64"),
         f"qemu-aarch64 has no F flag, so the kernel looks its interpreter {sys.executable} up "
-        "inside the chroot, where it is missing; re-register with F "
-        "(`binfmtctl install aarch64 --replace`)",
+        "inside the chroot, where it is missing; re-register it with F",
     ),
     (
         "exec refused",

@@ -60,9 +60,7 @@ def test_every_probe_fails_before_install_and_runs_after(sb: sandbox.Sandbox) ->
     assert before.returncode == 1, before.stderr
     for name, r in results(before).items():
         assert (r["ok"], r["code"], r["entry"]) == (False, "no_handler", None)
-        assert r["error"] == (
-            f"exec format error: nothing is registered for {name}; `binfmtctl install {name}`"
-        )
+        assert r["error"] == f"exec format error: nothing is registered for {name}"
     assert cli(sb, "install").returncode == 0
     after = cli(sb, "test", "--json")  # no ARCH: every registered handler
     assert after.returncode == 0, after.stdout
@@ -114,15 +112,14 @@ def test_disabled_and_missing_interpreter_and_mixed_exit_code(sb: sandbox.Sandbo
     assert found["riscv64"]["code"] == "disabled"
     assert found["riscv64"]["entry"] == "qemu-riscv64"
     assert found["riscv64"]["error"] == (
-        "exec format error: the handler qemu-riscv64 for riscv64 is disabled; "
-        "`binfmtctl enable qemu-riscv64`"
+        "exec format error: the handler qemu-riscv64 for riscv64 is disabled"
     )
     # The newer entry wins: the kernel tries entries newest first.
     assert found["s390x"]["code"] == "interpreter_missing"
     assert found["s390x"]["entry"] == "my-s390x"
     assert found["s390x"]["error"] == (
         "the interpreter of my-s390x, /nonexistent/qemu-s390x, does not exist; install it "
-        "or re-register (`binfmtctl install s390x --replace`)"
+        "or re-register"
     )
     assert (found["ppc64le"]["ok"], found["ppc64le"]["code"]) == (True, "ok")
     human = cli(sb, "test")
@@ -151,7 +148,8 @@ def test_signal_and_timeout(sb: sandbox.Sandbox, tmp_path: Path) -> None:
     ("args", "code", "message"),
     [
         (["test"], 1, "nothing to test: no handler in /proc/sys/fs/binfmt_misc claims any "
-         "architecture; register some with `binfmtctl install`, or name ARCHes"),
+         "architecture; name the ARCHes to test (e.g. `binfmtctl test aarch64`) to be told "
+         "how to get handlers for them"),
         (["test", "nosuch"], 2, "unknown architecture 'nosuch'"),
         (["test", "--timeout", "0"], 2, "must be more than 0 seconds: '0'"),
         (["test", "--timeout", "soon"], 2, "not a number of seconds: 'soon'"),
@@ -185,7 +183,7 @@ def test_chroot_needs_the_f_flag(sb: sandbox.Sandbox) -> None:
     assert found["riscv64 chroot"]["error"] == (
         "qemu-riscv64 has no F flag, so the kernel looks its interpreter "
         "/usr/bin/qemu-riscv64-static up inside the chroot, where it is missing; "
-        "re-register with F (`binfmtctl install riscv64 --replace`)"
+        "re-register it with F"
     )
 
 

@@ -84,7 +84,8 @@ def prove(
         if not names:
             raise BinfmtError(
                 f"nothing to test: no handler in {instance.mountpoint} claims any "
-                "architecture; register some with `binfmtctl install`, or name ARCHes",
+                "architecture; name the ARCHes to test (e.g. `binfmtctl test aarch64`) "
+                "to be told how to get handlers for them",
                 mountpoint=instance.mountpoint,
             )
     if image is not None and engine is None:

@@ -301,14 +301,14 @@ def _exec_failed(
             return (
                 OutcomeCode.NO_HANDLER,
                 f"exec format error: nothing is registered for {arch} (binfmt_misc is not "
-                f"mounted at {snapshot.mountpoint}; `binfmtctl install {arch}`)",
+                f"mounted at {snapshot.mountpoint})",
                 name,
             )
         if not snapshot.enabled and snapshot.handlers:
             return (
                 OutcomeCode.INSTANCE_DISABLED,
                 f"exec format error: binfmt_misc is switched off in {snapshot.mountpoint} "
-                f"(its status is disabled); `echo 1 > {snapshot.mountpoint}/status`",
+                "(its status is disabled)",
                 name,
             )
         header = probes.build(arch)
@@ -316,14 +316,13 @@ def _exec_failed(
         if name is None and off is not None:
             return (
                 OutcomeCode.DISABLED,
-                f"exec format error: the handler {off} for {arch} is disabled; "
-                f"`binfmtctl enable {off}`",
+                f"exec format error: the handler {off} for {arch} is disabled",
                 off,
             )
         if name is None:
             return (
                 OutcomeCode.NO_HANDLER,
-                f"exec format error: nothing is registered for {arch}; `binfmtctl install {arch}`",
+                f"exec format error: nothing is registered for {arch}",
                 name,
             )
         return (
@@ -337,14 +336,12 @@ def _exec_failed(
             return (
                 OutcomeCode.NOT_IN_CHROOT,
                 f"{name} has no F flag, so the kernel looks its interpreter {interp} up "
-                "inside the chroot, where it is missing; re-register with F "
-                f"(`binfmtctl install {arch} --replace`)",
+                "inside the chroot, where it is missing; re-register it with F",
                 name,
             )
         return (
             OutcomeCode.INTERPRETER_MISSING,
-            f"the interpreter of {name}, {interp}, does not exist; install it or "
-            f"re-register (`binfmtctl install {arch} --replace`)",
+            f"the interpreter of {name}, {interp}, does not exist; install it or re-register",
             name,
         )
     reason = os.strerror(number)
