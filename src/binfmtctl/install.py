@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from binfmtctl import arch as _arch
-from binfmtctl import hostfacts, plan
+from binfmtctl import plan
 from binfmtctl.errors import EXIT_FAILED, BinfmtError, NoSuchEntryError, UsageError
 from binfmtctl.failures import Failure
 from binfmtctl.instance import Instance, disabled_warning, entry_name
@@ -95,6 +95,8 @@ def install(
     With ``store`` every entry that is (or already was) registered as ours is
     also written to the boot configuration.
     """
+    from binfmtctl import hostfacts  # start-up speed: uninstall needs no host facts
+
     searched: plan.Searched = {}  # each arch's emulator is looked for once
     arches = (
         _arch.resolve_all(list(words)) if words else hostfacts.default_arches(options, searched)
