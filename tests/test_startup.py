@@ -204,6 +204,39 @@ def test_hot_verbs_need_no_heavy_module(sb: sandbox.Sandbox) -> None:
         assert "Traceback" not in done.stderr
 
 
+#: What a plain form (read without argparse, binfmtctl.cli.quick) never loads: argparse
+#: and what building its parser pulls in (gettext, locale; shutil for the help width).
+NO_PARSER = ["argparse", "gettext", "locale", "shutil"]
+#: ...nor persistence (only --persist writes or forgets boot configuration), nor
+#: explain (only `uninstall --all` and a differing same-named entry recognise one).
+NO_PERSIST = ["binfmtctl.persist", "binfmtctl.files", "binfmtctl.binfmts", "binfmtctl.binfmt_d"]
+#: ...and where no handler is planned, no host facts, no argv[0] verdicts, no json.
+NO_PLANNING = ["binfmtctl.hostfacts", "binfmtctl.argv0", "binfmtctl.native", "json"]
+
+PLAIN_BUDGET: list[tuple[tuple[str, ...], list[str]]] = [
+    (("install", "arm64", "riscv64"), [*NO_PARSER, *NO_PERSIST, "binfmtctl.explain"]),
+    (("install", "--dry-run", "--flags=F", "arm64"), [*NO_PARSER, *NO_PERSIST, "binfmtctl.argv0"]),
+    (("disable", "qemu-riscv64"), [*NO_PARSER, *NO_PERSIST, *NO_PLANNING, "binfmtctl.explain"]),
+    (("enable", "qemu-riscv64"), [*NO_PARSER, *NO_PERSIST, *NO_PLANNING, "binfmtctl.explain"]),
+    (("uninstall", "riscv64"), [*NO_PARSER, *NO_PERSIST, *NO_PLANNING, "binfmtctl.explain"]),
+    (("uninstall", "--all", "--dry-run"), [*NO_PARSER, *NO_PERSIST, *NO_PLANNING]),
+    (("status",), NO_PARSER[:3]),  # shutil: its container-engine survey (which) uses it
+]
+
+
+def test_plain_forms_load_no_parser_and_nothing_they_do_not_use(sb: sandbox.Sandbox) -> None:
+    qemu("qemu-aarch64")
+    qemu("qemu-riscv64")
+    for args, never in PLAIN_BUDGET:
+        done = blocked(sb, never, *args)
+        assert (args, done.returncode, "Traceback" in done.stderr) == (args, 0, False), done.stderr
+    # The blocking is real: the same modules blocked, argparse's forms and --persist fail.
+    for args in [("install", "--help"), ("install", "--persist", "--root", "/nonexistent")]:
+        done = blocked(sb, [*NO_PARSER, *NO_PERSIST], *args)
+        assert done.returncode != 0
+        assert "ImportError" in done.stderr or "ModuleNotFoundError" in done.stderr, args
+
+
 def _status_reads() -> tuple[int, int]:
     """``status --json`` in this forked child: (exit code, how often the entries were read)."""
     from binfmtctl.cli import main

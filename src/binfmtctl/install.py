@@ -15,13 +15,18 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from binfmtctl import arch as _arch
-from binfmtctl import hostfacts, persist, plan
+from binfmtctl import plan
 from binfmtctl.errors import EXIT_FAILED, BinfmtError, NoSuchEntryError, UsageError
-from binfmtctl.explain import recognise
 from binfmtctl.failures import Failure
-from binfmtctl.files import Saved
 from binfmtctl.instance import Instance, disabled_warning, entry_name
 from binfmtctl.namespaces import changes_reach_host
+
+# Start-up speed: persistence (persist, files, binfmts, binfmt_d) is loaded by the
+# caller that makes a store, and only with --persist; here it is only named.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from binfmtctl import persist
+    from binfmtctl.files import Saved
 
 # Steps after which the entry is ours and registered: those are persisted.
 PERSISTED = frozenset({plan.REGISTER, plan.REPLACE, plan.ENABLE, plan.UNCHANGED})
@@ -90,6 +95,8 @@ def install(
     With ``store`` every entry that is (or already was) registered as ours is
     also written to the boot configuration.
     """
+    from binfmtctl import hostfacts  # start-up speed: uninstall needs no host facts
+
     searched: plan.Searched = {}  # each arch's emulator is looked for once
     arches = (
         _arch.resolve_all(list(words)) if words else hostfacts.default_arches(options, searched)
@@ -233,6 +240,8 @@ def uninstall(
     if every_qemu and store is not None:
         names.extend(store.ours())
     if every_qemu:
+        from binfmtctl.explain import recognise  # start-up speed: only --all recognises
+
         for item in instance.entries():
             found = recognise(item.entry)
             if is_qemu_handler(item.name, found.name if found else None, item.entry.interpreter):

@@ -46,6 +46,8 @@ _OPTIONS_WITH_VALUE = frozenset({"--mountpoint"})
 # Verbs whose --json output is JSON Lines: their envelope is one compact line, even when
 # it reports a usage error found before the verb starts.
 _JSON_LINES = frozenset({"agent"})
+# Verbs whose plain forms binfmtctl.cli.quick reads from their module's QUICK table.
+QUICK_VERBS = frozenset({"install", "uninstall", "enable", "disable"})
 
 
 def _verbs(argv: Sequence[str] = ()) -> list[ModuleType]:
@@ -167,10 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args_list: list[str], ours: list[str]) -> Result:
-    """Parse and run the verb: `run`, `shell` and plain `status` without argparse.
+    """Parse and run the verb: `run`, `shell` and the plain forms of `status`,
+    `install`, `uninstall`, `enable` and `disable` without argparse.
 
-    `run` is paid per foreign command and `status` is what scripts poll, so
-    they skip argparse, which is built only for the other verbs, for their
+    `run` is paid per foreign command, `status` is what scripts poll and the
+    others are what provisioning runs, so they skip argparse, which is built
+    only for the other verbs, for their
     --help (run's from the same table of options,
     :data:`binfmtctl.cli.run_options.OPTIONS`) and for every word the quick
     readers leave to it (so its usage errors stay word for word).
@@ -182,6 +186,16 @@ def _dispatch(args_list: list[str], ours: list[str]) -> Result:
         done = rootless.main(args_list)
         if done is not None:
             return done
+    if verb in QUICK_VERBS:  # their plain forms from a table: provisioning scripts run them
+        from binfmtctl.cli.quick import read
+
+        module = f"binfmtctl.cli.{VERBS[verb]}"
+        __import__(module)  # as in _verbs: one import fewer at start-up
+        table = sys.modules[module].QUICK[verb]
+        plain = read(table, args_list)
+        if plain is not None:
+            handled: Result = plain.handler(plain)
+            return handled
     if verb == "status":  # its plain forms too: scripts and prompts call it often
         from binfmtctl.cli import status
 

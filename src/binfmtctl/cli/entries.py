@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
-
+from binfmtctl.cli import quick
 from binfmtctl.cli.output import Result, outcome_code
 from binfmtctl.errors import EXIT_FAILED, UsageError
 from binfmtctl.instance import Instance
 from binfmtctl.switch import switch
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -71,3 +74,16 @@ def _lines(data: dict[str, Any], verb: str) -> list[str]:
     return [f"{n}: {verb}d" for n in data["changed"]] + [
         f"{n}: already absent (removed meanwhile)" for n in data["absent"]
     ]
+
+
+#: enable's and disable's options as :mod:`binfmtctl.cli.quick` reads their plain
+#: forms without argparse (the same as :func:`register`'s; tests/test_quick_args.py).
+QUICK = {
+    verb: quick.Verb(
+        verb,
+        "names",
+        {"--instance": quick.Option(quick.FLAG)},
+        {"handler": handle, "on": verb == "enable"},
+    )
+    for verb in ("enable", "disable")
+}

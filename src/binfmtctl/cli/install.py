@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
-
 from binfmtctl import arch as _arch
-from binfmtctl import install, interpreters, persist, plan
+from binfmtctl import install, interpreters, plan
+from binfmtctl.cli import quick
 from binfmtctl.cli.output import Result, outcome_code, table
 from binfmtctl.errors import EXIT_OK, EXIT_PRIVILEGES, PermissionDeniedError, UsageError
 from binfmtctl.instance import Instance
 from binfmtctl.plan import Action
 
-PERSIST_KINDS = persist.STORES
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from binfmtctl import persist
+
+#: persist.STORES, spelled here so that a plain install loads no persistence code
+#: (tests/test_quick_args.py checks they are the same).
+PERSIST_KINDS = ("systemd", "binfmt-support")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    import argparse  # start-up speed: only when the parser is built (see QUICK)
+
     p = sub.add_parser(
         "install",
         parents=[common],
@@ -144,6 +153,8 @@ def persist_from(args: argparse.Namespace) -> persist.Store | None:
         if args.binfmt_d:
             raise UsageError("--binfmt-d only makes sense with --persist")
         return None
+    from binfmtctl import persist  # start-up speed: only --persist writes configuration
+
     return persist.store(
         args.persist,
         persist.Layout.under(args.root),
@@ -264,3 +275,48 @@ def _human_uninstall(data: dict[str, Any]) -> str:
             f"{saved['name']}: boot configuration {saved['target']}: {saved['action']}{why}"
         )
     return "\n".join(lines)
+
+
+#: --persist and the options that go with it (install's and uninstall's), for :data:`QUICK`.
+PERSIST_QUICK = {
+    "--persist": quick.Option(quick.OPTIONAL, choices=PERSIST_KINDS, const="systemd"),
+    "--binfmt-d": quick.Option(quick.VALUE),
+    "--root": quick.Option(quick.VALUE),
+    "--overwrite-foreign": quick.Option(quick.FLAG),
+}
+
+#: install's and uninstall's options as :mod:`binfmtctl.cli.quick` reads their plain
+#: forms without argparse (the same as :func:`register`'s; tests/test_quick_args.py).
+QUICK = {
+    "install": quick.Verb(
+        "install",
+        "arches",
+        {
+            "--flags": quick.Option(quick.VALUE, default=plan.AUTO_FLAGS),
+            "--interpreter-dir": quick.Option(quick.APPEND),
+            "--interpreter": quick.Option(quick.VALUE),
+            "--force-interpreter": quick.Option(quick.FLAG),
+            "--profile": quick.Option(
+                quick.VALUE,
+                choices=[p.value for p in _arch.Profile],
+                default=_arch.Profile.QEMU.value,
+            ),
+            "--replace": quick.Option(quick.FLAG),
+            "--force": quick.Option(quick.FLAG),
+            "--dry-run": quick.Option(quick.FLAG),
+            "--test": quick.Option(quick.FLAG),
+            **PERSIST_QUICK,
+        },
+        {"handler": handle_install},
+    ),
+    "uninstall": quick.Verb(
+        "uninstall",
+        "targets",
+        {
+            "--all": quick.Option(quick.FLAG),
+            "--dry-run": quick.Option(quick.FLAG),
+            **PERSIST_QUICK,
+        },
+        {"handler": handle_uninstall},
+    ),
+}

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from binfmtctl import arch as _arch
 from binfmtctl import boot_report, credentials, elf, engine_survey, host, interpreters, native
 from binfmtctl.boot_report import BootReport
 from binfmtctl.cli.output import Result, table
 from binfmtctl.entry import Handler
-from binfmtctl.instance import DEFAULT_MOUNTPOINT, Instance, disabled_warning
+from binfmtctl.instance import Instance, disabled_warning
 from binfmtctl.namespaces import changes_reach_host
 from binfmtctl.persist import Layout
 
@@ -75,36 +75,20 @@ def quick_args(words: list[str]) -> argparse.Namespace | None:
     """``words`` read as argparse would, when they are status's plainest forms; else None.
 
     `status` and `status --json` run in scripts and prompts, and building the
-    argparse parser costs about as much as the rest of status. Only the exact
-    option names above (as ``--opt VALUE`` or ``--opt=VALUE``) and the verb
-    itself are read here; anything else (help, a prefix, an unknown word, a
-    missing value) returns None and goes to argparse, with its messages.
+    argparse parser costs about as much as the rest of status. The words are
+    read by :func:`binfmtctl.cli.quick.read` from the table above; anything
+    else (help, a prefix, an unknown word, a missing value) returns None and
+    goes to argparse, with its messages.
     """
-    from types import SimpleNamespace  # start-up speed: tiny, and only here
+    # Start-up speed: the reader is tiny, and only plain forms need it.
+    from binfmtctl.cli.quick import COMMON, FLAG, VALUE, Option, Verb, read
 
-    found: dict[str, object] = {"json": False, "mountpoint": None, "boot": False, "root": None}
-    verb_seen = False
-    i = 0
-    while i < len(words):
-        word = words[i]
-        name, eq, value = word.partition("=")
-        if word == "status" and not verb_seen:
-            verb_seen = True
-        elif QUICK_OPTIONS.get(name):
-            if not eq:
-                i += 1
-                if i == len(words) or words[i].startswith("-"):
-                    return None
-                value = words[i]
-            found[name[2:]] = value
-        elif word in QUICK_OPTIONS:
-            found[word[2:]] = True
-        else:
-            return None
-        i += 1
-    if found["mountpoint"] is None:
-        found["mountpoint"] = DEFAULT_MOUNTPOINT
-    return cast("argparse.Namespace", SimpleNamespace(verb="status", **found))
+    options = {
+        name: Option(VALUE if takes else FLAG)
+        for name, takes in QUICK_OPTIONS.items()
+        if name not in COMMON
+    }
+    return read(Verb("status", None, options, {}), words)
 
 
 def entry_problems(handler: Handler, newer: list[Handler]) -> tuple[str | None, list[str]]:
