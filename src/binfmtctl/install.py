@@ -12,7 +12,6 @@ renders the reports.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from binfmtctl import arch as _arch
 from binfmtctl import hostfacts, persist, plan
@@ -22,6 +21,7 @@ from binfmtctl.failures import Failure
 from binfmtctl.files import Saved
 from binfmtctl.instance import Instance, disabled_warning, entry_name
 from binfmtctl.namespaces import changes_reach_host
+from binfmtctl.records import NamedTuple
 
 # Steps after which the entry is ours and registered: those are persisted.
 PERSISTED = frozenset({plan.REGISTER, plan.REPLACE, plan.ENABLE, plan.UNCHANGED})
