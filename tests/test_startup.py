@@ -5,7 +5,8 @@ uninstall, status, enable, disable) work without the heavy modules they must not
 No timings here (those are in benchmarks/startup.py): what is checked is that
 work is not repeated and that imports are not needed, both of which can fail;
 and, per hot verb, which binfmtctl module imports dataclasses, inspect, pathlib
-or json (an import budget: the core itself imports none of them).
+or json (an import budget: the core itself imports none of them), and that what
+they load imports no typing.
 """
 
 from __future__ import annotations
@@ -353,6 +354,149 @@ def test_the_import_recorder_names_the_importer(sb: sandbox.Sandbox) -> None:
     found = imported_by(sb, "explain", "aarch64", "--json")
     assert found.get("json") is not None
     assert str(found["json"]).startswith("binfmtctl.")
+
+
+# -- the hot verbs without typing ----------------------------------------------------
+
+#: Verb modules that still import typing (for annotations): status and install load
+#: typing through them, so for those verbs the rest of what they load is imported in
+#: a fresh interpreter instead. A module here that no longer imports typing fails the
+#: check below: take it out, and its verbs are then run with typing unimportable.
+TYPING_STILL_IMPORTED_BY = {
+    "binfmtctl.cli.status",
+    "binfmtctl.cli.install",
+    "binfmtctl.cli.entries",
+}
+
+# A child that runs the real CLI, then prints the binfmtctl modules it loaded.
+LOADING_RUNNER = """\
+import sys
+from binfmtctl.cli import main
+code = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m == "binfmtctl" or m.startswith("binfmtctl."))
+sys.stderr.write("\\nLOADED " + repr(loaded) + "\\n")
+sys.exit(code)
+"""
+
+# A fresh interpreter imports the named modules, then says whether typing came with them.
+IMPORTING = "import importlib, sys\n" \
+    "for name in sys.argv[1:]:\n    importlib.import_module(name)\n" \
+    "print('typing' in sys.modules)"  # fmt: skip
+
+
+def loaded_by(box: sandbox.Sandbox, *args: str) -> list[str]:
+    argv = [sys.executable, "-c", LOADING_RUNNER, *args]
+    done = box.run(subprocess.run, argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith("LOADED "), done.stderr
+    loaded: list[str] = ast.literal_eval(last.removeprefix("LOADED "))
+    return loaded
+
+
+def imports_typing(source: str) -> bool:
+    """Whether a module's own code imports typing at run time (outside TYPE_CHECKING)."""
+    tree = ast.parse(source)
+    checking_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
+    return any(
+        id(node) not in checking_only
+        and (
+            (isinstance(node, ast.ImportFrom) and node.module == "typing")
+            or (isinstance(node, ast.Import) and any(a.name == "typing" for a in node.names))
+        )
+        for node in ast.walk(tree)
+    )
+
+
+def test_the_typing_exemptions_still_import_typing() -> None:
+    for name in sorted(TYPING_STILL_IMPORTED_BY):
+        path = ROOT / "src" / (name.replace(".", "/") + ".py")
+        assert imports_typing(path.read_text()), f"{name} no longer imports typing: drop it"
+    assert not imports_typing((ROOT / "src/binfmtctl/plan.py").read_text())
+    assert imports_typing("import os\nfrom typing import Any\n")
+    assert not imports_typing("TYPE_CHECKING = False\nif TYPE_CHECKING:\n    import typing\n")
+
+
+def test_hot_verbs_load_no_typing(sb: sandbox.Sandbox) -> None:
+    """What a hot verb loads imports no typing (records.NamedTuple makes the records):
+    run with typing unimportable where no exempt module is loaded, else what it loads
+    but the exempt modules, imported in a fresh interpreter."""
+    qemu("qemu-aarch64")
+    qemu("qemu-riscv64")
+    steps = [
+        ("install", "arm64", "riscv64"),
+        ("status",),
+        ("status", "--json"),
+        ("disable", "qemu-riscv64"),
+        ("enable", "qemu-riscv64"),
+        ("uninstall", "riscv64"),
+    ]
+    exempted = set()
+    for args in steps:
+        loaded = loaded_by(sb, *args)
+        assert "binfmtctl.instance" in loaded, (args, loaded)
+        core = [m for m in loaded if m not in TYPING_STILL_IMPORTED_BY]
+        exempted |= set(loaded) - set(core)
+        done = subprocess.run(
+            [sys.executable, "-c", IMPORTING, *core], capture_output=True, text=True, check=False
+        )
+        assert (args, done.stdout, done.stderr) == (args, "False\n", "")
+        if core == loaded:
+            done = blocked(sb, [*NEVER, "typing"], *args)
+            assert (args, done.returncode) == (args, 0), done.stderr
+    # The exemptions are in use (else the blocked runs above cover every verb).
+    assert exempted <= TYPING_STILL_IMPORTED_BY
+    # The fresh-interpreter check is real: an exempt module brings typing.
+    for name in sorted(exempted):
+        done = subprocess.run(
+            [sys.executable, "-c", IMPORTING, name], capture_output=True, text=True, check=False
+        )
+        assert (name, done.stdout) == (name, "True\n"), done.stderr
+
+
+def test_run_loads_no_typing_planned_or_reused(sb: sandbox.Sandbox, tmp_path: Path) -> None:
+    """``run`` with typing unimportable: the first run (a fresh per-boot cache: native
+    detection too) plans and keeps its plan, the second reuses it, which it must, as
+    the planner cannot be imported then either."""
+    busybox = str(foreign_busybox("arm64"))
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    argv = [sys.executable, "-c", BLOCKED_RUNNER]
+    verb = ["run", "--arch", "arm64", "--", busybox, "echo", "ran"]
+    kept = runtime / "binfmtctl" / "run-plans"
+    for step, unimportable in [
+        ("planned", ["typing"]),
+        ("reused", ["typing", "binfmtctl.runplan", "binfmtctl.hostfacts"]),
+    ]:
+        done = sb.run(
+            subprocess.run,
+            [*argv, ",".join(unimportable), *verb],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+        assert (step, done.returncode, done.stdout) == (step, 0, "ran\n"), done.stderr
+        assert kept.is_file(), step
+    # Without the kept plan, the second form cannot run: the reuse above was real.
+    kept.unlink()
+    done = sb.run(
+        subprocess.run,
+        [*argv, "typing,binfmtctl.runplan", *verb],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert done.returncode != 0
+    assert "binfmtctl.runplan" in done.stderr
 
 
 # -- the --json renderer's own walk gives json.dumps' text ---------------------------

@@ -9,13 +9,13 @@ leave the name unregistered).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from binfmtctl import binfmt_d, hostfacts
 from binfmtctl.entry import Entry, Handler
 from binfmtctl.errors import BinfmtError, ConfigError, RefusedError
 from binfmtctl.failures import Failure
 from binfmtctl.instance import Instance, name_problem
+from binfmtctl.records import NamedTuple
 
 # What became of a line; the first four count as done.
 REGISTERED, REPLACED, RE_REGISTERED = "registered", "replaced", "re-registered"

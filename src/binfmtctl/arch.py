@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Literal, NamedTuple
 
 from binfmtctl.errors import UnknownArchError
+from binfmtctl.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Literal
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS32, ELFCLASS64 = 1, 2

@@ -26,11 +26,11 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
 
 from binfmtctl import files, rootpath
 from binfmtctl.entry import Entry
 from binfmtctl.errors import BinfmtError, ConfigError, EntryParseError, config_error
+from binfmtctl.records import NamedTuple
 
 BINFMT_D_DIRS = ("/etc/binfmt.d", "/run/binfmt.d", "/usr/local/lib/binfmt.d", "/usr/lib/binfmt.d")
 ADMIN_BINFMT_D = BINFMT_D_DIRS[0]

@@ -14,12 +14,12 @@ arguments, so the two can never disagree.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from binfmtctl import files, rootpath
 from binfmtctl.entry import Entry
 from binfmtctl.errors import ConfigError, EntryParseError, config_error
 from binfmtctl.files import ABSENT, FOREIGN, OURS, Existing, Saved, SavedAction
+from binfmtctl.records import NamedTuple
 from binfmtctl.register_string import unescape
 
 BINFMTS_ADMINDIR = "/var/lib/binfmts"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
-from typing import NamedTuple
 
 from binfmtctl.binfmt_d import (
     ConfFile,
@@ -24,6 +23,7 @@ from binfmtctl.binfmt_d import (
 from binfmtctl.binfmts import BinfmtsFormat, read_binfmts_admin
 from binfmtctl.entry import Entry, Handler
 from binfmtctl.persist import Layout
+from binfmtctl.records import NamedTuple
 
 
 class Role(str, Enum):

@@ -24,7 +24,8 @@ import enum
 import os
 import pwd
 import stat
-from typing import NamedTuple
+
+from binfmtctl.records import NamedTuple
 
 MAX_LINKS = 40  # the kernel's limit on symlinks followed in one lookup (MAXSYMLINKS)
 

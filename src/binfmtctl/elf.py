@@ -13,10 +13,11 @@ import os
 import stat
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
 
 from binfmtctl import arch as _arch
+from binfmtctl.records import NamedTuple
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import BinaryIO, Literal, NoReturn

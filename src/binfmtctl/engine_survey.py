@@ -14,10 +14,14 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from typing import Any, NamedTuple
 
 from binfmtctl.instance import DEFAULT_MOUNTPOINT
 from binfmtctl.namespaces import NamespaceView, Relation, Seen, instance_view, read_text
+from binfmtctl.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 ENGINES = ("docker", "podman")
 

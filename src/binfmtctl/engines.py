@@ -25,16 +25,17 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import subprocess
 
 from binfmtctl import arch as _arch
 from binfmtctl.engine_survey import ENGINES
 from binfmtctl.errors import BinfmtError, EngineError, engine_error
 from binfmtctl.instance import DEFAULT_MOUNTPOINT, Instance, Snapshot
 from binfmtctl.probe_images import ProbeImage, image_archive, oci_platform
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 IMAGE_REPO = "localhost/binfmtctl-probe"
 DEFAULT_TIMEOUT = 120.0  # seconds for one engine command (a cold daemon can be slow)

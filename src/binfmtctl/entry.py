@@ -14,12 +14,9 @@ same parser, so there is one rule book and an invalid ``Entry`` cannot exist.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from typing import Any
 
 from binfmtctl.errors import EntryParseError, NameTooLongError
+from binfmtctl.records import NamedTuple
 from binfmtctl.register_string import (
     BINPRM_BUF_SIZE,
     FLAG_LETTERS,
@@ -30,6 +27,10 @@ from binfmtctl.register_string import (
     normalize_flags,
     scan,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Delimiters tried when writing an entry: ':' first (what everyone writes), then
 # punctuation that cannot be confused with escapes, digits or flag letters.

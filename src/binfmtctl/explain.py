@@ -9,11 +9,15 @@ things -- which is how distro and upstream entries are told apart.
 from __future__ import annotations
 
 import functools
-from typing import Literal, NamedTuple
 
 from binfmtctl import arch as _arch
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.entry import Entry
+from binfmtctl.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Literal
 
 
 class ByteRow(NamedTuple):

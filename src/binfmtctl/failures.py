@@ -6,9 +6,12 @@ Kept apart from :mod:`binfmtctl.errors` so that raising an error (every verb,
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 from binfmtctl.errors import BinfmtError
+from binfmtctl.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Failure(NamedTuple):

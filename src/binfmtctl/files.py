@@ -28,11 +28,11 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from enum import Enum
-from typing import NamedTuple
 
 from binfmtctl import rootpath
 from binfmtctl.errors import ConfigError, ForeignFileError, config_error
 from binfmtctl.namespaces import in_initial_user_namespace
+from binfmtctl.records import NamedTuple
 
 EXAMINE_BYTES = 1 << 16  # what examine reads of a file at most (beyond what would be written)
 DPKG_INFO = "/var/lib/dpkg/info"

@@ -12,7 +12,6 @@ renders the reports.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from binfmtctl import arch as _arch
 from binfmtctl import plan
@@ -20,6 +19,7 @@ from binfmtctl.errors import EXIT_FAILED, BinfmtError, NoSuchEntryError, UsageEr
 from binfmtctl.failures import Failure
 from binfmtctl.instance import Instance, disabled_warning, entry_name
 from binfmtctl.namespaces import changes_reach_host
+from binfmtctl.records import NamedTuple
 
 # Start-up speed: persistence (persist, files, binfmts, binfmt_d) is loaded by the
 # caller that makes a store, and only with --persist; here it is only named.

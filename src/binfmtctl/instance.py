@@ -16,7 +16,6 @@ import functools
 import os
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, NamedTuple
 
 from binfmtctl import namespaces
 from binfmtctl.arch import resolve
@@ -34,8 +33,10 @@ from binfmtctl.errors import (
     register_error,
 )
 from binfmtctl.namespaces import changes_reach_host
+from binfmtctl.records import NamedTuple
 from binfmtctl.syscalls import mount
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from pathlib import Path
 

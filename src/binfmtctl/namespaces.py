@@ -15,7 +15,8 @@ from __future__ import annotations
 import errno
 import os
 from enum import Enum
-from typing import NamedTuple
+
+from binfmtctl.records import NamedTuple
 
 DEFAULT_MOUNTPOINT = "/proc/sys/fs/binfmt_misc"
 # The kernel gives the initial user namespace this fixed inode (PROC_USER_INIT_INO).

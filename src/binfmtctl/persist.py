@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
 
 from binfmtctl import binfmts, files, rootpath
 from binfmtctl.binfmt_d import (
@@ -27,6 +26,11 @@ from binfmtctl.binfmts import BINFMTS_ADMINDIR
 from binfmtctl.entry import Entry
 from binfmtctl.errors import ConfigError, config_error
 from binfmtctl.files import ABSENT, FOREIGN, Saved, SavedAction
+from binfmtctl.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Protocol
 
 
 class Layout(NamedTuple):
@@ -53,25 +57,28 @@ class Layout(NamedTuple):
         return self.binfmt_d[0]
 
 
-class Store(Protocol):
-    """Somewhere an entry is kept so that boot registers it again."""
+# For type checkers only (no typing at run time: start-up); nothing checks a store's kind.
+if TYPE_CHECKING:
 
-    @property
-    def kind(self) -> str:
-        """What --persist calls it."""
-        ...
+    class Store(Protocol):
+        """Somewhere an entry is kept so that boot registers it again."""
 
-    def save(self, entry: Entry, dry_run: bool = False) -> Saved:
-        """Keep ``entry``; refuse (raise) to replace what binfmtctl did not write."""
-        ...
+        @property
+        def kind(self) -> str:
+            """What --persist calls it."""
+            ...
 
-    def forget(self, name: str, dry_run: bool = False) -> Saved:
-        """Stop keeping ``name``; refuse (raise) to remove what binfmtctl did not write."""
-        ...
+        def save(self, entry: Entry, dry_run: bool = False) -> Saved:
+            """Keep ``entry``; refuse (raise) to replace what binfmtctl did not write."""
+            ...
 
-    def ours(self) -> list[str]:
-        """The names binfmtctl keeps here."""
-        ...
+        def forget(self, name: str, dry_run: bool = False) -> Saved:
+            """Stop keeping ``name``; refuse (raise) to remove what binfmtctl did not write."""
+            ...
+
+        def ours(self) -> list[str]:
+            """The names binfmtctl keeps here."""
+            ...
 
 
 class SystemdStore(NamedTuple):

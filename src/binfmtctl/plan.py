@@ -12,14 +12,15 @@ import os
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple
 
 from binfmtctl import interpreters
 from binfmtctl.arch import Arch, Profile
 from binfmtctl.entry import Entry, Handler
 from binfmtctl.errors import NoSuchEntryError, RefusedError, UsageError
+from binfmtctl.records import NamedTuple
 from binfmtctl.register_string import normalize_flags
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from binfmtctl.instance import Instance
 

@@ -34,7 +34,6 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 from binfmtctl import probe_code as _code
 from binfmtctl.arch import CATALOG, ELF_MAGIC, ELFCLASS32, Arch, resolve
@@ -65,6 +64,10 @@ from binfmtctl.probe_code import (
     Insn,
     sparc,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Literal
 
 ET_EXEC, EV_CURRENT, PT_LOAD = 2, 1, 1
 PF_X, PF_R = 1, 4

@@ -8,9 +8,12 @@ kernel's magic/mask decoding and its inverse. ``entry.Entry`` is built on these.
 
 from __future__ import annotations
 
-from typing import NamedTuple, NoReturn
-
 from binfmtctl.errors import EntryParseError, NameTooLongError
+from binfmtctl.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 MIN_REGISTER_LENGTH = 11
 MAX_REGISTER_LENGTH = 1920

@@ -9,13 +9,13 @@ it into advice that fits the caller. Pure: data in, data out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from binfmtctl.advice import Remedy, binfmtctl
 from binfmtctl.find import Finding, Verdict
 from binfmtctl.instance import Snapshot
 from binfmtctl.scan import Group
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from binfmtctl.proving import Outcome
 

@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
 
 from binfmtctl import (
     __version__,
@@ -44,6 +43,10 @@ from binfmtctl.errors import (
     RootfsError,
 )
 from binfmtctl.rootfs_report import CreateReport, EngineTool, Provenance, QemuTool, Smoke
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 TAIL_LINES = 20
 

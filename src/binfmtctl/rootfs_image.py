@@ -12,9 +12,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from typing import Any
 
 from binfmtctl import rootless
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def tar_dir(root: str, out: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any
 
 from binfmtctl import advice, elf, native, probes
 from binfmtctl import arch as _arch
@@ -13,6 +12,10 @@ from binfmtctl import rootfs_plan as rp
 from binfmtctl.errors import BinfmtError, RootfsError, UsageError
 from binfmtctl.instance import Instance, Snapshot
 from binfmtctl.rootpath import resolve_in
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def read_provenance(path: str) -> tuple[str, dict[str, Any]]:

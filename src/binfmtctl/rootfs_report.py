@@ -7,9 +7,12 @@ the root, and ``rootfs create --json``), keys in the order scripts know.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from binfmtctl import rootfs_plan as rp
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
 
 from binfmtctl import arch as _arch
 from binfmtctl import elf
 from binfmtctl.entry import Handler
 from binfmtctl.find import Verdict
 from binfmtctl.instance import Snapshot
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 # -- scan: every ELF file of a tree ---------------------------------------------
 

@@ -7,11 +7,11 @@ resolved before anything is switched, so one bad word changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from binfmtctl.errors import BinfmtError, NoSuchEntryError
 from binfmtctl.failures import Failure
 from binfmtctl.instance import Instance, entry_name
+from binfmtctl.records import NamedTuple
 
 
 class SwitchReport(NamedTuple):

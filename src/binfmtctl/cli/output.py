@@ -28,10 +28,10 @@ here, they are made safe to print:
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from binfmtctl.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TextIO
