@@ -364,8 +364,6 @@ def test_the_import_recorder_names_the_importer(sb: sandbox.Sandbox) -> None:
 #: check below: take it out, and its verbs are then run with typing unimportable.
 TYPING_STILL_IMPORTED_BY = {
     "binfmtctl.cli.status",
-    "binfmtctl.cli.install",
-    "binfmtctl.cli.entries",
 }
 
 # A child that runs the real CLI, then prints the binfmtctl modules it loaded.
