@@ -210,11 +210,14 @@ def dumps(value: Any) -> str:
     With ``indent`` set, json encodes with its pure-Python encoder; here the
     nesting is walked once and every string goes through json's C string
     encoder. Anything but str, int, bool, None, list, tuple and dict (a float,
-    say) is left to json itself, whole. json is imported here, so only
-    ``--json`` pays for it (start-up time).
+    say) is left to json itself, whole. The string encoder is json's own C one
+    (``_json``, what json.encoder uses), so json itself is imported only for
+    such a value (start-up time).
     """
-    from json import dumps as json_dumps
-    from json.encoder import encode_basestring_ascii as quote
+    try:
+        from _json import encode_basestring_ascii as quote
+    except ImportError:  # no C accelerator: json's pure-Python one
+        from json.encoder import encode_basestring_ascii as quote
 
     parts: list[str] = []
     add = parts.append
@@ -261,7 +264,9 @@ def dumps(value: Any) -> str:
 
     if walk(value, ""):
         return "".join(parts)
-    return json_dumps(value, indent=2, sort_keys=False)
+    import json
+
+    return json.dumps(value, indent=2, sort_keys=False)
 
 
 def envelope(result: Result) -> dict[str, Any]:
