@@ -234,13 +234,6 @@ def _known() -> _Known:
     return _Known(exact, samples)
 
 
-@functools.cache
-def _qemu_view(arch: Arch) -> _View:
-    """``arch``'s qemu entry, built the first time an inexact entry is compared with it."""
-    magic, mask = arch.magic_mask(Profile.QEMU)
-    return _View(Entry("x", "M", "/x", magic=magic, mask=mask))
-
-
 def sample_header(arch: Arch) -> bytes:
     """A typical executable's first 256 bytes for ``arch`` (ET_EXEC, zero elsewhere)."""
     found = _known().samples.get(arch)
@@ -258,19 +251,25 @@ def _misfit(entry: Entry, arch: Arch) -> int:
     Computed on the whole span as integers, not byte by byte (status recognises
     every entry whose mask is not one of the catalog's this way).
     """
-    ours = _qemu_view(arch).entry
-    end = max(len(ours.magic), entry.offset + len(entry.magic))
-    a_val, a_mask = _span(ours, end)
-    b_val, b_mask = _span(entry, end)
+    magic, mask = _qemu_magic_mask(arch)
+    end = max(len(magic), entry.offset + len(entry.magic))
+    a_val, a_mask = _span(magic, mask, 0, end)
+    b_val, b_mask = _span(entry.magic, entry.mask, entry.offset, end)
     return (a_mask ^ b_mask).bit_count() + ((a_val ^ b_val) & a_mask & b_mask).bit_count()
 
 
-def _span(entry: Entry, end: int) -> tuple[int, int]:
+@functools.cache
+def _qemu_magic_mask(arch: Arch) -> tuple[bytes, bytes]:
+    """``arch``'s qemu magic and mask, computed the first time an inexact entry needs them."""
+    return arch.magic_mask(Profile.QEMU)
+
+
+def _span(magic: bytes, mask: bytes | None, offset: int, end: int) -> tuple[int, int]:
     """The checked value and the mask of file offsets 0..``end`` as big-endian integers."""
-    size = len(entry.magic)
-    mask = int.from_bytes(entry.mask, "big") if entry.mask is not None else (1 << 8 * size) - 1
-    shift = 8 * (end - entry.offset - size)
-    return (int.from_bytes(entry.magic, "big") & mask) << shift, mask << shift
+    size = len(magic)
+    bits = int.from_bytes(mask, "big") if mask is not None else (1 << 8 * size) - 1
+    shift = 8 * (end - offset - size)
+    return (int.from_bytes(magic, "big") & bits) << shift, bits << shift
 
 
 def recognise(entry: Entry) -> Arch | None:
@@ -289,7 +288,15 @@ def recognise(entry: Entry) -> Arch | None:
         exact = known.exact.get((entry.magic, entry.mask))
         if exact is not None:
             return exact
-    hits = [a for a, sample in known.samples.items() if entry.matches(sample)]
+    # entry.matches(sample) of every sample, with the entry's integers made once
+    size, at = len(entry.magic), entry.offset
+    mask = int.from_bytes(entry.mask, "big") if entry.mask is not None else (1 << 8 * size) - 1
+    want = int.from_bytes(entry.magic, "big") & mask
+    hits = [
+        a
+        for a, sample in known.samples.items()
+        if int.from_bytes(sample[at : at + size], "big") & mask == want
+    ]
     if not hits or len({(a.elf_class, a.data, a.machine) for a in hits}) > 1:
         return None
     return min(hits, key=lambda a: _misfit(entry, a))

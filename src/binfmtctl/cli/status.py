@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from binfmtctl import arch as _arch
-from binfmtctl import boot_report, credentials, engine_survey, host, interpreters, native
+from binfmtctl import boot_report, engine_survey, host, interpreters, native
 from binfmtctl.boot_report import BootReport
 from binfmtctl.cli.output import Result, table
 from binfmtctl.entry import Handler
@@ -181,6 +181,8 @@ def interpreter_problems(
             names = ", ".join(a.name for a in meant)
             out.append(f"interpreter {path} emulates {names}, not {found.name}")
     if "C" in flags:
+        from binfmtctl import credentials  # start-up speed: only entries with C need it
+
         unsafe = credentials.check(path)
         if unsafe is not None:
             out.append(f"C flag with an interpreter others can change: {unsafe}")
