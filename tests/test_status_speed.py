@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from binfmtctl import bootcache, elf, engine_survey, explain, interpreters, sandbox
 from binfmtctl.arch import CATALOG, Arch, Profile
+from binfmtctl.cli import output
 from binfmtctl.entry import Entry
 from conftest import ROOT, foreign_busybox, missing, qemu
 from test_program_interpreter import CLASSES, build
@@ -284,6 +285,44 @@ def test_loads_answers_for_the_cache_files_as_written(tmp_path: Path) -> None:
     bootcache.write_json(where, payload)
     assert bootcache.read_json(where) == {**payload, "key": bootcache.key()}
     assert bootcache.loads(where.read_bytes()) == json.loads(where.read_bytes())
+
+
+# -- --json made safe in the same walk that writes it -----------------------------------
+
+_any_text = st.text(st.characters(exclude_categories=()))  # lone surrogates too
+_safe_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    _any_text,
+    st.sampled_from(["\udcff", "\\xff", "caf\u00e9", "\ud800"]),
+    st.sampled_from(list(Profile)),  # a str enum, as result data holds
+)
+_safe_keys = st.one_of(_any_text, st.sampled_from(["\udcff", "\\xff"]), st.integers(), st.none())
+_safe_documents = st.recursive(
+    _safe_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(_safe_keys, inner, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(deadline=None, max_examples=500)
+@given(_safe_documents)
+def test_safe_dumps_is_dumps_of_json_safe(value: object) -> None:
+    """One walk gives the text of json_safe then dumps: undecodable names as byte lists,
+    keys as json_safe writes (and merges) them, floats and odd keys left to json."""
+    assert output.dumps(value, safe=True) == output.dumps(output.json_safe(value))
+
+
+def test_safe_dumps_merges_keys_as_json_safe_does() -> None:
+    value = {"\udcff": 1, "\\xff": 2, "name": ["a\udcfe", "\u00e9"]}
+    assert output.dumps(value, safe=True) == output.dumps(output.json_safe(value))
+    assert json.loads(output.dumps(value, safe=True)) == {"\\xff": 2, "name": [[97, 254], "\u00e9"]}
 
 
 # -- engines found on PATH as shutil.which finds them ------------------------------------
