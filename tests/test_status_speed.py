@@ -444,9 +444,12 @@ def test_status_module_imports_typing_only_for_type_checkers() -> None:
     assert [n.lineno for n in typing_imports if id(n) not in guarded] == []
 
 
-def test_status_imports_neither_json_shutil_nor_credentials(sb: sandbox.Sandbox) -> None:
+def test_status_imports_neither_json_shutil_typing_re_nor_credentials(
+    sb: sandbox.Sandbox,
+) -> None:
     """With this boot's answers stored, status reads them and writes --json without
-    json; the engine survey needs no shutil; credentials only for an entry with C."""
+    json; the engine survey needs no shutil; nothing of status needs typing or re;
+    credentials only for an entry with C."""
     qemu("qemu-aarch64")
     _install(sb, "arm64")
     for args in (["status"], ["status", "--json"]):
@@ -459,4 +462,5 @@ def test_status_imports_neither_json_shutil_nor_credentials(sb: sandbox.Sandbox)
             if line.startswith("import time:")
         }
         assert "binfmtctl.cli.status" in imported  # the record is real
-        assert imported & {"json", "shutil", "binfmtctl.credentials"} == set(), args
+        unwanted = {"json", "shutil", "typing", "re", "binfmtctl.credentials"}
+        assert imported & unwanted == set(), args
