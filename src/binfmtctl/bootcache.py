@@ -148,8 +148,8 @@ def loads(data: bytes) -> object:
             found, end = make_scanner(_Defaults)(text, 0)  # type: ignore[arg-type]
             if end == len(text):
                 return found
-        except (ImportError, UnicodeDecodeError, StopIteration, ValueError):
-            pass
+        except (ImportError, AttributeError, TypeError, StopIteration, ValueError):
+            pass  # no usable _json scanner here, not UTF-8, or not JSON: json decides
     import json  # start-up speed: only what the fast path leaves
 
     return json.loads(data)
