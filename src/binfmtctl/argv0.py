@@ -30,18 +30,22 @@ CACHED_CODES = frozenset({"kept", "replaced", "probe_failed"})
 Row = dict[str, object]  # {"keeps": bool, "code": str, "detail": str | None}
 
 
-def identity(path: str) -> str | None:
-    """The emulator file's identity as the cache keys it; None if it cannot be looked at."""
-    try:
-        st = os.stat(path)  # the kernel follows symlinks when it opens an F interpreter
-    except OSError:
-        return None
+def identity(path: str, st: os.stat_result | None = None) -> str | None:
+    """The emulator file's identity as the cache keys it; None if it cannot be looked at.
+
+    ``st``: ``os.stat(path)``, when the caller has just made that call itself.
+    """
+    if st is None:
+        try:
+            st = os.stat(path)  # the kernel follows symlinks when it opens an F interpreter
+        except OSError:
+            return None
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def key(arch: str, path: str) -> str | None:
+def key(arch: str, path: str, st: os.stat_result | None = None) -> str | None:
     """The cache key of ``path`` running ``arch`` programs (None: it cannot be looked at)."""
-    ident = identity(path)
+    ident = identity(path, st)
     return None if ident is None else f"{arch} {ident}"
 
 
@@ -89,12 +93,13 @@ def remember(rows: dict[str, Row]) -> None:
     _rows().update(rows)
 
 
-def row(arch: str, path: str) -> Row | None:
+def row(arch: str, path: str, st: os.stat_result | None = None) -> Row | None:
     """The verdict for ``path`` running ``arch`` programs, if found this boot; never probes.
 
     The JSON ``argv0`` of install and status: ``{"keeps", "code", "detail"}``.
+    ``st``: ``os.stat(path)``, when the caller has it.
     """
-    name = key(arch, path)
+    name = key(arch, path, st)
     return None if name is None else _rows().get(name)
 
 

@@ -238,6 +238,16 @@ def program_interpreter(path: str | Path | BinaryIO) -> str | None:
         return None
 
 
+def program_interpreter_at(fd: int, header: bytes) -> str | None:
+    """:func:`program_interpreter` of the regular file open at ``fd``, whose first bytes
+    (``header``) were already read: the program headers are read with pread, so the
+    file is opened once for both (never raises; None where no loader can be read)."""
+    try:
+        return interpreter_in(header[:64], lambda offset, size: os.pread(fd, size, offset))
+    except (OSError, OverflowError, ValueError):
+        return None
+
+
 def interpreter_in(header: bytes, read_at: Callable[[int, int], bytes]) -> str | None:
     """PT_INTERP from an ELF ``header`` (its first 64 bytes), reading more with ``read_at``.
 

@@ -12,7 +12,6 @@ command is run, the answer comes from the daemon's socket (its peer's pid) and
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 
 from binfmtctl.instance import DEFAULT_MOUNTPOINT
@@ -65,6 +64,31 @@ class EngineView(NamedTuple):
         return out
 
 
+def which(name: str, path: str | None) -> str | None:
+    """``shutil.which(name, path=path)`` for a bare command name, as on POSIX.
+
+    shutil brings bz2, lzma, zlib and fnmatch with it: about 3 ms of every status.
+    """
+    if path is None:
+        path = os.environ.get("PATH")
+        if path is None:
+            try:
+                path = os.confstr("CS_PATH")
+            except (AttributeError, ValueError):
+                path = os.defpath
+    if not path:  # PATH='' finds nothing; PATH=':' looks in the working directory
+        return None
+    seen: set[str] = set()
+    for directory in path.split(os.pathsep):
+        if directory in seen:
+            continue
+        seen.add(directory)
+        found = os.path.join(directory, name)
+        if os.path.exists(found) and os.access(found, os.X_OK) and not os.path.isdir(found):
+            return found
+    return None
+
+
 def _docker_socket(env: dict[str, str]) -> str:
     host = env.get("DOCKER_HOST", "")
     if host.startswith("unix://"):
@@ -111,7 +135,7 @@ def survey(
     env = dict(os.environ) if env is None else env
     out: list[EngineView] = []
     for name in ENGINES:
-        binary = shutil.which(name, path=env.get("PATH"))
+        binary = which(name, env.get("PATH"))
         view = EngineView(name, binary)
         if name == "docker":
             view = _survey_docker(view, env, mountpoint)

@@ -256,13 +256,25 @@ class Instance:
         return parse_proc_entry(name, raw)
 
     def entries(self) -> list[Handler]:
-        """Every entry, newest first; entries removed while reading are skipped."""
+        """Every entry, newest first; entries removed while reading are skipped.
+
+        All are read through one fd of the mountpoint, proved binfmt_misc once
+        (as :meth:`names` then :meth:`get` of each would, without re-opening it per entry).
+        """
         out: list[Handler] = []
-        for name in self.names():
+        with self._opened() as root:
             try:
-                out.append(self.get(name))
-            except NoSuchEntryError:
-                continue
+                listing = os.listdir(root)
+            except OSError as err:
+                raise from_oserror(err, "list entries", self.mountpoint) from err
+            for name in listing:
+                if name in CONTROL_FILES:
+                    continue
+                try:
+                    raw = self._read_in(root, check_name(name), f"read entry {name}")
+                except NoSuchEntryError:
+                    continue
+                out.append(parse_proc_entry(name, raw))
         return out
 
     def find(self, name: str) -> Handler | None:
@@ -441,17 +453,21 @@ class Instance:
 
     def _read(self, name: str, action: str) -> bytes:
         with self._opened() as root:
+            return self._read_in(root, name, action)
+
+    def _read_in(self, root: int, name: str, action: str) -> bytes:
+        """The file ``name`` of the mountpoint open (and proved) as ``root``."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
-                try:
-                    chunks = []
-                    while chunk := os.read(fd, 65536):
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-                finally:
-                    os.close(fd)
-            except OSError as err:
-                raise entry_error(err, action, name, self.mountpoint) from err
+                chunks = []
+                while chunk := os.read(fd, 65536):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise entry_error(err, action, name, self.mountpoint) from err
 
 
 def temporary_name(name: str) -> str:

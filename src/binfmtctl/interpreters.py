@@ -171,23 +171,41 @@ class Fitness(_Record):
 
 def fitness(path: str, host_families: Collection[str] | None) -> Fitness:
     """Read ``path`` (never blocking on a FIFO) and :func:`judge` it."""
+    return look(path, host_families)[0]
+
+
+def look(
+    path: str, host_families: Collection[str] | None, loader: bool = False
+) -> tuple[Fitness, str | None]:
+    """:func:`fitness`, and with ``loader`` the file's PT_INTERP read through the same
+    open file (one open per emulator: ``status`` asks both of every entry's).
+
+    The loader is None where :func:`elf.program_interpreter` has none to give: a
+    static program, and a file that is not regular or cannot be read.
+    """
     if "\0" in path:
-        return Fitness(b"", ((Problem.UNREADABLE, "cannot read it: its name contains a NUL byte"),))
+        return (
+            Fitness(b"", ((Problem.UNREADABLE, "cannot read it: its name contains a NUL byte"),)),
+            None,
+        )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
-        return Fitness(b"", ((Problem.UNREADABLE, f"cannot read it: {err.strerror}"),))
+        return Fitness(b"", ((Problem.UNREADABLE, f"cannot read it: {err.strerror}"),)), None
+    found = None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            return Fitness(b"", ((Problem.NOT_REGULAR, "not a regular file"),))
+            return Fitness(b"", ((Problem.NOT_REGULAR, "not a regular file"),)), None
         header = os.read(fd, elf.HEADER_SIZE)
+        if loader:
+            found = elf.program_interpreter_at(fd, header)
     except OSError as err:
-        return Fitness(b"", ((Problem.UNREADABLE, f"cannot read it: {err.strerror}"),))
+        return Fitness(b"", ((Problem.UNREADABLE, f"cannot read it: {err.strerror}"),)), None
     finally:
         os.close(fd)
     header += bytes(elf.HEADER_SIZE - len(header))
-    return Fitness(header, judge(header, info.st_size, host_families))
+    return Fitness(header, judge(header, info.st_size, host_families)), found
 
 
 def inspect(path: str) -> Interpreter:

@@ -178,6 +178,15 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def _utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _json_key(key: Any) -> Any:
     if not isinstance(key, str):
         return key
@@ -204,23 +213,31 @@ def from_json(value: str | list[int]) -> bytes:
     return value.encode("utf-8")
 
 
-def dumps(value: Any) -> str:
+def dumps(value: Any, safe: bool = False) -> str:
     """``json.dumps(value, indent=2)``, the same text, at C speed for strings.
+
+    ``safe``: the text of ``dumps(json_safe(value))`` in the same single walk (a
+    string or a dict's keys are made safe only where they are not ASCII).
 
     With ``indent`` set, json encodes with its pure-Python encoder; here the
     nesting is walked once and every string goes through json's C string
     encoder. Anything but str, int, bool, None, list, tuple and dict (a float,
-    say) is left to json itself, whole. json is imported here, so only
-    ``--json`` pays for it (start-up time).
+    say) is left to json itself, whole. The string encoder is json's own C one
+    (``_json``, what json.encoder uses), so json itself is imported only for
+    such a value (start-up time).
     """
-    from json import dumps as json_dumps
-    from json.encoder import encode_basestring_ascii as quote
+    try:
+        from _json import encode_basestring_ascii as quote
+    except ImportError:  # no C accelerator: json's pure-Python one
+        from json.encoder import encode_basestring_ascii as quote
 
     parts: list[str] = []
     add = parts.append
 
     def walk(v: Any, pad: str) -> bool:
         if isinstance(v, str):
+            if safe and not v.isascii() and not _utf8(v):
+                return walk(json_safe(v), pad)
             add(quote(v))
         elif v is None:
             add("null")
@@ -246,6 +263,8 @@ def dumps(value: Any) -> str:
             if not v:
                 add("{}")
                 return True
+            if safe and not all(isinstance(k, str) and k.isascii() for k in v):
+                v = {_json_key(k): item for k, item in v.items()}  # as json_safe merges them
             inner = pad + "  "
             add("{\n" + inner)
             for i, (key, item) in enumerate(v.items()):
@@ -261,7 +280,9 @@ def dumps(value: Any) -> str:
 
     if walk(value, ""):
         return "".join(parts)
-    return json_dumps(value, indent=2, sort_keys=False)
+    import json
+
+    return json.dumps(json_safe(value) if safe else value, indent=2, sort_keys=False)
 
 
 def envelope(result: Result) -> dict[str, Any]:
@@ -291,13 +312,12 @@ def render(
     _tolerant(out)
     _tolerant(err)
     if as_json:
-        data = json_safe(envelope(result))
         if result.compact:
             import json  # only --json pays for it (start-up time)
 
-            out.write(json.dumps(data, sort_keys=False))
+            out.write(json.dumps(json_safe(envelope(result)), sort_keys=False))
         else:
-            out.write(dumps(data))
+            out.write(dumps(envelope(result), safe=True))  # json_safe in the same walk
         out.write("\n")
         return
     if result.human is not None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from binfmtctl import arch as _arch
-from binfmtctl import boot_report, credentials, elf, engine_survey, host, interpreters, native
+from binfmtctl import boot_report, engine_survey, host, interpreters, native
 from binfmtctl.boot_report import BootReport
 from binfmtctl.cli.output import Result, table
 from binfmtctl.entry import Handler
@@ -14,8 +13,11 @@ from binfmtctl.instance import Instance, disabled_warning
 from binfmtctl.namespaces import changes_reach_host
 from binfmtctl.persist import Layout
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
+
 
 STATUS_SECTIONS = """\
 sections of the output, in order:
@@ -91,17 +93,55 @@ def quick_args(words: list[str]) -> argparse.Namespace | None:
     return read(Verb("status", None, options, {}), words)
 
 
-def entry_problems(handler: Handler, newer: list[Handler]) -> tuple[str | None, list[str]]:
-    """The arch an entry is for, and what is wrong with it, in words."""
+class Seen:
+    """Every interpreter path as status looks at it: once, however many entries name it.
+
+    One stat (does it exist? the argv[0] verdict's key) and one open (its header
+    judged by :func:`interpreters.fitness`, and for an F entry its loader, read
+    through the same open file); ``host_arch`` asked once, not per entry.
+    """
+
+    def __init__(self) -> None:
+        me = host.host_arch()
+        self.families = {me.family} if me else None
+        self._stats: dict[str, os.stat_result | None] = {}
+        self._looks: dict[str, tuple[interpreters.Fitness, str | None, bool]] = {}
+
+    def stat(self, path: str) -> os.stat_result | None:
+        """``os.stat(path)``; None where ``os.path.exists(path)`` is False."""
+        if path not in self._stats:
+            try:
+                self._stats[path] = os.stat(path)
+            except (OSError, ValueError):
+                self._stats[path] = None
+        return self._stats[path]
+
+    def look(self, path: str, loader: bool = False) -> tuple[interpreters.Fitness, str | None]:
+        """The file's fitness here and (``loader``) its PT_INTERP: None if static or
+        unreadable (a FIFO is never read: interpreter_problems says what it is)."""
+        known = self._looks.get(path)
+        if known is None or (loader and not known[2]):
+            fit, found = interpreters.look(path, self.families, loader)
+            known = (fit, found, loader)
+            self._looks[path] = known
+        return known[0], known[1]
+
+
+def entry_problems(
+    handler: Handler, newer: list[Handler], seen: Seen | None = None
+) -> tuple[str | None, list[str]]:
+    """The arch an entry is for, and what is wrong with it, in words (``seen``: the
+    interpreters already looked at by this status)."""
     from binfmtctl.explain import recognise, sample_header
 
+    seen = Seen() if seen is None else seen
     entry = handler.entry
     problems: list[str] = []
     found = recognise(entry)
     if not handler.enabled:
         problems.append("disabled: the kernel skips it")
     path = entry.interpreter
-    if not os.path.exists(path):
+    if seen.stat(path) is None:
         if "F" in entry.flags:
             problems.append(
                 f"interpreter {path} no longer exists (the kernel still holds the file "
@@ -109,12 +149,12 @@ def entry_problems(handler: Handler, newer: list[Handler]) -> tuple[str | None, 
             )
         else:
             problems.append(f"interpreter {path} does not exist: every exec will fail")
-    elif "F" in entry.flags and found is not None and _loader(path):
+    elif "F" in entry.flags and found is not None and seen.look(path, loader=True)[1]:
         problems.append(
             f"interpreter {path} is dynamically linked: with F it still needs its "
             "libraries inside chroots and containers"
         )
-    problems.extend(interpreter_problems(entry.interpreter, entry.flags, found))
+    problems.extend(interpreter_problems(entry.interpreter, entry.flags, found, seen))
     if found is not None:
         sample = sample_header(found)
         for other in newer:
@@ -126,12 +166,14 @@ def entry_problems(handler: Handler, newer: list[Handler]) -> tuple[str | None, 
     return (found.name if found else None), problems
 
 
-def interpreter_problems(path: str, flags: str, found: _arch.Arch | None) -> list[str]:
+def interpreter_problems(
+    path: str, flags: str, found: _arch.Arch | None, seen: Seen | None = None
+) -> list[str]:
     """An interpreter that cannot run here, emulates another arch, or is unsafe with C."""
+    seen = Seen() if seen is None else seen
     out: list[str] = []
-    if os.path.exists(path):  # a missing one is reported above
-        me = host.host_arch()
-        for code, words in interpreters.fitness(path, {me.family} if me else None).problems:
+    if seen.stat(path) is not None:  # a missing one is reported above
+        for code, words in seen.look(path)[0].problems:
             if code is not interpreters.Problem.SCRIPT:  # the kernel runs it by its #! line
                 out.append(f"interpreter {path} cannot run on this machine: {words}")
         meant = interpreters.targets(path)
@@ -139,19 +181,12 @@ def interpreter_problems(path: str, flags: str, found: _arch.Arch | None) -> lis
             names = ", ".join(a.name for a in meant)
             out.append(f"interpreter {path} emulates {names}, not {found.name}")
     if "C" in flags:
+        from binfmtctl import credentials  # start-up speed: only entries with C need it
+
         unsafe = credentials.check(path)
         if unsafe is not None:
             out.append(f"C flag with an interpreter others can change: {unsafe}")
     return out
-
-
-def _loader(path: str) -> str | None:
-    """The interpreter's PT_INTERP; None for a FIFO or an unreadable file (never a hang:
-    interpreter_problems says what it is)."""
-    try:
-        return elf.program_interpreter(path)
-    except OSError:
-        return None
 
 
 def collect(instance: Instance, handlers: list[Handler] | None = None) -> dict[str, Any]:
@@ -176,8 +211,9 @@ def collect(instance: Instance, handlers: list[Handler] | None = None) -> dict[s
         return data
     data["instance"]["enabled"] = instance.enabled()
     handlers = instance.entries() if handlers is None else handlers
+    seen = Seen()
     for index, item in enumerate(handlers):
-        arch_name, problems = entry_problems(item, handlers[:index])
+        arch_name, problems = entry_problems(item, handlers[:index], seen)
         data["entries"].append(
             {
                 "name": item.name,
@@ -185,20 +221,21 @@ def collect(instance: Instance, handlers: list[Handler] | None = None) -> dict[s
                 "enabled": item.enabled,
                 "entry": item.entry.to_dict(),
                 "problems": problems,
-                "argv0": _argv0(arch_name, item.entry.interpreter),
+                "argv0": _argv0(arch_name, item.entry.interpreter, seen),
             }
         )
     return data
 
 
-def _argv0(arch: str | None, interpreter: str) -> dict[str, object] | None:
+def _argv0(arch: str | None, interpreter: str, seen: Seen) -> dict[str, object] | None:
     """Whether the emulator keeps argv[0] behind P, as found this boot (never probed here)."""
-    if arch is None:
+    info = None if arch is None else seen.stat(interpreter)
+    if arch is None or info is None:  # a missing interpreter has no verdict
         return None
     # Start-up speed: one small per-boot file, read only when there are entries.
     from binfmtctl import argv0
 
-    found = argv0.row(arch, interpreter)
+    found = argv0.row(arch, interpreter, info)
     return dict(found) if found is not None else None
 
 
