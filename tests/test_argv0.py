@@ -204,7 +204,7 @@ def test_default_install_is_fp_and_argv0_survives(sb: Any, cache: Path, login_sh
     assert run_in(sb, *dollar0_argv(login_sh)).stdout == "-sh\n"
     # The verdict is kept per boot, keyed by arch and the emulator file's identity.
     st = os.stat(AARCH64_QEMU)
-    key = f"aarch64 {st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    key = f"aarch64 {st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
     assert stored(cache) == {key: {"keeps": True, "code": "kept", "detail": KEPT_DETAIL}}
     # status shows it for the entry (read from the cache, never probed there).
     (entry,) = envelope(cli(sb, "status", "--json"))["data"]["entries"]
@@ -256,7 +256,7 @@ def test_the_cache_is_used_and_follows_the_emulator_file(
     assert decided() == ("PF", {"keeps": True, "code": "kept", "detail": KEPT_DETAIL})
     (key,) = stored(cache)
     st = emulator.stat()
-    assert key == f"aarch64 {st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    assert key == f"aarch64 {st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
     # A verdict planted in the cache is what the next call uses: it did not probe.
     planted = {"keeps": False, "code": "replaced", "detail": "planted"}
     data = json.loads(cache.read_text())
@@ -280,7 +280,8 @@ def test_the_cache_is_used_and_follows_the_emulator_file(
     rows = stored(cache)
     assert rows[key] == planted and len(rows) == 2
     (new,) = set(rows) - {key}
-    assert new.endswith(f":{st.st_mtime_ns + 1_000_000_000}")
+    now = emulator.stat()
+    assert new.endswith(f":{st.st_mtime_ns + 1_000_000_000}:{now.st_ctime_ns}")
 
 
 @pytest.mark.parametrize(
@@ -307,7 +308,7 @@ def test_a_hostile_cache_file_is_ignored(sb: Any, cache: Path, tmp_path: Path, p
         from binfmtctl import bootcache
 
         st = os.stat(AARCH64_QEMU)
-        key = f"aarch64 {st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+        key = f"aarch64 {st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
         bootcache.write_json(
             cache, {"emulators": {key: {"keeps": "yes", "code": "kept"}, "x": [1]}}
         )

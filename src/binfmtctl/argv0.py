@@ -11,7 +11,7 @@ probe proved it (:mod:`binfmtctl.argv0_probe`, which stores its verdicts here).
 
 This module is the hot path (``run``, ``install``): the verdicts kept this
 boot, beside :func:`binfmtctl.native.detect_native`'s answer, keyed by arch
-and the emulator file's identity (device, inode, size, mtime), so a replaced
+and the emulator file's identity (device, inode, size, mtime, ctime), so a replaced
 emulator is probed again. A cold cache costs one probe per emulator, once.
 """
 
@@ -40,7 +40,9 @@ def identity(path: str, st: os.stat_result | None = None) -> str | None:
             st = os.stat(path)  # the kernel follows symlinks when it opens an F interpreter
         except OSError:
             return None
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    # ctime too: a copy (copy2 keeps size and mtime) may get a freed inode number back,
+    # never the old ctime, which no one can set
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def key(arch: str, path: str, st: os.stat_result | None = None) -> str | None:
