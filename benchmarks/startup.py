@@ -233,7 +233,10 @@ def as_user(user: pwd.struct_passwd, *argv: str) -> list[str]:
 
 def rows_user(user: pwd.struct_passwd, runtime: str) -> list[Row]:
     """``run`` as an ordinary user, its default id maps, against the same by hand."""
-    env = ["env", f"PYTHONPATH={ROOT / 'src'}", f"HOME={user.pw_dir}", f"XDG_RUNTIME_DIR={runtime}"]
+    # Its own bytecode cache: the one the other rows use is root's, closed to the user
+    # (Python would compile every module at every start).
+    env = ["env", f"PYTHONPATH={ROOT / 'src'}", f"HOME={user.pw_dir}", f"XDG_RUNTIME_DIR={runtime}",
+           f"PYTHONPYCACHEPREFIX={runtime}/pycache"]  # fmt: skip
     python = [*env, USER_PYTHON]
     floor = as_user(user, *python, "-c", "pass")
     line = register_line("aarch64", QEMU)
