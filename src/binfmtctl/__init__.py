@@ -104,17 +104,19 @@ if TYPE_CHECKING:
 
 # Not seen by type checkers: they read the imports above, so a misspelt name is an error.
 if not TYPE_CHECKING:
+    import sys
 
     def __getattr__(name: str) -> object:
         # `from binfmtctl import signals` asks here first: refuse before importing anything
         if name not in _EXPORTS and name not in _MODULES:
             raise AttributeError(f"module 'binfmtctl' has no attribute {name!r}")
-        from importlib import import_module
-
+        # __import__ and sys.modules, not importlib (start-up: `from binfmtctl import
+        # install` in the CLI comes here too)
+        module = _EXPORTS.get(name, f"binfmtctl.{name}")
+        __import__(module)
+        value = sys.modules[module]
         if name in _EXPORTS:
-            value = getattr(import_module(_EXPORTS[name]), name)
-        else:
-            value = import_module(f"binfmtctl.{name}")
+            value = getattr(value, name)
         globals()[name] = value
         return value
 
