@@ -292,7 +292,9 @@ def test_the_cache_is_used_and_follows_the_emulator_file(
         '{"key": "another boot", "emulators": {}}',
         "not json",
         "forged rows",
+        '{"key": ' + "[" * 100_000 + "]" * 100_000 + "}",  # deeper than Python recurses
     ],
+    ids=["fifo", "symlink", "another boot", "not json", "forged rows", "deep"],
 )
 def test_a_hostile_cache_file_is_ignored(sb: Any, cache: Path, tmp_path: Path, plant: str) -> None:
     qemu("qemu-aarch64")

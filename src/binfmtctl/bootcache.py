@@ -109,7 +109,7 @@ def read_json(where: str | os.PathLike[str]) -> dict[str, object] | None:
         return None
     try:
         stored = loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         return None
     if not isinstance(stored, dict) or stored.get("key") != key():
         return None
