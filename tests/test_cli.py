@@ -145,19 +145,10 @@ def test_only_the_named_verb_is_loaded(argv: list[str], verb: str | None) -> Non
 
 def _argparse_status(argv: list[str]) -> dict[str, object] | None:
     """What the argparse path gives the handler for ``argv`` (None: a usage error)."""
-    from binfmtctl.cli import DEFAULT_MOUNTPOINT, build_parser
-    from binfmtctl.errors import UsageError
+    from test_quick_args import argparse_reading
 
-    parser = build_parser(argv)
-    try:
-        args = parser.parse_args(argv)
-        if getattr(args, "verb", None) is None:
-            args = parser.parse_args([*argv, "status"])
-    except (UsageError, SystemExit):
-        return None
-    args.json = getattr(args, "json", False)
-    args.mountpoint = getattr(args, "mountpoint", DEFAULT_MOUNTPOINT)
-    return {k: v for k, v in vars(args).items() if k != "handler"}
+    reading = argparse_reading(argv)
+    return None if reading is None else {k: v for k, v in reading.items() if k != "handler"}
 
 
 @pytest.mark.parametrize(

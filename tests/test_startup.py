@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from binfmtctl import arch as _arch
 from binfmtctl import hostfacts, interpreters, plan, runplan, sandbox
@@ -32,6 +31,7 @@ from binfmtctl.cli import output
 from binfmtctl.entry import Entry, Handler
 from binfmtctl.explain import _misfit, recognise, sample_header
 from conftest import ROOT, foreign_busybox, qemu
+from json_documents import documents
 
 BINFMT_D = Path("/usr/lib/binfmt.d")
 
@@ -494,28 +494,9 @@ def test_run_loads_no_typing_planned_or_reused(sb: sandbox.Sandbox, tmp_path: Pa
 
 # -- the --json renderer's own walk gives json.dumps' text ---------------------------
 
-_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.floats(allow_nan=True),
-    st.text(st.characters(exclude_categories=())),
-    st.sampled_from(list(Profile)),  # a str enum, as result data holds
-)
-_keys = st.one_of(st.text(st.characters(exclude_categories=())), st.integers(), st.none())
-_documents = st.recursive(
-    _scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4),
-        st.lists(inner, max_size=4).map(tuple),
-        st.dictionaries(_keys, inner, max_size=4),
-    ),
-    max_leaves=30,
-)
-
 
 @settings(deadline=None, max_examples=300)
-@given(_documents)
+@given(documents())
 def test_json_text_is_json_dumps_indent_2(value: object) -> None:
     assert output.dumps(value) == json.dumps(value, indent=2, sort_keys=False)
 
