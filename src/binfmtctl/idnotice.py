@@ -1,7 +1,8 @@
 """The one note ``run`` gives when only uid 0 can be mapped: once per boot, on stderr, with the fix.
 
 Kept apart from :mod:`binfmtctl.idmaps` (which the namespace code imports):
-only a run that says the note needs its words and the per-boot marker.
+only a run that says the note needs its words (the per-boot marker is in
+:mod:`binfmtctl.bootcache`, which every run loads for its kept plan anyway).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from binfmtctl import bootcache
 from binfmtctl.idmaps import SUBGID, SUBUID, Refusal, _read
 
 # Where binfmtctl's own notes go: stderr, also while run --json captures the command's.
@@ -26,8 +28,6 @@ def only_root_notice(refusal: Refusal) -> None:
     """
     if refusal.quiet:
         return
-    from binfmtctl import bootcache  # start-up speed: only a notice needs the boot cache
-
     marker = bootcache.marker("only-root-notice")
     if marker is not None and marker.seen():
         return

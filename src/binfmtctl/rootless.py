@@ -25,7 +25,7 @@ import os
 import stat
 import sys
 
-from binfmtctl import runcache, sandbox, signals
+from binfmtctl import forking, runcache, sandbox, signals
 from binfmtctl.chroot import Bind
 from binfmtctl.errors import CommandNotFoundError, ExecError, SandboxError, UsageError, exec_error
 from binfmtctl.idnotice import NOTICE_FD, only_root_notice
@@ -331,8 +331,6 @@ def call(
     1
     """
     import pickle  # here, not at the top: `binfmtctl run` without --json never needs it
-
-    from binfmtctl import forking  # start-up speed: only a child needs it
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
