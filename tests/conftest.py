@@ -175,6 +175,17 @@ def cli(
     )
 
 
+def registered(box: sandbox.Sandbox) -> None:
+    """Setup: arm64's handler (qemu-aarch64) installed in the box's instance."""
+    assert cli(box, "install", "arm64").returncode == 0
+
+
+def registered_disabled(box: sandbox.Sandbox) -> None:
+    """Setup: arm64's handler installed, then disabled."""
+    registered(box)
+    assert cli(box, "disable", "arm64").returncode == 0
+
+
 def host_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real ``binfmtctl`` command here, outside any sandbox (for the verbs
     that make their own private instance: run, shell, rootfs)."""

@@ -32,7 +32,17 @@ from binfmtctl.arch import resolve
 from binfmtctl.causes import CauseCode
 from binfmtctl.instance import Snapshot
 from binfmtctl.proving import Outcome, OutcomeCode
-from conftest import _NO_SANDBOX, ROOT, cli, exec_result, foreign_busybox, qemu, run_in
+from conftest import (
+    _NO_SANDBOX,
+    ROOT,
+    cli,
+    exec_result,
+    foreign_busybox,
+    qemu,
+    registered,
+    registered_disabled,
+    run_in,
+)
 
 USER = "binfmtctl-test"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -273,17 +283,8 @@ def no_private_instances(box: sandbox.Sandbox) -> None:
     box.run(forbid)
 
 
-def _installed(box: sandbox.Sandbox) -> None:
-    assert cli(box, "install", "arm64").returncode == 0
-
-
-def _disabled(box: sandbox.Sandbox) -> None:
-    _installed(box)
-    assert cli(box, "disable", "arm64").returncode == 0
-
-
 def _instance_off(box: sandbox.Sandbox) -> None:
-    _installed(box)
+    registered(box)
     assert cli(box, "disable", "--instance").returncode == 0
 
 
@@ -303,10 +304,10 @@ WHY_CASES = [
         [f"fix without root: {RUN_HELLO}", "fix as root: sudo binfmtctl install aarch64"],
     ),
     ("user-no-ns", _nothing, "no_handler", ["fix: sudo binfmtctl install aarch64"]),
-    ("root", _disabled, "handler_disabled", ["fix: binfmtctl enable qemu-aarch64"]),
+    ("root", registered_disabled, "handler_disabled", ["fix: binfmtctl enable qemu-aarch64"]),
     (
         "user",
-        _disabled,
+        registered_disabled,
         "handler_disabled",
         [f"fix without root: {RUN_HELLO}", "fix as root: sudo binfmtctl enable qemu-aarch64"],
     ),
@@ -353,7 +354,7 @@ def test_the_suggested_run_command_really_runs(box: sandbox.Sandbox, place: Path
     assert sorted(box.run(os.listdir, MP)) == ["register", "status"]
 
 
-@pytest.mark.parametrize("setup", [_nothing, _disabled, _instance_off])
+@pytest.mark.parametrize("setup", [_nothing, registered_disabled, _instance_off])
 def test_the_suggested_root_fix_really_fixes_it(
     box: sandbox.Sandbox, place: Path, setup: object
 ) -> None:
@@ -501,7 +502,7 @@ def test_status_in_a_private_instance(
     data = json.loads(binfmtctl(box, who, "--json", "status", cwd=place).stdout)["data"]
     assert data["boot_applies"] is False
     # with entries too: no comparison with the host's configuration is shown
-    _installed(box)
+    registered(box)
     shown = binfmtctl(box, who, "status", cwd=place).stdout
     assert shown.splitlines()[-len(PRIVATE_BOOT) :] == PRIVATE_BOOT
     assert "not persisted" not in shown

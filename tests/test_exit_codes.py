@@ -22,7 +22,7 @@ import pytest
 from binfmtctl import sandbox
 from binfmtctl.arch import Profile, resolve
 from binfmtctl.plan import build_entry
-from conftest import _NO_SANDBOX, ROOT, cli, qemu
+from conftest import _NO_SANDBOX, ROOT, cli, qemu, registered, registered_disabled
 
 USER = "binfmtctl-test"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -84,15 +84,6 @@ def as_user(box: sandbox.Sandbox, *args: str) -> subprocess.CompletedProcess[str
         "env", f"PYTHONPATH={ROOT / 'src'}", "HOME=/", SYSTEM_PYTHON, "-m", "binfmtctl", *args
     )
     return box.run(subprocess.run, argv, capture_output=True, text=True, check=False, cwd="/")
-
-
-def registered(box: sandbox.Sandbox) -> None:
-    assert cli(box, "install", "arm64").returncode == 0
-
-
-def registered_disabled(box: sandbox.Sandbox) -> None:
-    registered(box)
-    assert cli(box, "disable", "arm64").returncode == 0
 
 
 def nothing(box: sandbox.Sandbox) -> None:
