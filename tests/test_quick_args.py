@@ -29,7 +29,7 @@ from binfmtctl.cli import entries, install, quick, status
 from binfmtctl.errors import UsageError
 from conftest import qemu
 
-QUICK_TABLES: dict[str, quick.Verb] = {**install.QUICK, **entries.QUICK}
+QUICK_TABLES: dict[str, quick.Verb] = {**install.QUICK, **entries.QUICK, **status.QUICK}
 
 
 def argparse_reading(argv: list[str]) -> dict[str, Any] | None:
@@ -48,16 +48,9 @@ def argparse_reading(argv: list[str]) -> dict[str, Any] | None:
 
 
 def quick_reading(argv: list[str]) -> dict[str, Any] | None:
-    """What cli._dispatch reads without argparse for ``argv`` (None: left to argparse).
-
-    status's reading has no handler (its branch calls status.handle); it is
-    added here so that every attribute is compared.
-    """
+    """What cli._dispatch reads without argparse for ``argv`` (None: left to argparse)."""
     ours = argv[: argv.index("--")] if "--" in argv else argv
     verb = cli._verb_in(ours)
-    if verb == "status":
-        read = status.quick_args(argv)
-        return None if read is None else {**vars(read), "handler": status.handle}
     if verb in cli.QUICK_VERBS:
         read = quick.read(QUICK_TABLES[verb], argv)
         return None if read is None else vars(read)
@@ -237,25 +230,13 @@ def _kind(action: Any) -> str:
     return quick.VALUE
 
 
-@pytest.mark.parametrize("verb", [*QUICK_TABLES, "status"])
+@pytest.mark.parametrize("verb", list(QUICK_TABLES))
 def test_each_table_knows_every_option_of_its_parser(verb: str) -> None:
     """An option added to a hot verb's parser and not to its table fails here."""
     import argparse
 
     parser = _subparser(verb)
-    if verb == "status":  # status's table: QUICK_OPTIONS, read through the same reader
-        table = quick.Verb(
-            "status",
-            None,
-            {
-                n: quick.Option(quick.VALUE if v else quick.FLAG)
-                for n, v in status.QUICK_OPTIONS.items()
-                if n not in quick.COMMON
-            },
-            {"handler": status.handle},
-        )
-    else:
-        table = QUICK_TABLES[verb]
+    table = QUICK_TABLES[verb]
     seen = set()
     for action in parser._actions:
         if not action.option_strings:

@@ -47,7 +47,7 @@ _OPTIONS_WITH_VALUE = frozenset({"--mountpoint"})
 # it reports a usage error found before the verb starts.
 _JSON_LINES = frozenset({"agent"})
 # Verbs whose plain forms binfmtctl.cli.quick reads from their module's QUICK table.
-QUICK_VERBS = frozenset({"install", "uninstall", "enable", "disable"})
+QUICK_VERBS = frozenset({"status", "install", "uninstall", "enable", "disable"})
 
 
 def _verbs(argv: Sequence[str] = ()) -> list[ModuleType]:
@@ -186,7 +186,7 @@ def _dispatch(args_list: list[str], ours: list[str]) -> Result:
         done = rootless.main(args_list)
         if done is not None:
             return done
-    if verb in QUICK_VERBS:  # their plain forms from a table: provisioning scripts run them
+    if verb in QUICK_VERBS:  # their plain forms from a table: scripts and prompts run them
         from binfmtctl.cli.quick import read
 
         module = f"binfmtctl.cli.{VERBS[verb]}"
@@ -196,12 +196,6 @@ def _dispatch(args_list: list[str], ours: list[str]) -> Result:
         if plain is not None:
             handled: Result = plain.handler(plain)
             return handled
-    if verb == "status":  # its plain forms too: scripts and prompts call it often
-        from binfmtctl.cli import status
-
-        quick = status.quick_args(args_list)
-        if quick is not None:
-            return status.handle(quick)
     parser = build_parser(ours)
     args = parser.parse_args(args_list)
     if getattr(args, "verb", None) is None:

@@ -7,6 +7,7 @@ import os
 from binfmtctl import arch as _arch
 from binfmtctl import boot_report, engine_survey, host, interpreters, native
 from binfmtctl.boot_report import BootReport
+from binfmtctl.cli import quick
 from binfmtctl.cli.output import Result, table
 from binfmtctl.entry import Handler
 from binfmtctl.instance import Instance, disabled_warning
@@ -39,7 +40,7 @@ With --boot only what boot would register is shown.
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    import argparse  # start-up speed: only when the parser is built (see quick_args)
+    import argparse  # start-up speed: only when the parser is built (see QUICK)
 
     p = sub.add_parser(
         "status",
@@ -66,31 +67,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "every path resolved inside DIR as a chroot would (interpreters too)",
     )
     p.set_defaults(handler=handle)
-
-
-#: status's options and whether each takes a value: the words :func:`quick_args`
-#: reads without argparse. tests/test_cli.py checks it against the parser above.
-QUICK_OPTIONS = {"--json": False, "--mountpoint": True, "--boot": False, "--root": True}
-
-
-def quick_args(words: list[str]) -> argparse.Namespace | None:
-    """``words`` read as argparse would, when they are status's plainest forms; else None.
-
-    `status` and `status --json` run in scripts and prompts, and building the
-    argparse parser costs about as much as the rest of status. The words are
-    read by :func:`binfmtctl.cli.quick.read` from the table above; anything
-    else (help, a prefix, an unknown word, a missing value) returns None and
-    goes to argparse, with its messages.
-    """
-    # Start-up speed: the reader is tiny, and only plain forms need it.
-    from binfmtctl.cli.quick import COMMON, FLAG, VALUE, Option, Verb, read
-
-    options = {
-        name: Option(VALUE if takes else FLAG)
-        for name, takes in QUICK_OPTIONS.items()
-        if name not in COMMON
-    }
-    return read(Verb("status", None, options, {}), words)
 
 
 class Seen:
@@ -453,3 +429,15 @@ def file_problems(cfg: dict[str, Any]) -> list[str]:
     """Files and directories that could not be read (each registers nothing at boot)."""
     out: list[str] = [f["problem"] for f in cfg["files"] if f.get("problem")]
     return out + list(cfg.get("unreadable", []))
+
+
+#: status's options as :mod:`binfmtctl.cli.quick` reads its plain forms without
+#: argparse (the same as :func:`register`'s; tests/test_quick_args.py).
+QUICK = {
+    "status": quick.Verb(
+        "status",
+        None,
+        {"--boot": quick.Option(quick.FLAG), "--root": quick.Option(quick.VALUE)},
+        {"handler": handle},
+    ),
+}
