@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from binfmtctl import bootcache, elf, engine_survey, explain, interpreters, sandbox
+from binfmtctl import bootcache, elf, explain, interpreters, pathsearch, sandbox
 from binfmtctl.arch import CATALOG, Arch, Profile
 from binfmtctl.cli import output
 from binfmtctl.entry import Entry
@@ -340,10 +340,10 @@ def test_which_finds_what_shutil_which_finds(
     ]
     for path in paths:
         for name in ("docker", "podman"):
-            assert engine_survey.which(name, path) == shutil.which(name, path=path), (path, name)
-    assert engine_survey.which("docker", f"{a}:{b}:{c}") == f"{c}/docker"
+            assert pathsearch.which(name, path) == shutil.which(name, path=path), (path, name)
+    assert pathsearch.which("docker", f"{a}:{b}:{c}") == f"{c}/docker"
     monkeypatch.delenv("PATH")
-    assert engine_survey.which("docker", None) == shutil.which("docker")
+    assert pathsearch.which("docker", None) == shutil.which("docker")
 
 
 # -- recognise's distance on integers --------------------------------------------------

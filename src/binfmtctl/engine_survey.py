@@ -16,6 +16,7 @@ import struct
 
 from binfmtctl.instance import DEFAULT_MOUNTPOINT
 from binfmtctl.namespaces import NamespaceView, Relation, Seen, instance_view, read_text
+from binfmtctl.pathsearch import which
 from binfmtctl.records import NamedTuple
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -62,31 +63,6 @@ class EngineView(NamedTuple):
         if self.socket is not None:
             out["socket"] = self.socket
         return out
-
-
-def which(name: str, path: str | None) -> str | None:
-    """``shutil.which(name, path=path)`` for a bare command name, as on POSIX.
-
-    shutil brings bz2, lzma, zlib and fnmatch with it: about 3 ms of every status.
-    """
-    if path is None:
-        path = os.environ.get("PATH")
-        if path is None:
-            try:
-                path = os.confstr("CS_PATH")
-            except (AttributeError, ValueError):
-                path = os.defpath
-    if not path:  # PATH='' finds nothing; PATH=':' looks in the working directory
-        return None
-    seen: set[str] = set()
-    for directory in path.split(os.pathsep):
-        if directory in seen:
-            continue
-        seen.add(directory)
-        found = os.path.join(directory, name)
-        if os.path.exists(found) and os.access(found, os.X_OK) and not os.path.isdir(found):
-            return found
-    return None
 
 
 def _docker_socket(env: dict[str, str]) -> str:

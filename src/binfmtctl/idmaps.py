@@ -13,6 +13,7 @@ import os
 
 from binfmtctl.errors import SandboxError
 from binfmtctl.forking import stop_child
+from binfmtctl.pathsearch import which
 
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 
@@ -50,15 +51,6 @@ def _subordinate_range(path: str, uid: int, name: str | None = None) -> tuple[in
             start, count = int(parts[1]), int(parts[2])
             if count >= FULL_ID_COUNT - 1:
                 return start, FULL_ID_COUNT - 1
-    return None
-
-
-def which(name: str) -> str | None:
-    """``shutil.which`` for a program name, without importing shutil (start-up speed)."""
-    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        path = os.path.join(directory or ".", name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
     return None
 
 
